@@ -1,0 +1,69 @@
+"""Compile-or-interpret switch for the kernel model's hot path.
+
+The allocator core is written once in the numba subset. With numba available and
+neither ``CMASIM_JIT=0`` nor ``NUMBA_DISABLE_JIT=1`` in the environment, `kjit`
+compiles a function with ``numba.njit(cache=True)``; otherwise the same source runs
+as plain Python, which is the debuggable reference (design.md, decision 1).
+
+Numba's cache key does not cover constants imported from other modules, nor other
+files of the core (performance-notes.md, pitfall 2), so `_wipe_stale_cache` hashes
+every source file of the compiled core and removes numba's cache files when that
+hash changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+JIT = os.environ.get("CMASIM_JIT", "1") != "0" and os.environ.get("NUMBA_DISABLE_JIT", "0") != "1"
+
+_PKG = Path(__file__).resolve().parent.parent
+# Every file whose functions are compiled, or whose constants they read.
+_CORE_FILES = ("mm/mmzone.py", "mm/freelist.py", "mm/page_alloc.py", "mm/pcp.py", "mm/alloc_pages.py", "mm/debug.py", "workload/churn.py", "engine_core.py")
+
+
+def _wipe_stale_cache() -> None:
+    h = hashlib.sha256()
+    for rel in _CORE_FILES:
+        p = _PKG / rel
+        if p.exists():
+            h.update(p.read_bytes())
+    digest = h.hexdigest()[:16]
+    stamp = _PKG / "__pycache__" / "cmasim-core.hash"
+    try:
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        for rel in _CORE_FILES:
+            cache_dir = (_PKG / rel).parent / "__pycache__"
+            if cache_dir.is_dir():
+                for f in cache_dir.iterdir():
+                    if f.suffix in (".nbi", ".nbc"):
+                        f.unlink(missing_ok=True)
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(digest)
+    except OSError:
+        # A read-only install: numba falls back to its own cache locator.
+        pass
+
+
+if JIT:
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a hard dependency, but stay usable
+        JIT = False
+
+if JIT:
+    _wipe_stale_cache()
+    import numba
+
+    def kjit(fn):
+        """Compile `fn` with numba (cached, nogil); see module docstring."""
+        return numba.njit(cache=True, nogil=True)(fn)
+
+else:
+
+    def kjit(fn):
+        """Interpreted mode: return `fn` unchanged."""
+        return fn

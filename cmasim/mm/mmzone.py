@@ -1,0 +1,229 @@
+"""Geometry, migratetypes and the packed state layout (include/linux/mmzone.h).
+
+Kernel: include/linux/mmzone.h, include/linux/pageblock-flags.h, include/linux/gfp_types.h.
+
+The whole allocator state lives in two flat arrays so that the compiled core gets few
+arguments (performance-notes.md, "Why naive numba is slow"):
+
+* ``S`` (int32): ``NEXT[nodes] | PREV[nodes] | PINFO[N] | PB[nr_pageblocks]``.
+  ``nodes = N + nr_lists``: one slot per page plus one sentinel per list, so every free
+  list and every per-CPU list is an intrusive doubly-linked list threaded through the
+  same two arrays (a page is on at most one list). O(1) add-head, add-tail, remove-any.
+* ``C`` (int64): a header of offsets, then per-zone structs, per-CPU pagesets, per-list
+  block counts, vmstat counters and the policy record.
+
+All constants are plain module-level ints so numba freezes them at compile time (the
+source hash in `cmasim.mm.jit` wipes the cache when they change).
+"""
+
+from __future__ import annotations
+
+# --- geometry (x86-64, 4 KiB pages) -------------------------------------------------
+PAGE_SHIFT = 12
+PAGE_SIZE = 4096
+MAX_PAGE_ORDER = 10
+NR_PAGE_ORDERS = 11
+PAGEBLOCK_ORDER = 9
+PAGEBLOCK_NR_PAGES = 512
+PAGE_ALLOC_COSTLY_ORDER = 3
+HPAGE_PMD_ORDER = 9
+PCP_BATCH_SCALE_MAX = 5  # CONFIG_PCP_BATCH_SCALE_MAX
+
+# --- migratetypes, numbered as mainline prints them (CONFIG_CMA, CONFIG_MEMORY_ISOLATION)
+MIGRATE_UNMOVABLE = 0
+MIGRATE_MOVABLE = 1
+MIGRATE_RECLAIMABLE = 2
+MIGRATE_PCPTYPES = 3
+MIGRATE_HIGHATOMIC = 3
+MIGRATE_CMA = 4
+MIGRATE_ISOLATE = 5
+MIGRATE_TYPES = 6
+MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+
+# --- zones (kernel zone indices) ------------------------------------------------------
+ZONE_DMA = 0
+ZONE_DMA32 = 1
+ZONE_NORMAL = 2
+ZONE_MOVABLE = 3
+MAX_NR_ZONES = 4
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
+ZONE_BELOW_HIGH = 1  # zone->flags bit values used here
+ZONE_BOOSTED_WATERMARK = 2
+ZONE_RECLAIM_ACTIVE = 4
+
+# --- GFP bits (include/linux/gfp_types.h, v6.12 layout, no KASAN/LOCKDEP) ------------
+GFP_DMA_ = 0x01
+GFP_HIGHMEM_ = 0x02
+GFP_DMA32_ = 0x04
+GFP_MOVABLE_ = 0x08
+GFP_RECLAIMABLE_ = 0x10
+GFP_HIGH_ = 0x20
+GFP_IO_ = 0x40
+GFP_FS_ = 0x80
+GFP_ZERO_ = 0x100
+GFP_DIRECT_RECLAIM_ = 0x400
+GFP_KSWAPD_RECLAIM_ = 0x800
+GFP_WRITE_ = 0x1000
+GFP_NOWARN_ = 0x2000
+GFP_RETRY_MAYFAIL_ = 0x4000
+GFP_NOFAIL_ = 0x8000
+GFP_NORETRY_ = 0x10000
+GFP_MEMALLOC_ = 0x20000
+GFP_COMP_ = 0x40000
+GFP_NOMEMALLOC_ = 0x80000
+GFP_HARDWALL_ = 0x100000
+GFP_THISNODE_ = 0x200000
+GFP_ACCOUNT_ = 0x400000
+GFP_CMA_ = 0x8000000  # Android's out-of-tree __GFP_CMA (bit chosen above the mainline ones)
+
+# --- alloc flags (mm/internal.h) -------------------------------------------------------
+ALLOC_WMARK_MIN = 0x0
+ALLOC_WMARK_LOW = 0x1
+ALLOC_WMARK_HIGH = 0x2
+ALLOC_WMARK_MASK = 0x3
+ALLOC_NO_WATERMARKS = 0x4
+ALLOC_OOM = 0x8
+ALLOC_NON_BLOCK = 0x10
+ALLOC_MIN_RESERVE = 0x20
+ALLOC_CPUSET = 0x40
+ALLOC_CMA = 0x80
+ALLOC_NOFRAGMENT = 0x100
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_KSWAPD = 0x800
+ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+
+# --- per-page info word PINFO[pfn] ----------------------------------------------------
+# bits 0-3 order, bits 4-5 state, bits 6-8 aux migratetype, bits 9-31 list id.
+PG_TAIL = 0  # not the head of a block (or never initialised)
+PG_BUDDY = 1  # head of a free block on a buddy free list (PageBuddy)
+PG_PCP = 2  # head of a block on a per-CPU list
+PG_ALLOC = 3  # head of an allocated block; aux = gfp migratetype of the request
+PI_ORDER_MASK = 0xF
+PI_STATE_SHIFT = 4
+PI_AUX_SHIFT = 6
+PI_LIST_SHIFT = 9
+
+# --- per-pageblock word PB[pb] ---------------------------------------------------------
+# bits 0-2 migratetype, bit 3 isolate (v6.17+ standalone bit), bit 4 compaction skip,
+# bits 8-11 zone slot (index into the zone structs).
+PB_MT_MASK = 0x7
+PB_ISOLATE = 0x8
+PB_SKIP = 0x10
+PB_ZONE_SHIFT = 8
+
+# --- list ids -----------------------------------------------------------------------------
+# Per zone: NR_PAGE_ORDERS * MIGRATE_TYPES buddy lists, then nr_cpus * NR_PCP_LISTS_MAX.
+NR_BUDDY_LISTS = NR_PAGE_ORDERS * MIGRATE_TYPES
+NR_PCP_LISTS_MAX = 20
+
+# --- C header -----------------------------------------------------------------------------
+H_N = 0  # number of pages (pfn range [0, N))
+H_NZONES = 1
+H_NCPU = 2
+H_NLISTS = 3
+H_LPZ = 4  # lists per zone
+H_PREV = 5  # offset of PREV in S
+H_PINFO = 6
+H_PB = 7
+H_NPB = 8
+H_ZONE = 9  # offset of zone structs in C
+H_PCP = 10
+H_LCNT = 11
+H_VM = 12
+H_POL = 13
+H_RNG = 14
+H_TRACE_ON = 15
+H_TRACE_N = 16
+H_TRACE_CAP = 17
+H_NOW = 18
+H_TRACE_LOST = 19
+H_CPU = 20  # CPU of the event being processed (for trace records)
+H_TRACE_BASE = 21  # offset of the trace buffer inside C
+H_RMQM = 22  # scratch: enum rmqueue_mode carried across one rmqueue_bulk()
+H_LAST_MT = 23  # scratch: free-list type the last __rmqueue() block came from
+H_DRAINED = 24  # scratch: slow path already drained all PCPs for this allocation
+H_SIZE = 32
+
+# --- zone struct (ZS int64 slots each) ---------------------------------------------------
+Z_START = 0
+Z_END = 1
+Z_IDX = 2  # kernel zone index (ZONE_DMA32, ZONE_NORMAL, ...)
+Z_MANAGED = 3
+Z_WMARK_MIN = 4
+Z_WMARK_LOW = 5
+Z_WMARK_HIGH = 6
+Z_WMARK_PROMO = 7
+Z_BOOST = 8
+Z_NR_FREE = 9  # NR_FREE_PAGES
+Z_NR_FREE_CMA = 10  # NR_FREE_CMA_PAGES
+Z_NR_FREE_HIGHATOMIC = 11
+Z_NR_FREE_BLOCKS = 12  # NR_FREE_PAGES_BLOCKS (v6.15+)
+Z_FLAGS = 13
+Z_NR_ISOLATE_PB = 14
+Z_CMA_PAGES = 15
+Z_BATCH = 16
+Z_HIGH_MIN = 17
+Z_HIGH_MAX = 18
+Z_STAT_THRESHOLD = 19
+Z_LOWMEM = 20  # lowmem_reserve[MAX_NR_ZONES]
+Z_AREA = 24  # free_area[o].nr_free, NR_PAGE_ORDERS slots
+Z_PRESENT = 35
+ZS = 40
+
+# --- per-CPU pageset struct (PS slots) ---------------------------------------------------
+P_COUNT = 0
+P_HIGH = 1
+P_FREE_COUNT = 2  # v6.7+ free_count
+P_ALLOC_FACTOR = 3
+P_FLAGS = 4
+P_FREE_FACTOR = 5  # v6.1 free_factor
+PS = 8
+PCPF_PREV_FREE_HIGH_ORDER = 1
+PCPF_FREE_HIGH_BATCH = 2
+
+# --- vmstat / event counters (VM_* slots after C[H_VM]) -----------------------------------
+VM_PGALLOC = 0  # 4 slots, one per kernel zone index: pgalloc_dma, _dma32, _normal, _movable
+VM_PGFREE = 4
+VM_ALLOC_EVENTS = 5  # __alloc_pages calls
+VM_ALLOC_FAIL = 6
+VM_FREE_EVENTS = 7
+VM_PCP_ALLOC_HITS = 8  # served from a per-CPU list without a refill
+VM_PCP_REFILLS = 9  # rmqueue_bulk calls
+VM_PCP_REFILL_PAGES = 10
+VM_PCP_DRAINS = 11  # free_pcppages_bulk calls
+VM_PCP_DRAIN_PAGES = 12
+VM_BUDDY_ALLOCS = 13  # rmqueue_buddy calls that returned a page
+VM_ZONE_LOCK = 14  # zone->lock acquisitions (buddy alloc, refill, drain, direct free)
+VM_MERGES = 15
+VM_SPLITS = 16
+VM_EXTFRAG = 17  # mm_page_alloc_extfrag events (claims + steals)
+VM_CLAIMS = 18  # whole-block claims (block type changed)
+VM_STEALS = 19  # single-block steals
+VM_CMA_ALLOCS = 20  # blocks taken from MIGRATE_CMA free lists
+VM_PCP_FREES = 21  # frees that went to a per-CPU list
+VM_DRAIN_ALL = 22  # drain_all_pages calls
+VM_SLOWPATH = 23  # allocations that entered the slow path
+VM_WMARK_FAIL = 24  # zone skipped by the watermark test
+VM_NOFRAG_RETRY = 25  # get_page_from_freelist retries without ALLOC_NOFRAGMENT
+VM_PGALLOC_PAGES = 26  # pages allocated (all zones)
+NR_VM = 32
+
+# --- policy record (PL_* slots after C[H_POL]) --------------------------------------------
+PL_VERSION = 0  # 601 = linux-6.1 rules, 618 = linux-6.18 rules
+PL_CMA_NUM = 1  # CMA balancing: CMA first if free_cma > free * NUM / DEN
+PL_CMA_DEN = 2
+PL_NOFRAGMENT = 3  # 1 = kernel rule (alloc_flags_nofragment), 0 = never
+PL_DEFRAG_MODE = 4  # vm.defrag_mode (v6.15+): NOFRAGMENT always
+PL_BOOST_FACTOR = 5  # watermark_boost_factor
+PL_NR_PCP_LISTS = 6
+PL_PCP_PINDEX = 8  # order_to_pindex table: NR_PAGE_ORDERS * MIGRATE_TYPES slots (-1: not PCP)
+PL_FALLBACK = PL_PCP_PINDEX + NR_PAGE_ORDERS * MIGRATE_TYPES  # fallbacks[3][2]
+PL_SIZE = PL_FALLBACK + 8
+
+# --- trace records (TR int64 slots each) ---------------------------------------------------
+TR_SIZE = 10  # kind, time, cpu, pfn, f0, f1, f2, f3, f4, f5
+TR_MM_PAGE_ALLOC = 1  # pfn(-1 = failed), order, migratetype, gfp
+TR_MM_PAGE_FREE = 2  # pfn, order
+TR_MM_PAGE_ALLOC_ZONE_LOCKED = 3  # pfn, order, migratetype, percpu_refill
+TR_MM_PAGE_PCPU_DRAIN = 4  # pfn, order, migratetype
+TR_MM_PAGE_ALLOC_EXTFRAG = 5  # pfn, alloc_order, fallback_order, alloc_mt, fallback_mt, change_ownership

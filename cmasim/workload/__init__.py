@@ -1,0 +1,1 @@
+"""Workload generators: they produce events for the engine; they never touch mm state directly."""
