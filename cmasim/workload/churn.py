@@ -95,3 +95,28 @@ def churn(S, C, W, n):
             free_pages(S, C, cpu, p)
             W[W_FREES] += 1
     return n
+
+
+def churn_params(machine, *, target_usage=0.80, p_order0=0.80, p_order13=0.15, high_order=9,
+                 p_movable=0.70, p_unmovable=0.20, dt_ns=1000, capacity=None, gfp=None):
+    """Build the W array for `churn` (Python side; not compiled)."""
+    import numpy as np
+
+    from cmasim import gfp as g
+
+    managed = machine.n_pages
+    cap = capacity if capacity is not None else managed + 16
+    W = np.zeros(W_HDR + cap, dtype=np.int64)
+    gfps = {"movable": g.GFP_HIGHUSER_MOVABLE, "unmovable": g.GFP_KERNEL,
+            "reclaimable": g.GFP_KERNEL | g.BITS["__GFP_RECLAIMABLE"],
+            "high_order_movable": g.GFP_HIGHUSER_MOVABLE | g.BITS["__GFP_COMP"]}
+    gfps.update(gfp or {})
+    vals = {W_TARGET_PERMILLE: round(target_usage * 1000), W_P_ORDER0: round(p_order0 * 1000),
+            W_P_ORDER13: round(p_order13 * 1000), W_P_MOVABLE: round(p_movable * 1000),
+            W_P_UNMOVABLE: round(p_unmovable * 1000), W_NCPU: machine.cfg.nr_cpus, W_DT_NS: dt_ns,
+            W_GFP_MOVABLE: gfps["movable"], W_GFP_UNMOVABLE: gfps["unmovable"],
+            W_GFP_RECLAIMABLE: gfps["reclaimable"], W_GFP_HIGH_ORDER_MOVABLE: gfps["high_order_movable"],
+            W_MANAGED: managed, W_HIGH_ORDER: high_order}
+    for k, v in vals.items():
+        W[k] = v
+    return W
