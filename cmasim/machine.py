@@ -63,6 +63,7 @@ class MachineConfig:
     percpu_pagelist_high_fraction: int = 0
     pcp_free_high_batch: bool = True  # PCPF_FREE_HIGH_BATCH (large cache slice per CPU)
     trace_capacity: int = 0  # trace records kept before a flush; 0 = tracing off
+    cma_areas: list[tuple[str, int, int, int]] = field(default_factory=list)  # (name, base_pfn, count, order_per_bit)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -114,6 +115,7 @@ class Machine:
         self.S, self.C = S, C
         self._write_policy()
         self._setup_zones()
+        self._init_cma_reserved_pageblocks()
         start = 0
         for z, (_, pages) in enumerate(cfg.zones):
             free_pages_core_range(S, C, z, start, start + pages)
@@ -172,6 +174,23 @@ class Machine:
             pb0, pb1 = start >> mz.PAGEBLOCK_ORDER, (start + pages) >> mz.PAGEBLOCK_ORDER
             S[int(C[mz.H_PB]) + pb0:int(C[mz.H_PB]) + pb1] = mz.MIGRATE_MOVABLE | (z << mz.PB_ZONE_SHIFT)
             start += pages
+
+    def _init_cma_reserved_pageblocks(self) -> None:
+        """cma_activate_area()/init_cma_reserved_pageblock(): the area's pageblocks become
+        MIGRATE_CMA before boot memory is freed, so they reach the buddy as CMA blocks."""
+        S, C = self.S, self.C
+        pb = int(C[mz.H_PB])
+        for _name, base, count, _opb in self.cfg.cma_areas:
+            for b in range(base >> mz.PAGEBLOCK_ORDER, (base + count) >> mz.PAGEBLOCK_ORDER):
+                S[pb + b] = (S[pb + b] & ~mz.PB_MT_MASK) | mz.MIGRATE_CMA
+            z = self.zone_of(base)
+            C[int(C[mz.H_ZONE]) + z * mz.ZS + mz.Z_CMA_PAGES] += count
+
+    def zone_of(self, pfn: int) -> int:
+        for z in range(self.nr_zones):
+            if self.zone_field(z, mz.Z_START) <= pfn < self.zone_field(z, mz.Z_END):
+                return z
+        raise ValueError(f"pfn {pfn} outside memory")
 
     # --- per-call helpers (slow in compiled mode; for tests and small tools) ----------------------
     def alloc(self, order: int, gfp: int, cpu: int = 0) -> int:

@@ -1,0 +1,235 @@
+"""Scenario files: TOML describing the machine, its CMA areas and the workload.
+
+Validation is strict (pydantic, unknown keys forbidden): a bad file gets a `ScenarioError`
+naming the file, the key path and the problem, never a traceback. Built-in scenarios ship
+in `cmasim/scenarios/*.toml`; each starts with a `description`.
+
+Physical layout (a simplification, docs/model.md): zones are laid out back to back from
+pfn 0 in kernel order, without the PCI hole. A CMA area is placed as the kernel's
+cma_declare_contiguous_nid() does by default: at the start of ZONE_NORMAL when there is
+memory above 4 GiB (bottom-up), else at the top of the highest zone (top-down), or at an
+explicit `base`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from cmasim.mm import mmzone as mz
+
+PAGEBLOCK_BYTES = mz.PAGEBLOCK_NR_PAGES * mz.PAGE_SIZE
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "mb": 1 << 20,
+          "g": 1 << 30, "gib": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+
+
+class ScenarioError(ValueError):
+    """A scenario file is unreadable or invalid; the message names file, key and problem."""
+
+
+def parse_size(v: Any) -> int:
+    """'4GiB', '512M', '2 MiB' or an integer number of bytes -> bytes."""
+    if isinstance(v, bool):
+        raise ValueError("expected a size such as '4GiB' or a number of bytes, got a boolean")
+    if isinstance(v, int):
+        if v < 0:
+            raise ValueError("a size cannot be negative")
+        return v
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", v)
+        if m and m.group(2).lower() in _UNITS:
+            return int(m.group(1)) * _UNITS[m.group(2).lower()]
+        raise ValueError(f"cannot read {v!r} as a size (use e.g. '512MiB', '4GiB')")
+    raise ValueError(f"expected a size such as '4GiB', got {type(v).__name__}")
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ChurnSpec(_Strict):
+    """Mixed allocation churn (cmasim.workload.churn)."""
+
+    events: int = Field(1_000_000, gt=0)
+    target_usage: float = Field(0.80, gt=0, lt=1)
+    order0: float = Field(0.80, ge=0, le=1)
+    order1_3: float = Field(0.15, ge=0, le=1)
+    high_order: int = Field(9, ge=0, le=mz.MAX_PAGE_ORDER)
+    movable: float = Field(0.70, ge=0, le=1)
+    unmovable: float = Field(0.20, ge=0, le=1)
+    event_interval_ns: int = Field(1000, gt=0)
+
+    @model_validator(mode="after")
+    def _mix(self):
+        if self.order0 + self.order1_3 > 1 + 1e-9:
+            raise ValueError("order0 + order1_3 must not exceed 1")
+        if self.movable + self.unmovable > 1 + 1e-9:
+            raise ValueError("movable + unmovable must not exceed 1 (the rest is reclaimable)")
+        return self
+
+
+class WorkloadSpec(_Strict):
+    churn: ChurnSpec | None = None
+
+
+class CmaAreaSpec(_Strict):
+    """A CMA area (mm/cma.c struct cma): name, size, optional base and order_per_bit."""
+
+    name: str = "reserved"
+    size: Size
+    base: Size | None = None  # physical address; default: the kernel's placement
+    order_per_bit: int = Field(0, ge=0, le=mz.MAX_PAGE_ORDER)
+
+
+class MachineSpec(_Strict):
+    memory: Size | None = None
+    zones: dict[str, Size] | None = None
+    cpus: int = Field(2, ge=1, le=64)
+    min_free_kbytes: int | None = Field(None, ge=128)
+    thp: bool = True
+    watermark_scale_factor: int = Field(10, ge=1, le=3000)
+    percpu_pagelist_high_fraction: int = Field(0, ge=0)
+
+
+class Scenario(_Strict):
+    name: str = ""
+    description: str = ""
+    seed: int = 1
+    machine: MachineSpec = MachineSpec(memory=4 << 30)
+    cma: list[CmaAreaSpec] = []
+    workload: WorkloadSpec = WorkloadSpec()
+
+
+# --- resolution to a machine layout -------------------------------------------------------------
+def zone_layout(spec: MachineSpec) -> list[tuple[str, int]]:
+    """[(zone name, pages)] in kernel order. Default: DMA32 up to 3 GiB, the rest in Normal."""
+    if spec.zones:
+        order = {n.lower(): i for i, n in enumerate(mz.ZONE_NAMES)}
+        for name in spec.zones:
+            if name.lower() not in order or name.lower() == "movable":
+                raise ValueError(f"zones.{name}: unknown zone (use DMA, DMA32, Normal)")
+        items = sorted(spec.zones.items(), key=lambda kv: order[kv[0].lower()])
+        return [(mz.ZONE_NAMES[order[n.lower()]], b // mz.PAGE_SIZE) for n, b in items]
+    mem = spec.memory if spec.memory is not None else 4 << 30
+    dma32 = min(mem, 3 << 30)
+    zones = [("DMA32", dma32 // mz.PAGE_SIZE)]
+    if mem > dma32:
+        zones.append(("Normal", (mem - dma32) // mz.PAGE_SIZE))
+    return zones
+
+
+def place_cma(zones: list[tuple[str, int]], areas: list[CmaAreaSpec]) -> list[tuple[str, int, int, int]]:
+    """[(name, base_pfn, count, order_per_bit)]: explicit base, else start of Normal or top of memory."""
+    out = []
+    starts, s = {}, 0
+    for name, pages in zones:
+        starts[name] = (s, s + pages)
+        s += pages
+    taken: list[tuple[int, int]] = []
+    for i, a in enumerate(areas):
+        count = a.size // mz.PAGE_SIZE
+        if a.base is not None:
+            base = a.base // mz.PAGE_SIZE
+        elif "Normal" in starts:
+            base = starts["Normal"][0] + sum(c for b, c in taken if b >= starts["Normal"][0])
+        else:
+            last = zones[-1][0]
+            base = starts[last][1] - count - sum(c for _, c in taken)
+        zone = next((n for n, (lo, hi) in starts.items() if lo <= base < hi), None)
+        if zone is None:
+            raise ValueError(f"cma[{i}] ({a.name}): base pfn {base} is outside memory")
+        lo, hi = starts[zone]
+        if base + count > hi:
+            raise ValueError(f"cma[{i}] ({a.name}): {a.size >> 20} MiB does not fit in zone {zone} "
+                             f"({(hi - lo) * mz.PAGE_SIZE >> 20} MiB from pfn {lo}); an area may not straddle zones")
+        for b, c in taken:
+            if base < b + c and b < base + count:
+                raise ValueError(f"cma[{i}] ({a.name}): overlaps another CMA area")
+        taken.append((base, count))
+        out.append((a.name, base, count, a.order_per_bit))
+    return out
+
+
+def _check_sizes(sc: Scenario) -> None:
+    m = sc.machine
+    if m.zones is None and m.memory is None:
+        pass
+    checks = [("machine.memory", m.memory)] if m.memory is not None else []
+    if m.zones:
+        checks += [(f"machine.zones.{k}", v) for k, v in m.zones.items()]
+        if m.memory is not None and m.memory != sum(m.zones.values()):
+            raise ValueError("machine.memory: differs from the sum of machine.zones")
+    for key, v in checks:
+        if v == 0 or v % PAGEBLOCK_BYTES:
+            raise ValueError(f"{key}: {v} bytes is not a positive multiple of a pageblock (2 MiB)")
+    for i, a in enumerate(sc.cma):
+        if a.size == 0 or a.size % PAGEBLOCK_BYTES:
+            raise ValueError(f"cma[{i}].size: {a.size} bytes is not a positive multiple of a pageblock (2 MiB)")
+        if a.base is not None and a.base % PAGEBLOCK_BYTES:
+            raise ValueError(f"cma[{i}].base: {a.base:#x} is not pageblock aligned (2 MiB)")
+    zones = zone_layout(m)
+    if sum(p for _, p in zones) > (1 << 31) - (1 << 20):
+        raise ValueError("machine.memory: at most 8 TiB minus 4 GiB can be simulated (int32 pfns)")
+    place_cma(zones, sc.cma)
+
+
+def _format_error(source: str, e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_scenario_text(text: str, source: str, name: str | None = None) -> Scenario:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{source}: not valid TOML: {e}") from None
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(_format_error(source, e)) from None
+    try:
+        _check_sizes(sc)
+    except ValueError as e:
+        raise ScenarioError(f"{source}: {e}") from None
+    if not sc.name:
+        sc.name = name or Path(source).stem
+    return sc
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """name -> TOML text of every scenario shipped with the package."""
+    out = {}
+    for f in sorted(resources.files("cmasim.scenarios").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".toml"):
+            out[f.name[:-5]] = f.read_text()
+    return out
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a TOML file by path."""
+    builtin = builtin_scenarios()
+    if name_or_path in builtin:
+        return load_scenario_text(builtin[name_or_path], f"{name_or_path} (built-in)", name_or_path)
+    p = Path(name_or_path)
+    if not p.exists():
+        raise ScenarioError(f"{name_or_path}: no such file, and not a built-in scenario "
+                            f"(built-in: {', '.join(builtin)})")
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ScenarioError(f"{name_or_path}: cannot read: {e.strerror}") from None
+    return load_scenario_text(text, str(p))
