@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from cmasim.policy import POLICIES, UnknownPolicy, get_policy
@@ -30,12 +30,13 @@ def cmd_run(a) -> int:
     policy = get_policy(a.policy)
     seed = a.seed if a.seed is not None else sc.seed
     out_dir = Path(a.out) if a.out else Path("results") / f"{sc.name}-{policy.name}-seed{seed}"
-    total = sc.workload.churn.events if sc.workload.churn else 0
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, disable=a.quiet or total < 500_000) as prog:
-        task = prog.add_task(f"{sc.name} / {policy.name}", total=total)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
+                  TimeRemainingColumn(), console=err, disable=a.quiet) as prog:
+        task = prog.add_task(f"{sc.name} / {policy.name}", total=1, sim="")
         metrics = run_scenario(sc, policy, seed, out_dir, trace=a.trace,
-                               progress=lambda d, t: prog.update(task, completed=d), check_every=a.check_every)
+                               progress=lambda d, t: prog.update(task, completed=d, total=t,
+                                                                  sim=f"{d / 1e9:.3f} s simulated"),
+                               check_every=a.check_every)
     t = Table(title=f"{sc.name} under {policy.name}, seed {seed}: {metrics['events']:,} events")
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -45,6 +46,11 @@ def cmd_run(a) -> int:
         t.add_row(f"pcp {k}", str(metrics["pcp"][k]))
     for k in ("extfrag", "claims", "steals", "alloc_fail", "cma_blocks_allocated"):
         t.add_row(k, f"{metrics['counters'][k]:,}")
+    for name, c in metrics["cma"].items():
+        t.add_row(f"cma {name} requests / ok", f"{c['requests']} / {c['success']}")
+        t.add_row(f"cma {name} fail busy / no range", f"{c['fail']['busy']} / {c['fail']['no_free_range']}")
+        t.add_row(f"cma {name} busy retries", str(c["busy_retries"]))
+        t.add_row(f"cma {name} latency p50 / max", f"{c['latency']['p50_ms']} / {c['latency']['max_ms']} ms")
     if not a.quiet:
         out.print(t)
     if metrics["trace"]["lost"]:
@@ -105,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int)
     r.add_argument("--out", help="output directory (default results/<scenario>-<policy>-seed<N>)")
     r.add_argument("--trace", action="store_true", help="write an ftrace-format trace.txt")
-    r.add_argument("--check-every", type=int, default=0, metavar="N", help="run the invariant checker every N events")
+    r.add_argument("--check-every", type=float, default=0, metavar="MS",
+                   help="run the invariant checker every MS simulated milliseconds")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(fn=cmd_run)
     sub.add_parser("policies", help="list built-in policies").set_defaults(fn=cmd_policies)

@@ -14,11 +14,16 @@ import numpy as np
 
 from cmasim.mm import mmzone as mz
 from cmasim.mm import mm_init
-from cmasim.mm.alloc_pages import alloc_pages, free_pages
+from cmasim.clock import advance_clock
+from cmasim.mm.alloc_pages import alloc_pages
+from cmasim.mm.cma import CmaArea
+from cmasim.mm.folio import default_owner, folio_put, live_add
+from cmasim.mm.gup import pin_user_page
 from cmasim.mm.debug import check_state
 from cmasim.mm.page_alloc import free_pages_core_range
 from cmasim.mm.pcp import drain_all_pages
 from cmasim.policy import Policy
+from cmasim.workload.pinner import pinners_start
 
 ZONE_INDEX = {name.lower(): i for i, name in enumerate(mz.ZONE_NAMES)}
 
@@ -64,6 +69,20 @@ class MachineConfig:
     pcp_free_high_batch: bool = True  # PCPF_FREE_HIGH_BATCH (large cache slice per CPU)
     trace_capacity: int = 0  # trace records kept before a flush; 0 = tracing off
     cma_areas: list[tuple[str, int, int, int]] = field(default_factory=list)  # (name, base_pfn, count, order_per_bit)
+    # Costs and rates on the simulated clock (sources in docs/model.md).
+    migrate_cost_ns: int = 4_000  # one 4 KiB page: copy + unmap/remap/TLB flush
+    clean_drop_cost_ns: int = 1_000  # reclaiming one clean page-cache page
+    swap_cost_ns: int = 20_000  # compressing one anonymous page to zram / writing to swap
+    drain_cost_ns: int = 20_000  # drain_all_pages(): IPIs and per-CPU flushes
+    isolate_cost_ns: int = 1_000  # isolating one pageblock
+    swap_bytes: int | None = None  # swap/zram capacity; None: a quarter of memory
+    reclaim: bool = True  # kswapd and direct reclaim
+    kswapd_rate_pages_s: int = 262_144  # 1 GiB/s
+    kswapd_period_ns: int = 1_000_000
+    compaction: bool = True
+    kcompactd_period_ns: int = 500_000_000
+    timer_capacity: int = 1 << 16  # outstanding pins
+    pinners: list[dict] = field(default_factory=list)  # see cmasim.workload.pinner
     extra: dict = field(default_factory=dict)
 
     @property
@@ -82,7 +101,7 @@ class Machine:
 
     # --- construction -------------------------------------------------------------------------
     def _build(self) -> None:
-        cfg, pol = self.cfg, self.policy
+        cfg = self.cfg
         nz = len(cfg.zones)
         ncpu = cfg.nr_cpus
         n = cfg.total_pages
@@ -91,28 +110,38 @@ class Machine:
         nodes = n + nlists
         npb = n >> mz.PAGEBLOCK_ORDER
         self.n_pages = n
-        S = np.full(2 * nodes + n + npb, -1, dtype=np.int32)
+        S = np.full(2 * nodes + n + npb + 3 * n, -1, dtype=np.int32)
         off_prev, off_pinfo, off_pb = nodes, 2 * nodes, 2 * nodes + n
+        off_owner = off_pb + npb
+        off_handle, off_live = off_owner + n, off_owner + 2 * n
         sent = np.arange(n, nodes, dtype=np.int32)
         S[n:nodes] = sent
         S[off_prev + n:off_prev + nodes] = sent
         S[off_pinfo:off_pinfo + n] = 0
+        S[off_owner:off_owner + n] = 0
         off_zone = mz.H_SIZE
         off_pcp = off_zone + nz * mz.ZS
         off_lcnt = off_pcp + nz * ncpu * mz.PS
         off_vm = off_lcnt + nlists
         off_pol = off_vm + mz.NR_VM
-        off_trace = off_pol + mz.PL_SIZE
+        off_param = off_pol + mz.PL_SIZE
+        off_pinners = off_param + mz.NR_T
+        off_heap = off_pinners + max(1, len(cfg.pinners)) * mz.PNS
+        off_trace = off_heap + cfg.timer_capacity * 3
         C = np.zeros(off_trace + cfg.trace_capacity * mz.TR_SIZE, dtype=np.int64)
         hdr = {mz.H_N: n, mz.H_NZONES: nz, mz.H_NCPU: ncpu, mz.H_NLISTS: nlists, mz.H_LPZ: lpz,
                mz.H_PREV: off_prev, mz.H_PINFO: off_pinfo, mz.H_PB: off_pb, mz.H_NPB: npb,
                mz.H_ZONE: off_zone, mz.H_PCP: off_pcp, mz.H_LCNT: off_lcnt, mz.H_VM: off_vm,
                mz.H_POL: off_pol, mz.H_RNG: (self.seed * 2654435761 + 1) & 0xFFFFFFFF or 1,
                mz.H_TRACE_ON: 1 if cfg.trace_capacity else 0, mz.H_TRACE_CAP: cfg.trace_capacity,
-               mz.H_TRACE_BASE: off_trace, 25: 1_000_000_000}
+               mz.H_TRACE_BASE: off_trace, mz.H_NEXT_TICK: 1_000_000_000, mz.H_OWNER: off_owner,
+               mz.H_HANDLE: off_handle, mz.H_LIVE: off_live, mz.H_LIVE_DENSE: 1, mz.H_HEAP: off_heap,
+               mz.H_HEAP_CAP: cfg.timer_capacity, mz.H_PARAM: off_param, mz.H_PINNERS: off_pinners,
+               mz.H_NPINNERS: len(cfg.pinners)}
         for k, v in hdr.items():
             C[k] = v
         self.S, self.C = S, C
+        self._write_params()
         self._write_policy()
         self._setup_zones()
         self._init_cma_reserved_pageblocks()
@@ -122,6 +151,30 @@ class Machine:
             start += pages
         # Boot-time frees are not part of the workload's statistics.
         C[off_vm:off_vm + mz.NR_VM] = 0
+        self.cma_areas = [CmaArea(name, base, count, opb, i) for i, (name, base, count, opb) in enumerate(cfg.cma_areas)]
+        self._scratch = np.zeros(4, dtype=np.int64)
+        if cfg.pinners:
+            pinners_start(C)
+
+    def _write_params(self) -> None:
+        cfg, C = self.cfg, self.C
+        b = int(C[mz.H_PARAM])
+        swap = cfg.swap_bytes if cfg.swap_bytes is not None else cfg.total_pages * mz.PAGE_SIZE // 4
+        vals = {mz.T_MIGRATE_COST_NS: cfg.migrate_cost_ns, mz.T_KSWAPD_RATE: cfg.kswapd_rate_pages_s,
+                mz.T_KSWAPD_PERIOD_NS: cfg.kswapd_period_ns, mz.T_SWAP_FREE: swap // mz.PAGE_SIZE,
+                mz.T_DIRECT_RECLAIM_BATCH: 32, mz.T_RECLAIM_ENABLED: int(cfg.reclaim),
+                mz.T_COMPACTION_ENABLED: int(cfg.compaction), mz.T_KCOMPACTD_PERIOD_NS: cfg.kcompactd_period_ns,
+                mz.T_CLEAN_DROP_COST_NS: cfg.clean_drop_cost_ns, mz.T_SWAP_COST_NS: cfg.swap_cost_ns,
+                mz.T_DRAIN_COST_NS: cfg.drain_cost_ns, mz.T_ISOLATE_COST_NS: cfg.isolate_cost_ns}
+        for k, v in vals.items():
+            C[b + k] = v
+        pb = int(C[mz.H_PINNERS])
+        for i, pn in enumerate(cfg.pinners):
+            row = {mz.PN_HOLD_NS: pn["hold_ns"], mz.PN_GAP_NS: pn.get("gap_ns", 0),
+                   mz.PN_LONGTERM: int(pn.get("longterm", False)), mz.PN_CMA_ONLY: int(pn.get("cma_only", False)),
+                   mz.PN_THREADS: pn.get("threads", 1), mz.PN_START_NS: pn.get("start_ns", 0)}
+            for k, v in row.items():
+                C[pb + i * mz.PNS + k] = v
 
     def _write_policy(self) -> None:
         C, pol = self.C, self.policy
@@ -132,6 +185,7 @@ class Machine:
         C[b + mz.PL_DEFRAG_MODE] = int(pol.defrag_mode)
         C[b + mz.PL_BOOST_FACTOR] = pol.watermark_boost_factor
         C[b + mz.PL_NR_PCP_LISTS] = pol.nr_pcp_lists
+        C[b + mz.PL_LONGTERM_MIGRATE] = int(pol.longterm_pin_migrates)
         for order in range(mz.NR_PAGE_ORDERS):
             for mt in range(mz.MIGRATE_TYPES):
                 C[b + mz.PL_PCP_PINDEX + order * mz.MIGRATE_TYPES + mt] = pol.pcp_pindex[order][mt]
@@ -193,15 +247,45 @@ class Machine:
         raise ValueError(f"pfn {pfn} outside memory")
 
     # --- per-call helpers (slow in compiled mode; for tests and small tools) ----------------------
-    def alloc(self, order: int, gfp: int, cpu: int = 0) -> int:
-        """__alloc_pages(): the head pfn, or -1 on failure."""
+    def alloc(self, order: int, gfp: int, cpu: int = 0, owner: int | None = None, track: bool = True) -> int:
+        """__alloc_pages(): the head pfn, or -1 on failure. The block gets an owner (default by
+        GFP: anonymous if movable, slab otherwise) and, with `track`, a live handle."""
         self.C[mz.H_CPU] = cpu
-        return int(alloc_pages(self.S, self.C, cpu, order, gfp))
+        p = int(alloc_pages(self.S, self.C, cpu, order, gfp))
+        if p >= 0:
+            mt = (gfp & (mz.GFP_MOVABLE_ | mz.GFP_RECLAIMABLE_)) >> 3
+            self.S[int(self.C[mz.H_OWNER]) + p] = default_owner(mt) if owner is None else owner
+            if track:
+                live_add(self.S, self.C, p)
+        return p
 
     def free(self, pfn: int, cpu: int = 0) -> int:
-        """__free_pages(): 0, or -EINVAL (nothing changed) if pfn is not an allocated head."""
+        """The owner drops the block: 0, or -EINVAL (nothing changed) if pfn is not an allocated
+        head. A pinned block is released at its unpin."""
         self.C[mz.H_CPU] = cpu
-        return int(free_pages(self.S, self.C, cpu, pfn))
+        w = int(self.S[int(self.C[mz.H_PINFO]) + pfn]) if 0 <= pfn < self.n_pages else 0
+        if (w >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC:
+            return -22
+        return int(folio_put(self.S, self.C, cpu, pfn))
+
+    def pin(self, pfn: int, duration_ns: int, longterm: bool = False, cpu: int = 0) -> int:
+        """pin_user_pages() of one block: the pinned pfn (it moves for FOLL_LONGTERM on CMA) or -errno."""
+        return int(pin_user_page(self.S, self.C, cpu, pfn, longterm, duration_ns, self._scratch, 0))
+
+    def advance(self, t_ns: int) -> None:
+        """Let simulated time pass to t_ns: timers, kswapd, kcompactd and the vmstat worker run."""
+        advance_clock(self.S, self.C, t_ns, self._scratch)
+
+    def live_blocks(self) -> list[int]:
+        n = int(self.C[mz.H_NLIVE])
+        b = int(self.C[mz.H_LIVE])
+        return [int(x) for x in self.S[b:b + n]]
+
+    def area(self, name: str) -> CmaArea:
+        for a in self.cma_areas:
+            if a.name == name:
+                return a
+        raise KeyError(f"no CMA area {name!r}; areas: {', '.join(a.name for a in self.cma_areas) or 'none'}")
 
     def drain_all(self) -> None:
         drain_all_pages(self.S, self.C, -1)

@@ -1,8 +1,8 @@
 """One simulation: scenario + policy + seed -> metrics and /proc-style output files.
 
-`run_scenario` builds the machine, runs the workload in compiled batches, checks the
-invariants at the end, and (with `out_dir`) writes `metrics.json`, `proc/*` and, with
-tracing on, an ftrace-format `trace.txt`. It returns the metrics dict; it never prints —
+`run_scenario` builds the machine, runs the scenario's timeline (cmasim.engine), checks
+the invariants at the end, and (with `out_dir`) writes `metrics.json`, `proc/*`,
+`sys/kernel/mm/cma/<area>/*` and, with tracing on, an ftrace-format `trace.txt`. It returns the metrics dict; it never prints —
 progress is reported through the optional `progress(done, total)` callback.
 """
 
@@ -19,19 +19,29 @@ from cmasim.mm import vmstat
 from cmasim.policy import Policy
 from cmasim.scenario import Scenario, place_cma, zone_layout
 from cmasim.trace.ftrace import TraceSink
-from cmasim.workload.churn import W_ALLOC_FAIL, W_ALLOCS, W_FREES, W_LIVE_PAGES, W_NLIVE, churn, churn_params
+from cmasim.engine import Engine
+from cmasim.mm.cma import area_metrics
+from cmasim.workload.churn import W_EVENTS
 
-CHUNK = 250_000
 TRACE_CAPACITY = 1 << 17
 
 
 def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int = 0) -> Machine:
     zones = zone_layout(sc.machine)
     m = sc.machine
+    pinners = [{"hold_ns": int(p.hold_us * 1000), "gap_ns": int(p.gap_us * 1000), "longterm": p.longterm,
+                "cma_only": p.cma_only, "threads": p.threads, "start_ns": int(p.start_ms * 1e6)}
+               for p in sc.workload.pinner]
+    c = sc.costs
     cfg = MachineConfig(zones=zones, nr_cpus=m.cpus, min_free_kbytes=m.min_free_kbytes, thp=m.thp,
                         watermark_scale_factor=m.watermark_scale_factor,
                         percpu_pagelist_high_fraction=m.percpu_pagelist_high_fraction,
-                        trace_capacity=trace_capacity, cma_areas=place_cma(zones, sc.cma))
+                        trace_capacity=trace_capacity, cma_areas=place_cma(zones, sc.cma),
+                        migrate_cost_ns=int(c.migrate_page_us * 1000), drain_cost_ns=int(c.drain_all_us * 1000),
+                        isolate_cost_ns=int(c.isolate_pageblock_us * 1000), swap_cost_ns=int(c.swap_page_us * 1000),
+                        clean_drop_cost_ns=int(c.drop_clean_page_us * 1000), reclaim=sc.reclaim.enabled,
+                        swap_bytes=sc.reclaim.swap, kswapd_rate_pages_s=int(sc.reclaim.kswapd_rate_mib_s * 256),
+                        compaction=sc.compaction.enabled, pinners=pinners)
     return Machine(cfg, policy, seed=seed)
 
 
@@ -52,41 +62,34 @@ def pcp_metrics(ev: dict[str, int]) -> dict[str, float | int]:
 def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir: Path | None = None,
                  trace: bool = False, progress: Callable[[int, int], None] | None = None,
                  check_every: int = 0) -> dict:
+    """Run `sc` under `policy`; returns the metrics dict (and writes out_dir if given).
+
+    `check_every` > 0 runs the invariant checker every that many simulated milliseconds.
+    """
     seed = sc.seed if seed is None else seed
     t0 = time.perf_counter()
     machine = build_machine(sc, policy, seed, TRACE_CAPACITY if trace else 0)
-    sink = None
     trace_file = None
-    if trace:
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            trace_file = open(out_dir / "trace.txt", "w")
-        sink = TraceSink(trace_file)
-    workload: dict = {}
-    events = 0
+    if trace and out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trace_file = open(out_dir / "trace.txt", "w")
+    sink = TraceSink(trace_file) if trace else None
+    engine = Engine(machine, sc, seed, sink)
     checks = 0
     try:
-        spec = sc.workload.churn
-        if spec is not None:
-            W = churn_params(machine, target_usage=spec.target_usage, p_order0=spec.order0,
-                             p_order13=spec.order1_3, high_order=spec.high_order, p_movable=spec.movable,
-                             p_unmovable=spec.unmovable, dt_ns=spec.event_interval_ns)
-            total = spec.events
-            step = min(CHUNK, check_every) if check_every else CHUNK
-            while events < total:
-                done = int(churn(machine.S, machine.C, W, min(step, total - events)))
-                events += done
-                if sink is not None:
-                    sink.flush(machine)
-                if check_every and events % check_every == 0:
-                    machine.check()
-                    checks += 1
-                if progress:
-                    progress(events, total)
-            workload = {"kind": "churn", "allocs": int(W[W_ALLOCS]), "frees": int(W[W_FREES]),
-                        "alloc_fail": int(W[W_ALLOC_FAIL]), "live_blocks": int(W[W_NLIVE]),
-                        "live_pages": int(W[W_LIVE_PAGES]),
-                        "usage": round(int(W[W_LIVE_PAGES]) / machine.n_pages, 6)}
+        if check_every:
+            step = int(check_every * 1e6)
+            t_final = engine.t_end
+            t = 0
+            while t < t_final:
+                t = min(t_final, t + step)
+                engine.t_end = t
+                engine.run(progress)
+                machine.check()
+                checks += 1
+            engine.t_end = t_final
+        else:
+            engine.run(progress)
     finally:
         if trace_file is not None:
             trace_file.close()
@@ -97,12 +100,13 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         "scenario": sc.name,
         "policy": policy.name,
         "seed": seed,
-        "events": events,
+        "events": int(engine.W[W_EVENTS]) if engine.W is not None else 0,
         "sim_time_s": round(machine.now_ns / 1e9, 9),
         "vmstat": vmstat.vmstat_counters(machine),
         "pcp": pcp_metrics(ev),
+        "cma": {a.name: area_metrics(a) for a in machine.cma_areas},
         "counters": ev,
-        "workload": workload,
+        "workload": engine.workload_metrics(),
         "zones": {machine.zone_names[z]: zone_summary(machine, z) for z in range(machine.nr_zones)},
         "invariant_checks": checks,
         "trace": {"records": sink.written if sink else 0, "lost": TraceSink.lost(machine) if sink else 0},
@@ -134,4 +138,9 @@ def write_outputs(m: Machine, metrics: dict, out_dir: Path) -> None:
     (proc / "pagetypeinfo").write_text(vmstat.render_pagetypeinfo(m))
     (proc / "zoneinfo").write_text(vmstat.render_zoneinfo(m))
     (proc / "vmstat").write_text(vmstat.render_vmstat(m))
+    for a in m.cma_areas:
+        d = out_dir / "sys" / "kernel" / "mm" / "cma" / a.name
+        d.mkdir(parents=True, exist_ok=True)
+        for k, v in a.sysfs().items():
+            (d / k).write_text(f"{v}\n")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from cmasim.gfp import GfpError, parse_gfp
 from cmasim.mm import mmzone as mz
 
 PAGEBLOCK_BYTES = mz.PAGEBLOCK_NR_PAGES * mz.PAGE_SIZE
@@ -66,9 +67,14 @@ class ChurnSpec(_Strict):
     movable: float = Field(0.70, ge=0, le=1)
     unmovable: float = Field(0.20, ge=0, le=1)
     event_interval_ns: int = Field(1000, gt=0)
+    file: float = Field(0.0, ge=0, le=1)  # share of movable base allocations that are clean page cache
+    file_dirty: float = Field(0.0, ge=0, le=1)  # share that are dirty page cache (the rest anonymous)
+    thp_gfp: str = "GFP_HIGHUSER_MOVABLE|__GFP_COMP"  # GFP of high-order movable allocations
 
     @model_validator(mode="after")
     def _mix(self):
+        if self.file + self.file_dirty > 1 + 1e-9:
+            raise ValueError("file + file_dirty must not exceed 1")
         if self.order0 + self.order1_3 > 1 + 1e-9:
             raise ValueError("order0 + order1_3 must not exceed 1")
         if self.movable + self.unmovable > 1 + 1e-9:
@@ -76,8 +82,66 @@ class ChurnSpec(_Strict):
         return self
 
 
+class FillSpec(_Strict):
+    """Fill memory with anonymous order-0 pages until `free` is left (the oracle's set-up)."""
+
+    free: Size
+    start_ms: float = Field(0, ge=0)
+
+
+class DeviceSpec(_Strict):
+    """A device driver calling cma_alloc()/cma_release() on an area."""
+
+    name: str = "device"
+    area: str = "reserved"
+    size_mib: list[float] = Field(min_length=1, max_length=2)  # [size] or [min, max] (uniform)
+    size_choices_mib: list[float] | None = None  # alternatively: cycle through these sizes
+    interval_ms: float = Field(500, gt=0)  # mean gap between requests (uniformly jittered +-50%)
+    jitter: bool = True
+    hold_ms: float = Field(0, ge=0)  # buffer lifetime before cma_release (0: release at once)
+    align_order: int = Field(0, ge=0, le=mz.MAX_PAGE_ORDER + 8)
+    count: int = Field(0, ge=0)  # requests in all (0: until the end)
+    start_ms: float = Field(0, ge=0)
+    recycle_mib: float = Field(0, ge=0)  # before each request: free and re-touch this much anon memory
+
+
+class PinnerSpec(_Strict):
+    """DMA pinner threads: pin a random in-use movable page for hold_us, pause gap_us, repeat."""
+
+    threads: int = Field(1, ge=1, le=4096)
+    hold_us: float = Field(gt=0)
+    gap_us: float = Field(0, ge=0)
+    longterm: bool = False
+    cma_only: bool = False
+    start_ms: float = Field(0, ge=0)
+
+
 class WorkloadSpec(_Strict):
+    duration_s: float | None = Field(None, gt=0)
     churn: ChurnSpec | None = None
+    fill: FillSpec | None = None
+    device: list[DeviceSpec] = []
+    pinner: list[PinnerSpec] = []
+
+
+class ReclaimSpec(_Strict):
+    enabled: bool = True
+    swap: Size | None = None  # swap/zram capacity (default: a quarter of memory)
+    kswapd_rate_mib_s: float = Field(1024, gt=0)
+
+
+class CompactionSpec(_Strict):
+    enabled: bool = True
+
+
+class CostSpec(_Strict):
+    """Simulated costs (docs/model.md gives the sources of the defaults)."""
+
+    migrate_page_us: float = Field(4.0, ge=0)
+    drain_all_us: float = Field(20.0, ge=0)
+    isolate_pageblock_us: float = Field(1.0, ge=0)
+    swap_page_us: float = Field(20.0, ge=0)
+    drop_clean_page_us: float = Field(1.0, ge=0)
 
 
 class CmaAreaSpec(_Strict):
@@ -106,6 +170,9 @@ class Scenario(_Strict):
     machine: MachineSpec = MachineSpec(memory=4 << 30)
     cma: list[CmaAreaSpec] = []
     workload: WorkloadSpec = WorkloadSpec()
+    reclaim: ReclaimSpec = ReclaimSpec()
+    compaction: CompactionSpec = CompactionSpec()
+    costs: CostSpec = CostSpec()
 
 
 # --- resolution to a machine layout -------------------------------------------------------------
@@ -178,7 +245,32 @@ def _check_sizes(sc: Scenario) -> None:
     zones = zone_layout(m)
     if sum(p for _, p in zones) > (1 << 31) - (1 << 20):
         raise ValueError("machine.memory: at most 8 TiB minus 4 GiB can be simulated (int32 pfns)")
-    place_cma(zones, sc.cma)
+    placed = place_cma(zones, sc.cma)
+    names = [a.name for a in sc.cma]
+    if len(set(names)) != len(names):
+        raise ValueError("cma: two areas share a name")
+    if sc.workload.churn is not None:
+        try:
+            parse_gfp(sc.workload.churn.thp_gfp)
+        except GfpError as e:
+            raise ValueError(f"workload.churn.thp_gfp: {e}") from None
+    for i, d in enumerate(sc.workload.device):
+        if d.area not in names:
+            raise ValueError(f"workload.device[{i}].area: no CMA area {d.area!r} (areas: {', '.join(names) or 'none'})")
+        count = next(c for n, _, c, _ in placed if n == d.area)
+        sizes = d.size_choices_mib or d.size_mib
+        for sz in sizes:
+            pages = int(sz * 256)
+            if pages <= 0:
+                raise ValueError(f"workload.device[{i}]: a request must be at least one page")
+            if pages > count:
+                raise ValueError(f"workload.device[{i}].size_mib: {sz} MiB is larger than area "
+                                 f"{d.area!r} ({count >> 8} MiB)")
+        if len(d.size_mib) == 2 and d.size_mib[0] > d.size_mib[1]:
+            raise ValueError(f"workload.device[{i}].size_mib: [min, max] with min > max")
+    if sc.workload.duration_s is None and sc.workload.churn is None:
+        if sc.workload.device or sc.workload.pinner:
+            raise ValueError("workload.duration_s: needed when there is no churn to set the length")
 
 
 def _format_error(source: str, e: ValidationError) -> str:

@@ -103,6 +103,24 @@ PI_STATE_SHIFT = 4
 PI_AUX_SHIFT = 6
 PI_LIST_SHIFT = 9
 
+# --- per-page owner word OWNER[pfn] (meaningful on allocated heads) -----------------------
+# bits 0-3 kind, bits 4-19 pin count, bit 20 free pending (freed while pinned),
+# bit 21 long-term pinned, bits 24-29 CMA area id (device buffers).
+OW_NONE = 0
+OW_ANON = 1  # anonymous memory: movable, swappable
+OW_FILE = 2  # clean page cache: movable, dropped by reclaim
+OW_FILE_DIRTY = 3  # dirty page cache: movable, written back before it can be dropped
+OW_SLAB = 4  # kernel/slab: unmovable
+OW_SLAB_RECLAIMABLE = 5  # reclaimable slab (shrinkers; not reclaimed by this model)
+OW_PGTABLE = 6  # page tables: unmovable
+OW_DEVICE = 7  # a cma_alloc() buffer
+OW_KIND_MASK = 0xF
+OW_PIN_SHIFT = 4
+OW_PIN_MASK = 0xFFFF
+OW_FREE_PENDING = 1 << 20
+OW_LONGTERM = 1 << 21
+OW_AREA_SHIFT = 24
+
 # --- per-pageblock word PB[pb] ---------------------------------------------------------
 # bits 0-2 migratetype, bit 3 isolate (v6.17+ standalone bit), bit 4 compaction skip,
 # bits 8-11 zone slot (index into the zone structs).
@@ -142,7 +160,27 @@ H_TRACE_BASE = 21  # offset of the trace buffer inside C
 H_RMQM = 22  # scratch: enum rmqueue_mode carried across one rmqueue_bulk()
 H_LAST_MT = 23  # scratch: free-list type the last __rmqueue() block came from
 H_DRAINED = 24  # scratch: slow path already drained all PCPs for this allocation
-H_SIZE = 32
+H_NEXT_TICK = 25  # simulated time of the next vmstat worker run
+H_SKIPPED = 26  # FREE events whose handle held no live allocation (counted, not dropped)
+H_ALLOC_FAILED = 27  # ALLOC events that returned no page
+H_OWNER = 28  # offset of OWNER[N] in S
+H_HANDLE = 29  # offset of HANDLE[N] in S (handle of the block headed by pfn, or -1)
+H_LIVE = 30  # offset of LIVE[N] in S (pfn of the block held by a handle, or -1)
+H_NLIVE = 31  # dense-mode live handles (churn); sparse mode (replay) leaves it 0
+H_LIVE_PAGES = 32  # pages held by live handles
+H_LIVE_DENSE = 33  # 1: LIVE[0:NLIVE] is dense (swap-remove on drop); 0: sparse ids
+H_HEAP = 34  # offset of the timer heap in C (pairs: time, payload)
+H_HEAP_N = 35
+H_HEAP_CAP = 36
+H_TIMER_LOST = 37  # timers refused because the heap was full (counted, never silent)
+H_COST_NS = 38  # simulated work time accumulated by the current operation (migration, reclaim)
+H_KSWAPD_NEXT = 39  # next kswapd run time (0: asleep)
+H_KCOMPACTD_NEXT = 40  # next kcompactd run time (0: asleep)
+H_PARAM = 41  # offset of the tunables block (T_* slots) in C
+H_TIMER_SEQ = 42  # timer insertion counter (deterministic tie-break)
+H_PINNERS = 43  # offset of the pinner table in C (PNS slots each)
+H_NPINNERS = 44
+H_SIZE = 48
 
 # --- zone struct (ZS int64 slots each) ---------------------------------------------------
 Z_START = 0
@@ -206,7 +244,37 @@ VM_SLOWPATH = 23  # allocations that entered the slow path
 VM_WMARK_FAIL = 24  # zone skipped by the watermark test
 VM_NOFRAG_RETRY = 25  # get_page_from_freelist retries without ALLOC_NOFRAGMENT
 VM_PGALLOC_PAGES = 26  # pages allocated (all zones)
-NR_VM = 32
+VM_PGMIGRATE_SUCCESS = 27
+VM_PGMIGRATE_FAIL = 28
+VM_COMPACT_STALL = 29
+VM_COMPACT_FAIL = 30
+VM_COMPACT_SUCCESS = 31
+VM_COMPACT_MIGRATE_SCANNED = 32
+VM_COMPACT_FREE_SCANNED = 33
+VM_COMPACT_ISOLATED = 34
+VM_COMPACT_DAEMON_WAKE = 35
+VM_THP_FAULT_ALLOC = 36
+VM_THP_FAULT_FALLBACK = 37
+VM_PGSTEAL_KSWAPD = 38
+VM_PGSTEAL_DIRECT = 39
+VM_PGSCAN_KSWAPD = 40
+VM_PGSCAN_DIRECT = 41
+VM_ALLOCSTALL = 42  # 4 slots per kernel zone index
+VM_OOM_KILL = 46
+VM_PSWPOUT = 47
+VM_PGWRITEBACK = 48  # dirty page cache written back by reclaim
+VM_PIN_SHORT = 49
+VM_PIN_LONGTERM = 50
+VM_PIN_FAIL = 51  # pins refused (free page, or long-term migration failed)
+VM_PIN_MIGRATED = 52  # pages migrated out of CMA/ZONE_MOVABLE for FOLL_LONGTERM
+VM_UNPIN = 53
+VM_DEFERRED_FREE = 54  # frees of pinned pages deferred to the unpin
+VM_KSWAPD_WAKE = 55
+VM_CMA_ALLOC_SUCCESS = 56
+VM_CMA_ALLOC_FAIL = 57
+VM_RECLAIM_DROPPED_HANDLES = 58  # workload blocks taken away by reclaim (swap/drop)
+VM_LONGTERM_PIN_ON_CMA = 59  # long-term pins left on CMA pageblocks (only with a buggy policy)
+NR_VM = 64
 
 # --- policy record (PL_* slots after C[H_POL]) --------------------------------------------
 PL_VERSION = 0  # 601 = linux-6.1 rules, 618 = linux-6.18 rules
@@ -216,9 +284,43 @@ PL_NOFRAGMENT = 3  # 1 = kernel rule (alloc_flags_nofragment), 0 = never
 PL_DEFRAG_MODE = 4  # vm.defrag_mode (v6.15+): NOFRAGMENT always
 PL_BOOST_FACTOR = 5  # watermark_boost_factor
 PL_NR_PCP_LISTS = 6
+PL_LONGTERM_MIGRATE = 7  # 1: FOLL_LONGTERM migrates pages out of CMA first (mainline); 0: the bug
 PL_PCP_PINDEX = 8  # order_to_pindex table: NR_PAGE_ORDERS * MIGRATE_TYPES slots (-1: not PCP)
 PL_FALLBACK = PL_PCP_PINDEX + NR_PAGE_ORDERS * MIGRATE_TYPES  # fallbacks[3][2]
 PL_SIZE = PL_FALLBACK + 8
+
+# --- tunables block (T_* slots after C[H_PARAM]) ---------------------------------------------
+T_MIGRATE_COST_NS = 0  # simulated cost of migrating one base page
+T_KSWAPD_RATE = 1  # pages kswapd reclaims per simulated second
+T_KSWAPD_PERIOD_NS = 2  # kswapd wakes every period while the zone is below its high mark
+T_SWAP_FREE = 3  # swap slots left (pages)
+T_DIRECT_RECLAIM_BATCH = 4  # SWAP_CLUSTER_MAX pages per direct-reclaim round
+T_RECLAIM_ENABLED = 5
+T_COMPACTION_ENABLED = 6
+T_THP_DEFRAG = 7  # 0 never, 1 always, 2 defer, 3 defer+madvise, 4 madvise
+T_KCOMPACTD_PERIOD_NS = 8
+T_CLEAN_DROP_COST_NS = 9  # simulated cost of dropping a clean page (reclaim)
+T_SWAP_COST_NS = 10  # simulated cost of writing an anonymous page to swap/zram
+T_DRAIN_COST_NS = 11  # simulated cost of drain_all_pages (IPIs to every CPU)
+T_ISOLATE_COST_NS = 12  # simulated cost of isolating one pageblock
+NR_T = 16
+
+# --- pinner table (PNS slots each, after C[H_PINNERS]) ---------------------------------------
+PN_HOLD_NS = 0  # how long each pin is held
+PN_GAP_NS = 1  # pause of a pinner thread between pins
+PN_LONGTERM = 2  # FOLL_LONGTERM pins
+PN_CMA_ONLY = 3  # only pin pages in CMA pageblocks
+PN_THREADS = 4  # concurrent pinner threads (closed loop)
+PN_START_NS = 5
+PN_PINS = 6  # pins taken
+PN_MISSES = 7  # attempts that found no pinnable page
+PN_FAILS = 8  # pins refused (e.g. long-term migration failed)
+PN_PINNED_IN_CMA = 9  # pins that landed on a CMA pageblock
+PNS = 12
+
+# --- timers: payload = kind << 56 | tag << 32 | pfn ------------------------------------------
+TIMER_UNPIN = 1  # tag = pinner id + 1 (0: no pinner)
+TIMER_PIN = 2  # tag = pinner id + 1
 
 # --- trace records (TR int64 slots each) ---------------------------------------------------
 TR_SIZE = 10  # kind, time, cpu, pfn, f0, f1, f2, f3, f4, f5
@@ -227,3 +329,14 @@ TR_MM_PAGE_FREE = 2  # pfn, order
 TR_MM_PAGE_ALLOC_ZONE_LOCKED = 3  # pfn, order, migratetype, percpu_refill
 TR_MM_PAGE_PCPU_DRAIN = 4  # pfn, order, migratetype
 TR_MM_PAGE_ALLOC_EXTFRAG = 5  # pfn, alloc_order, fallback_order, alloc_mt, fallback_mt, change_ownership
+TR_MM_MIGRATE_PAGES = 6  # (pfn unused) nr_succeeded, nr_failed, mode, reason
+TR_TEST_PAGES_ISOLATED = 7  # start_pfn, end_pfn, fin_pfn
+TR_COMPACTION_BEGIN = 8  # zone_start, migrate_pfn, free_pfn, zone_end, sync
+TR_COMPACTION_END = 9  # zone_start, migrate_pfn, free_pfn, zone_end, sync, status
+
+MIGRATE_ASYNC = 0
+MIGRATE_SYNC_LIGHT = 1
+MIGRATE_SYNC = 2
+MR_COMPACTION = 0
+MR_CONTIG_RANGE = 7
+MR_LONGTERM_PIN = 8

@@ -16,7 +16,7 @@ from cmasim.mm import mmzone as mz
 # /proc/vmstat order of the names the model can produce (from a 6.18 kernel; cma_alloc_*
 # sit after htlb_buddy_alloc_fail as in 6.1).
 VMSTAT_ORDER = (
-    "nr_free_pages", "nr_free_pages_blocks", "nr_free_cma",
+    "nr_free_pages", "nr_free_pages_blocks", "nr_free_cma", "pswpout",
     "pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgalloc_movable",
     "allocstall_dma", "allocstall_dma32", "allocstall_normal", "allocstall_movable",
     "pgfree", "pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "oom_kill",
@@ -37,6 +37,20 @@ def vmstat_counters(m) -> dict[str, int]:
     for idx, name in enumerate(("dma", "dma32", "normal", "movable")):
         out[f"pgalloc_{name}"] = m.vm(mz.VM_PGALLOC + idx)
     out["pgfree"] = m.vm(mz.VM_PGFREE)
+    for idx, name in enumerate(("dma", "dma32", "normal", "movable")):
+        out[f"allocstall_{name}"] = m.vm(mz.VM_ALLOCSTALL + idx)
+    simple = {"pgsteal_kswapd": mz.VM_PGSTEAL_KSWAPD, "pgsteal_direct": mz.VM_PGSTEAL_DIRECT,
+              "pgscan_kswapd": mz.VM_PGSCAN_KSWAPD, "pgscan_direct": mz.VM_PGSCAN_DIRECT, "oom_kill": mz.VM_OOM_KILL,
+              "pgmigrate_success": mz.VM_PGMIGRATE_SUCCESS, "pgmigrate_fail": mz.VM_PGMIGRATE_FAIL,
+              "compact_migrate_scanned": mz.VM_COMPACT_MIGRATE_SCANNED,
+              "compact_free_scanned": mz.VM_COMPACT_FREE_SCANNED, "compact_isolated": mz.VM_COMPACT_ISOLATED,
+              "compact_stall": mz.VM_COMPACT_STALL, "compact_fail": mz.VM_COMPACT_FAIL,
+              "compact_success": mz.VM_COMPACT_SUCCESS, "compact_daemon_wake": mz.VM_COMPACT_DAEMON_WAKE,
+              "cma_alloc_success": mz.VM_CMA_ALLOC_SUCCESS, "cma_alloc_fail": mz.VM_CMA_ALLOC_FAIL,
+              "thp_fault_alloc": mz.VM_THP_FAULT_ALLOC, "thp_fault_fallback": mz.VM_THP_FAULT_FALLBACK,
+              "pswpout": mz.VM_PSWPOUT}
+    for k, idx in simple.items():
+        out[k] = m.vm(idx)
     return {k: out[k] for k in VMSTAT_ORDER if k in out}
 
 
@@ -50,7 +64,10 @@ EVENT_NAMES = {
     "splits": mz.VM_SPLITS, "extfrag": mz.VM_EXTFRAG, "claims": mz.VM_CLAIMS, "steals": mz.VM_STEALS,
     "cma_blocks_allocated": mz.VM_CMA_ALLOCS, "drain_all_pages": mz.VM_DRAIN_ALL,
     "slowpath": mz.VM_SLOWPATH, "watermark_fail": mz.VM_WMARK_FAIL, "nofragment_retry": mz.VM_NOFRAG_RETRY,
-    "pgalloc_pages": mz.VM_PGALLOC_PAGES,
+    "pgalloc_pages": mz.VM_PGALLOC_PAGES, "pin_short": mz.VM_PIN_SHORT, "pin_longterm": mz.VM_PIN_LONGTERM,
+    "pin_fail": mz.VM_PIN_FAIL, "pin_migrated_out_of_cma": mz.VM_PIN_MIGRATED, "unpin": mz.VM_UNPIN,
+    "deferred_free": mz.VM_DEFERRED_FREE, "kswapd_wake": mz.VM_KSWAPD_WAKE, "pgwriteback": mz.VM_PGWRITEBACK,
+    "reclaim_dropped_handles": mz.VM_RECLAIM_DROPPED_HANDLES, "longterm_pin_on_cma": mz.VM_LONGTERM_PIN_ON_CMA,
 }
 
 

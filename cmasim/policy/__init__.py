@@ -57,6 +57,8 @@ class Policy:
     fallbacks: tuple = MAINLINE_FALLBACKS
     pcp_pindex: tuple = field(default_factory=mainline_pindex)
     nr_pcp_lists: int = 14  # NR_PCP_LISTS
+    longterm_pin_migrates: bool = True  # mm/gup.c check_and_migrate_movable_pages()
+    cma_retry: tuple[int, int] = (0, 0)  # vendor cma_alloc() retry: (rounds, sleep ms); mainline none
 
     def zoneinfo_flavour(self) -> str:
         return "6.1" if self.version < 607 else "6.18"

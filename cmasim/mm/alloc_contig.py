@@ -1,0 +1,212 @@
+"""alloc_contig_range(): claim a specific physical range — the heart of cma_alloc().
+
+Kernel: mm/page_alloc.c alloc_contig_range_noprof() and __alloc_contig_migrate_range(),
+isolate_freepages_range(), split_free_pages(), free_contig_range(); mm/compaction.c
+isolate_migratepages_range()/isolate_migratepages_block() (the batch collection).
+
+Steps (kernel-model.md §7):
+1. isolate every pageblock touching [start, end) (CMA blocks skip the unmovable check);
+2. drain_all_pages(zone): per-CPU pages of the range now land on the ISOLATE lists;
+3. migrate the in-use pages in batches of <= 32 (COMPACT_CLUSTER_MAX); a batch is retried
+   at most 5 times; pinned anonymous pages are skipped by isolate_migratepages_block()
+   (refcount > mapcount), pinned page-cache pages fail every migrate_pages() pass;
+4. test_pages_isolated(outer_start, end): every page must now be free, else -EBUSY;
+5. take the free buddies, split them into order-0 pages owned by the device, give back
+   [outer_start, start) and [end, outer_end);
+6. undo the isolation (always).
+Simulated cost: T_ISOLATE_COST_NS per pageblock, T_DRAIN_COST_NS per drain, plus the
+migration cost, accumulated in C[H_COST_NS].
+
+Time passes while the range is processed: after isolation, the drain and every migrated
+batch, the simulated clock advances by the work done (cmasim.clock.advance_clock), so pin
+timers and pinner threads run meanwhile — a page pinned when the migrate scanner reaches
+it is skipped and later makes test_pages_isolated() fail. The synthetic churn does not
+run during the call. Fatal signals are not modelled.
+"""
+
+import numpy as np
+
+from cmasim.clock import advance_clock
+from cmasim.mm.jit import kjit
+from cmasim.mm.mmzone import (
+    GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
+    GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
+    MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_KIND_MASK, PAGEBLOCK_NR_PAGES, PG_ALLOC,
+    PG_BUDDY, PG_TAIL, T_DRAIN_COST_NS, T_ISOLATE_COST_NS,
+)
+from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner
+from cmasim.mm.freelist import (
+    __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, zone_base,
+)
+from cmasim.mm.migrate import EBUSY, EINVAL, ENOMEM, migrate_pages
+from cmasim.mm.page_alloc import block_head, free_one_page
+from cmasim.mm.page_isolation import start_isolate_page_range, test_pages_isolated, undo_isolate_page_range
+from cmasim.mm.pcp import drain_all_pages
+
+GFP_CONTIG_TARGET = (GFP_DIRECT_RECLAIM_ | GFP_KSWAPD_RECLAIM_ | GFP_IO_ | GFP_FS_ | GFP_HARDWALL_
+                     | GFP_MOVABLE_ | GFP_RETRY_MAYFAIL_)
+COMPACT_CLUSTER_MAX = 32
+CONTIG_MAX_TRIES = 5
+
+# Result slots written to `res` (int64[8]) by alloc_contig_range().
+R_RET = 0
+R_FIN_PFN = 1  # first busy pfn found by test_pages_isolated (or end)
+R_MIGRATED = 2  # pages migrated
+R_FAILED = 3  # pages that failed to migrate (last round)
+R_PINNED_SKIPPED = 4  # pinned anonymous blocks skipped by isolation
+R_COST_NS = 5
+
+
+@kjit
+def isolate_migratepages_range(S, C, zb, pfn, end, lst):
+    """Collect up to 32 movable, unpinned-anonymous in-use blocks from pfn upward.
+
+    Returns (next pfn, number collected, pinned blocks skipped)."""
+    n = 0
+    skipped = 0
+    if pfn < end and pi_state(pinfo(S, C, pfn)) == PG_TAIL:
+        h = block_head(S, C, zb, pfn)
+        if h >= 0 and h < pfn:
+            pfn = h
+    while pfn < end and n < COMPACT_CLUSTER_MAX:
+        w = pinfo(S, C, pfn)
+        st = pi_state(w)
+        if st == PG_ALLOC:
+            ow = owner(S, C, pfn)
+            if folio_is_movable(ow):
+                if folio_maybe_dma_pinned(ow) and (ow & OW_KIND_MASK) == OW_ANON:
+                    skipped += 1
+                else:
+                    lst[n] = pfn
+                    n += 1
+        pfn += 1 << pi_order(w)
+    return pfn, n, skipped
+
+
+@kjit
+def pass_time(S, C, scratch):
+    """Advance the clock by the work accumulated since the last call (scratch[3] holds the mark)."""
+    delta = C[H_COST_NS] - scratch[3]
+    if delta > 0:
+        advance_clock(S, C, C[H_NOW] + delta, scratch)
+    scratch[3] = C[H_COST_NS]
+
+
+@kjit
+def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
+    """__alloc_contig_migrate_range(): 0, -EBUSY (a batch failed 5 times) or -ENOMEM."""
+    lst = np.empty(2 * COMPACT_CLUSTER_MAX, dtype=np.int64)
+    pfn = start
+    n = 0
+    tries = 0
+    ret = 0
+    while True:
+        remaining = 0
+        for i in range(n):
+            if lst[i] >= 0:
+                remaining += 1
+        if remaining == 0:
+            if pfn >= end:
+                break
+            pfn, n, skipped = isolate_migratepages_range(S, C, zb, pfn, end, lst)
+            res[R_PINNED_SKIPPED] += skipped
+            tries = 0
+            if n == 0:
+                continue
+        else:
+            tries += 1
+            if tries == CONTIG_MAX_TRIES:
+                ret = EBUSY
+                break
+        ok, failed, nomem = migrate_pages(S, C, cpu, lst, n, GFP_CONTIG_TARGET, MIGRATE_SYNC, MR_CONTIG_RANGE)
+        pass_time(S, C, scratch)
+        res[R_MIGRATED] += ok
+        res[R_FAILED] = failed
+        if nomem:
+            ret = ENOMEM
+            break
+    return ret
+
+
+@kjit
+def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
+    """alloc_contig_range(start, end): on success the pages [start, end) are allocated as
+    order-0 device pages of CMA area `area_id`. Returns 0, -EBUSY, -ENOMEM or -EINVAL; details
+    in `res` (R_* slots)."""
+    for i in range(res.shape[0]):
+        res[i] = 0
+    cost0 = C[H_COST_NS]
+    scratch = np.zeros(4, dtype=np.int64)
+    scratch[3] = cost0
+    zslot = pageblock_zone(S, C, start)
+    zb = zone_base(C, zslot)
+    if end <= start or pageblock_zone(S, C, end - 1) != zslot:
+        res[R_RET] = EINVAL
+        return EINVAL
+    ret = start_isolate_page_range(S, C, zslot, start, end, cma_request)
+    nblocks = ((end + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) - start // PAGEBLOCK_NR_PAGES
+    C[H_COST_NS] += nblocks * C[C[H_PARAM] + T_ISOLATE_COST_NS]
+    if ret != 0:
+        res[R_FIN_PFN] = start
+        return contig_exit(S, C, res, ret, cost0, scratch)
+    pass_time(S, C, scratch)
+    drain_all_pages(S, C, zslot)
+    C[H_COST_NS] += C[C[H_PARAM] + T_DRAIN_COST_NS]
+    pass_time(S, C, scratch)
+    ret = __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch)
+    if ret != 0 and ret != EBUSY:
+        undo_isolate_page_range(S, C, zslot, start, end)
+        return contig_exit(S, C, res, ret, cost0, scratch)
+    outer_start = start
+    if pi_state(pinfo(S, C, start)) != PG_BUDDY:
+        h = block_head(S, C, zb, start)
+        if h >= 0 and pi_state(pinfo(S, C, h)) == PG_BUDDY:
+            outer_start = h
+    fin = test_pages_isolated(S, C, outer_start, end)
+    res[R_FIN_PFN] = fin
+    if fin < end:
+        undo_isolate_page_range(S, C, zslot, start, end)
+        return contig_exit(S, C, res, EBUSY, cost0, scratch)
+    # isolate_freepages_range() + split_free_pages(): every page becomes an order-0 device page.
+    outer_end = end
+    pfn = outer_start
+    while pfn < end:
+        w = pinfo(S, C, pfn)
+        o = pi_order(w)
+        __del_page_from_free_list(S, C, zslot, pfn, o, MIGRATE_ISOLATE)
+        for q in range(pfn, pfn + (1 << o)):
+            set_pinfo(S, C, q, 0, PG_ALLOC, MIGRATE_UNMOVABLE, 0)
+            S[C[H_OWNER] + q] = OW_DEVICE | (area_id << OW_AREA_SHIFT)
+        pfn += 1 << o
+        outer_end = pfn
+    # free_contig_range() of the surplus head and tail (they fall into isolated blocks).
+    for q in range(outer_start, start):
+        S[C[H_OWNER] + q] = 0
+        free_one_page(S, C, zslot, q, 0, False)
+    for q in range(end, outer_end):
+        S[C[H_OWNER] + q] = 0
+        free_one_page(S, C, zslot, q, 0, False)
+    undo_isolate_page_range(S, C, zslot, start, end)
+    return contig_exit(S, C, res, 0, cost0, scratch)
+
+
+@kjit
+def contig_exit(S, C, res, ret, cost0, scratch):
+    """Every exit: let the remaining work's time pass and report."""
+    pass_time(S, C, scratch)
+    res[R_RET] = ret
+    res[R_COST_NS] = C[H_COST_NS] - cost0
+    return ret
+
+
+@kjit
+def range_owned_by(S, C, start, end, area_id):
+    """True when every page of [start, end) is an order-0 device page of `area_id` (cma_release check)."""
+    for q in range(start, end):
+        w = pinfo(S, C, q)
+        if pi_state(w) != PG_ALLOC or pi_order(w) != 0:
+            return False
+        ow = S[C[H_OWNER] + q]
+        if (ow & OW_KIND_MASK) != OW_DEVICE or (ow >> OW_AREA_SHIFT) != area_id:
+            return False
+    return True

@@ -1,0 +1,145 @@
+"""Who owns an allocated block, and the handles workloads hold on blocks.
+
+Kernel: include/linux/mm.h / mm/swap.c (folio_put(), put_page(): a page is freed when its
+last reference goes, so a pinned page freed by its owner is only released at unpin),
+include/linux/page-flags.h (PageAnon, PageLRU, PageDirty), folio_maybe_dma_pinned().
+
+Per allocated head pfn: OWNER[pfn] (kind, pin count, flags; see mmzone OW_*) and
+HANDLE[pfn], the workload handle that refers to the block. LIVE[h] is the reverse map.
+When migration or compaction moves a block, `handle_move` re-points the handle, so a
+workload's later free reaches the new page; when reclaim takes a block away,
+`handle_drop` forgets it (dense mode swap-removes it from LIVE[0:NLIVE]).
+"""
+
+from cmasim.mm.jit import kjit
+from cmasim.mm.mmzone import (
+    H_HANDLE, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_NLIVE, H_OWNER,
+    OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_FREE_PENDING, OW_SLAB, OW_SLAB_RECLAIMABLE, OW_KIND_MASK, OW_PIN_MASK, OW_PIN_SHIFT,
+    VM_DEFERRED_FREE, VM_RECLAIM_DROPPED_HANDLES,
+)
+from cmasim.mm.rmqueue import free_pages
+from cmasim.mm.freelist import pi_order, pinfo, vm_add
+
+
+@kjit
+def owner(S, C, p):
+    return S[C[H_OWNER] + p]
+
+
+@kjit
+def set_owner(S, C, p, w):
+    S[C[H_OWNER] + p] = w
+
+
+@kjit
+def owner_kind(w):
+    return w & OW_KIND_MASK
+
+
+@kjit
+def pin_count(w):
+    return (w >> OW_PIN_SHIFT) & OW_PIN_MASK
+
+
+@kjit
+def folio_is_movable(w):
+    """PageLRU()/__PageMovable(): anonymous and page-cache folios can be migrated."""
+    k = w & OW_KIND_MASK
+    return k == OW_ANON or k == OW_FILE or k == OW_FILE_DIRTY
+
+
+@kjit
+def default_owner(gfp_mt):
+    """The owner a plain allocation gets: anonymous for MOVABLE, slab otherwise."""
+    if gfp_mt == 1:
+        return OW_ANON
+    if gfp_mt == 2:
+        return OW_SLAB_RECLAIMABLE
+    return OW_SLAB
+
+
+@kjit
+def folio_maybe_dma_pinned(w):
+    return ((w >> OW_PIN_SHIFT) & OW_PIN_MASK) > 0
+
+
+@kjit
+def handle_of(S, C, p):
+    return S[C[H_HANDLE] + p]
+
+
+@kjit
+def handle_attach(S, C, h, p):
+    """Handle h now refers to the block headed by p."""
+    S[C[H_LIVE] + h] = p
+    S[C[H_HANDLE] + p] = h
+
+
+@kjit
+def handle_move(S, C, old, new):
+    """Migration: the handle of `old` follows the data to `new`."""
+    h = S[C[H_HANDLE] + old]
+    S[C[H_HANDLE] + old] = -1
+    S[C[H_HANDLE] + new] = h
+    if h >= 0:
+        S[C[H_LIVE] + h] = new
+
+
+@kjit
+def live_add(S, C, p):
+    """Dense mode: append block p to LIVE[0:NLIVE]; return its handle."""
+    h = C[H_NLIVE]
+    handle_attach(S, C, h, p)
+    C[H_NLIVE] = h + 1
+    C[H_LIVE_PAGES] += 1 << pi_order(pinfo(S, C, p))
+    return h
+
+
+@kjit
+def handle_drop(S, C, p):
+    """Forget the handle of block p (its owner freed it, or reclaim took it away)."""
+    h = S[C[H_HANDLE] + p]
+    if h < 0:
+        return
+    S[C[H_HANDLE] + p] = -1
+    C[H_LIVE_PAGES] -= 1 << pi_order(pinfo(S, C, p))
+    live = C[H_LIVE]
+    if C[H_LIVE_DENSE]:
+        last = C[H_NLIVE] - 1
+        q = S[live + last]
+        S[live + h] = q
+        if q >= 0 and h != last:
+            S[C[H_HANDLE] + q] = h
+        S[live + last] = -1
+        C[H_NLIVE] = last
+    else:
+        S[live + h] = -1
+
+
+@kjit
+def release_block(S, C, cpu, p):
+    """Free an unpinned allocated block and clear its owner word."""
+    S[C[H_OWNER] + p] = 0
+    S[C[H_HANDLE] + p] = -1
+    return free_pages(S, C, cpu, p)
+
+
+@kjit
+def folio_put(S, C, cpu, p):
+    """The owner drops its reference: free now, or at unpin if the block is pinned."""
+    handle_drop(S, C, p)
+    w = S[C[H_OWNER] + p]
+    if folio_maybe_dma_pinned(w):
+        S[C[H_OWNER] + p] = w | OW_FREE_PENDING
+        vm_add(C, VM_DEFERRED_FREE, 1)
+        return 0
+    return release_block(S, C, cpu, p)
+
+
+@kjit
+def reclaim_take(S, C, cpu, p):
+    """Reclaim takes a block away from its owner (swap-out or drop) and frees it."""
+    if S[C[H_HANDLE] + p] >= 0:
+        vm_add(C, VM_RECLAIM_DROPPED_HANDLES, 1)
+    handle_drop(S, C, p)
+    return release_block(S, C, cpu, p)

@@ -1,0 +1,95 @@
+"""Page pinning: pin_user_pages() with and without FOLL_LONGTERM, and unpinning.
+
+Kernel: mm/gup.c — __gup_longterm_locked(), check_and_migrate_movable_pages(),
+folio_is_longterm_pinnable(), migrate_longterm_unpinnable_folios(); unpin_user_page().
+
+* Short-term pins (O_DIRECT, most DMA) are allowed on CMA pages; the page cannot migrate
+  until the pin ends (a timer on the simulated clock).
+* FOLL_LONGTERM: a page in a CMA or isolated pageblock (or ZONE_MOVABLE) is first migrated
+  to a new page allocated without __GFP_MOVABLE (PF_MEMALLOC_PIN strips it), so never in
+  CMA; if that migration fails the pin fails with -ENOMEM. The `PL_LONGTERM_MIGRATE` policy
+  switch turns this off to model the bug David Hildenbrand mentions (long-term pins left
+  on CMA).
+* Pinning a free page is an error (-EFAULT): there is nothing mapped to pin.
+* A pinned page freed by its owner is released at unpin (see cmasim.mm.folio).
+"""
+
+from cmasim.mm.jit import kjit
+from cmasim.mm.mmzone import (
+    GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_NOWARN_,
+    H_NOW, H_OWNER, H_POL, MIGRATE_CMA, MIGRATE_ISOLATE, OW_FREE_PENDING, OW_LONGTERM, OW_PIN_MASK,
+    OW_PIN_SHIFT, PG_ALLOC, TIMER_UNPIN, PL_LONGTERM_MIGRATE, VM_LONGTERM_PIN_ON_CMA, VM_PIN_FAIL, VM_PIN_LONGTERM,
+    VM_PIN_MIGRATED, VM_PIN_SHORT, VM_UNPIN, ZONE_MOVABLE, Z_IDX, MIGRATE_SYNC, MR_LONGTERM_PIN,
+)
+from cmasim.mm.folio import folio_is_movable, release_block
+from cmasim.mm.freelist import get_pfnblock_migratetype, pageblock_zone, pi_order, pi_state, pinfo, vm_add, zone_base
+from cmasim.mm.migrate import EFAULT, ENOMEM, migrate_pages
+from cmasim.mm.timers import timer_push
+
+GFP_USER_NOWARN = GFP_DIRECT_RECLAIM_ | GFP_KSWAPD_RECLAIM_ | GFP_IO_ | GFP_FS_ | GFP_HARDWALL_ | GFP_NOWARN_
+
+
+@kjit
+def folio_is_longterm_pinnable(S, C, p):
+    """folio_is_longterm_pinnable(): not in a CMA or isolated pageblock, not in ZONE_MOVABLE."""
+    mt = get_pfnblock_migratetype(S, C, p)
+    if mt == MIGRATE_CMA or mt == MIGRATE_ISOLATE:
+        return False
+    return C[zone_base(C, pageblock_zone(S, C, p)) + Z_IDX] != ZONE_MOVABLE
+
+
+@kjit
+def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
+    """Pin the allocated block headed by p for duration_ns; returns the pinned pfn or -errno.
+
+    `pfns` is a scratch int64 array of length >= 2 (the one-entry migration list); `tag`
+    rides on the unpin timer (the pinner that owns the pin, +1; 0 for none).
+    """
+    if p < 0 or pi_state(pinfo(S, C, p)) != PG_ALLOC:
+        vm_add(C, VM_PIN_FAIL, 1)
+        return EFAULT
+    if longterm and not folio_is_longterm_pinnable(S, C, p):
+        if C[C[H_POL] + PL_LONGTERM_MIGRATE] and folio_is_movable(S[C[H_OWNER] + p]):
+            pfns[0] = p
+            ok, failed, nomem = migrate_pages(S, C, cpu, pfns, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
+            if failed or nomem or ok == 0:
+                vm_add(C, VM_PIN_FAIL, 1)
+                return ENOMEM
+            p = pfns[1]  # the data moved: pin the new page
+            vm_add(C, VM_PIN_MIGRATED, 1 << pi_order(pinfo(S, C, p)))
+        else:
+            vm_add(C, VM_LONGTERM_PIN_ON_CMA, 1)
+    w = S[C[H_OWNER] + p]
+    cnt = (w >> OW_PIN_SHIFT) & OW_PIN_MASK
+    if cnt == OW_PIN_MASK:
+        vm_add(C, VM_PIN_FAIL, 1)
+        return ENOMEM
+    w = (w & ~(OW_PIN_MASK << OW_PIN_SHIFT)) | ((cnt + 1) << OW_PIN_SHIFT)
+    if longterm:
+        w |= OW_LONGTERM
+        vm_add(C, VM_PIN_LONGTERM, 1)
+    else:
+        vm_add(C, VM_PIN_SHORT, 1)
+    S[C[H_OWNER] + p] = w
+    if not timer_push(C, C[H_NOW] + duration_ns, (TIMER_UNPIN << 56) | (tag << 32) | p):
+        # No room for the expiry: undo the pin rather than leave it forever (the loss is counted).
+        S[C[H_OWNER] + p] = w - (1 << OW_PIN_SHIFT)
+        return ENOMEM
+    return p
+
+
+@kjit
+def unpin_user_page(S, C, cpu, p):
+    """unpin_user_page(): drop one pin; release the block if its owner already freed it."""
+    w = S[C[H_OWNER] + p]
+    cnt = (w >> OW_PIN_SHIFT) & OW_PIN_MASK
+    if cnt == 0:
+        return
+    cnt -= 1
+    w = (w & ~(OW_PIN_MASK << OW_PIN_SHIFT)) | (cnt << OW_PIN_SHIFT)
+    if cnt == 0:
+        w &= ~OW_LONGTERM
+    S[C[H_OWNER] + p] = w
+    vm_add(C, VM_UNPIN, 1)
+    if cnt == 0 and (w & OW_FREE_PENDING):
+        release_block(S, C, cpu, p)

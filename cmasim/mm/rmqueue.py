@@ -1,0 +1,304 @@
+"""Allocation below the slow path, and freeing: GFP decoding, watermarks, zonelist walk, rmqueue.
+
+Kernel: include/linux/gfp.h (gfp_migratetype, gfp_zone), mm/page_alloc.c —
+__alloc_pages_noprof, alloc_flags_nofragment, gfp_to_alloc_flags, gfp_to_alloc_flags_cma,
+get_page_from_freelist, zone_watermark_fast, __zone_watermark_ok,
+__zone_watermark_unusable_free, rmqueue, rmqueue_buddy, __free_pages_ok,
+free_frozen_pages (was free_unref_page).
+
+Simplifications (docs/model.md): the slow path has no reclaim, compaction, OOM or
+highatomic reserve yet; it retries at the MIN watermark with gfp_to_alloc_flags() and,
+for a request that may enter direct reclaim, drains all per-CPU lists once (as
+__alloc_pages_direct_reclaim() does after reclaim made no progress) and retries.
+kswapd itself lives in vmscan.py; this module only wakes it.
+"""
+
+from cmasim.mm.jit import kjit
+from cmasim.mm.mmzone import (
+    ALLOC_CMA, ALLOC_CPUSET, ALLOC_HIGHATOMIC, ALLOC_KSWAPD, ALLOC_MIN_RESERVE, ALLOC_NOFRAGMENT,
+    ALLOC_NON_BLOCK, ALLOC_NO_WATERMARKS, ALLOC_OOM, ALLOC_RESERVES, ALLOC_WMARK_HIGH, ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MASK, ALLOC_WMARK_MIN,
+    GFP_DIRECT_RECLAIM_, GFP_DMA32_, GFP_DMA_, GFP_HIGH_, GFP_HIGHMEM_, GFP_KSWAPD_RECLAIM_,
+    GFP_MOVABLE_, GFP_NOMEMALLOC_, GFP_RECLAIMABLE_,
+    H_KSWAPD_NEXT, H_LAST_MT, H_N, H_NOW, H_NZONES, H_PARAM, T_RECLAIM_ENABLED, VM_KSWAPD_WAKE, H_POL, H_RMQM,
+    MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
+    PG_ALLOC, PL_DEFRAG_MODE, PL_NOFRAGMENT,
+    TR_MM_PAGE_FREE,
+    VM_BUDDY_ALLOCS, VM_FREE_EVENTS, VM_NOFRAG_RETRY,
+    VM_PCP_ALLOC_HITS, VM_PGALLOC, VM_PGFREE, VM_WMARK_FAIL,
+    VM_ZONE_LOCK,
+    Z_AREA, Z_BOOST, Z_FLAGS, Z_IDX, Z_LOWMEM, Z_NR_FREE, Z_NR_FREE_CMA, Z_NR_FREE_HIGHATOMIC,
+    Z_WMARK_HIGH, Z_WMARK_LOW, Z_WMARK_MIN, ZONE_BELOW_HIGH, ZONE_BOOSTED_WATERMARK,
+    ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL,
+)
+from cmasim.mm.freelist import (
+    clear_pinfo, free_list_id, list_empty, pageblock_zone, pi_order, pi_state, pinfo, policy_version,
+    trace_emit, vm_add, zone_base, get_pfnblock_migratetype,
+)
+from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __rmqueue, __rmqueue_smallest, free_one_page, pcp_allowed_order
+from cmasim.mm.pcp import free_unref_page_commit, order_to_pindex, pcp_free_pindex, rmqueue_pcplist
+
+E_OK = 0
+E_NOT_ALLOCATED = -22  # -EINVAL: free of a pfn that is not the head of an allocated block
+
+
+# --- GFP decoding -------------------------------------------------------------------------------
+@kjit
+def gfp_migratetype(gfp):
+    """gfp_migratetype(): (__GFP_MOVABLE | __GFP_RECLAIMABLE) >> 3."""
+    return (gfp & (GFP_MOVABLE_ | GFP_RECLAIMABLE_)) >> 3
+
+
+@kjit
+def gfp_zone(gfp):
+    """gfp_zone() on x86-64 without highmem: DMA, DMA32, MOVABLE (HIGHMEM|MOVABLE) or NORMAL."""
+    if gfp & GFP_DMA_:
+        return ZONE_DMA
+    if gfp & GFP_DMA32_:
+        return ZONE_DMA32
+    if (gfp & GFP_MOVABLE_) and (gfp & GFP_HIGHMEM_):
+        return ZONE_MOVABLE
+    return ZONE_NORMAL
+
+
+@kjit
+def gfp_to_alloc_flags_cma(gfp, alloc_flags):
+    """gfp_to_alloc_flags_cma(): mainline ALLOC_CMA iff the request is MOVABLE."""
+    if gfp_migratetype(gfp) == MIGRATE_MOVABLE:
+        alloc_flags |= ALLOC_CMA
+    return alloc_flags
+
+
+@kjit
+def gfp_to_alloc_flags(gfp, order):
+    """gfp_to_alloc_flags(): the slow path's flags (MIN watermark, reserves for atomic requests)."""
+    af = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    if gfp & GFP_HIGH_:
+        af |= ALLOC_MIN_RESERVE
+    if gfp & GFP_KSWAPD_RECLAIM_:
+        af |= ALLOC_KSWAPD
+    if not (gfp & GFP_DIRECT_RECLAIM_):
+        if not (gfp & GFP_NOMEMALLOC_):
+            af |= ALLOC_NON_BLOCK
+        if order > 0 and (af & ALLOC_MIN_RESERVE):
+            af |= ALLOC_HIGHATOMIC
+        af &= ~ALLOC_CPUSET
+    return gfp_to_alloc_flags_cma(gfp, af)
+
+
+@kjit
+def preferred_zone(C, highest):
+    """The first zone of the zonelist: the highest configured zone with index <= highest."""
+    for z in range(C[H_NZONES] - 1, -1, -1):
+        if C[zone_base(C, z) + Z_IDX] <= highest:
+            return z
+    return -1
+
+
+@kjit
+def alloc_flags_nofragment(C, pref, gfp):
+    """alloc_flags_nofragment(): ALLOC_NOFRAGMENT when the preferred zone is Normal (and DMA32
+    exists), or always with vm.defrag_mode; plus ALLOC_KSWAPD from __GFP_KSWAPD_RECLAIM."""
+    af = ALLOC_KSWAPD if (gfp & GFP_KSWAPD_RECLAIM_) else 0
+    pol = C[H_POL]
+    if C[pol + PL_DEFRAG_MODE]:
+        return af | ALLOC_NOFRAGMENT
+    if C[pol + PL_NOFRAGMENT] == 0 or pref < 0:
+        return af
+    if C[zone_base(C, pref) + Z_IDX] != ZONE_NORMAL:
+        return af
+    for z in range(C[H_NZONES]):
+        if C[zone_base(C, z) + Z_IDX] == ZONE_DMA32:
+            return af | ALLOC_NOFRAGMENT
+    return af
+
+
+# --- watermarks ------------------------------------------------------------------------------------
+@kjit
+def wmark_pages(C, zb, which):
+    """wmark_pages(): the watermark plus the current boost."""
+    if which == ALLOC_WMARK_MIN:
+        m = C[zb + Z_WMARK_MIN]
+    elif which == ALLOC_WMARK_LOW:
+        m = C[zb + Z_WMARK_LOW]
+    else:
+        m = C[zb + Z_WMARK_HIGH]
+    return m + C[zb + Z_BOOST]
+
+
+@kjit
+def zone_watermark_unusable_free(C, zb, order, alloc_flags):
+    """__zone_watermark_unusable_free(): 2^order-1, free highatomic, and free CMA without ALLOC_CMA."""
+    unusable = (1 << order) - 1
+    if not (alloc_flags & ALLOC_RESERVES):
+        unusable += C[zb + Z_NR_FREE_HIGHATOMIC]
+    if not (alloc_flags & ALLOC_CMA):
+        unusable += C[zb + Z_NR_FREE_CMA]
+    return unusable
+
+
+@kjit
+def __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
+    """__zone_watermark_ok(): order-0 arithmetic, then a suitable free block for order > 0."""
+    zb = zone_base(C, zslot)
+    mn = mark
+    free_pages -= zone_watermark_unusable_free(C, zb, order, alloc_flags)
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mn -= mn // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mn -= mn // 4
+        if alloc_flags & ALLOC_OOM:
+            mn -= mn // 2
+    if free_pages <= mn + C[zb + Z_LOWMEM + highest]:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, NR_PAGE_ORDERS):
+        if C[zb + Z_AREA + o] == 0:
+            continue
+        for mt in range(MIGRATE_PCPTYPES):
+            if not list_empty(C, free_list_id(C, zslot, o, mt)):
+                return True
+        if (alloc_flags & ALLOC_CMA) and not list_empty(C, free_list_id(C, zslot, o, MIGRATE_CMA)):
+            return True
+        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and not list_empty(
+                C, free_list_id(C, zslot, o, MIGRATE_HIGHATOMIC)):
+            return True
+    return False
+
+
+@kjit
+def zone_watermark_fast(C, zslot, order, mark, highest, alloc_flags):
+    """zone_watermark_fast(): the order-0 shortcut, then __zone_watermark_ok()."""
+    zb = zone_base(C, zslot)
+    free_pages = C[zb + Z_NR_FREE]
+    if order == 0:
+        reserved = zone_watermark_unusable_free(C, zb, 0, alloc_flags)
+        usable = free_pages - (reserved if reserved < free_pages else free_pages)
+        if usable > mark + C[zb + Z_LOWMEM + highest]:
+            return True
+    if __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
+        return True
+    if (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and C[zb + Z_BOOST] > 0
+            and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN):
+        return __zone_watermark_ok(C, zslot, order, C[zb + Z_WMARK_MIN], highest, alloc_flags, free_pages)
+    return False
+
+
+# --- rmqueue ---------------------------------------------------------------------------------------
+@kjit
+def rmqueue_buddy(S, C, zslot, order, alloc_flags, mt):
+    """rmqueue_buddy(): one block under the zone lock (HIGHATOMIC lists for reserve users)."""
+    vm_add(C, VM_ZONE_LOCK, 1)
+    p = -1
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_HIGHATOMIC)
+    if p < 0:
+        C[H_RMQM] = RMQUEUE_NORMAL
+        p = __rmqueue(S, C, zslot, order, mt, alloc_flags)
+        if p < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
+            p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_HIGHATOMIC)
+    if p >= 0:
+        vm_add(C, VM_BUDDY_ALLOCS, 1)
+    return p
+
+
+@kjit
+def wakeup_kswapd(C):
+    """wakeup_kswapd(): schedule a kswapd run on the simulated clock if it sleeps.
+
+    With reclaim switched off there is no kswapd; a balanced zone then simply gets its
+    watermark boost reset, which is what kswapd would do without reclaiming anything.
+    """
+    if C[C[H_PARAM] + T_RECLAIM_ENABLED] == 0:
+        for z in range(C[H_NZONES]):
+            zb = zone_base(C, z)
+            if C[zb + Z_NR_FREE] > C[zb + Z_WMARK_HIGH] + C[zb + Z_BOOST]:
+                C[zb + Z_BOOST] = 0
+        return
+    if C[H_KSWAPD_NEXT] == 0:
+        C[H_KSWAPD_NEXT] = C[H_NOW] + 1
+        vm_add(C, VM_KSWAPD_WAKE, 1)
+
+
+@kjit
+def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
+    """rmqueue(): per-CPU list for PCP orders, else (or when the refill fails) the buddy."""
+    zb = zone_base(C, zslot)
+    p = -1
+    if pcp_allowed_order(order):
+        pindex = order_to_pindex(C, order, mt)
+        if pindex >= 0:
+            p = rmqueue_pcplist(S, C, zslot, cpu, order, mt, alloc_flags, pindex)
+            if p >= 0 and C[H_LAST_MT] < 0:
+                vm_add(C, VM_PCP_ALLOC_HITS, 1)
+    if p < 0:
+        p = rmqueue_buddy(S, C, zslot, order, alloc_flags, mt)
+    if p >= 0:
+        vm_add(C, VM_PGALLOC + C[zb + Z_IDX], 1 << order)
+        if (alloc_flags & ALLOC_KSWAPD) and (C[zb + Z_FLAGS] & ZONE_BOOSTED_WATERMARK):
+            C[zb + Z_FLAGS] &= ~ZONE_BOOSTED_WATERMARK
+            wakeup_kswapd(C)
+    return p
+
+
+@kjit
+def get_page_from_freelist(S, C, cpu, order, mt, alloc_flags, highest, pref):
+    """get_page_from_freelist(): walk the zonelist; HIGH-mark fast accept (v6.7+), alloc mark,
+    rmqueue; if every zone failed under ALLOC_NOFRAGMENT, retry without it."""
+    v = policy_version(C)
+    while True:
+        for z in range(pref, -1, -1):
+            zb = zone_base(C, z)
+            ok = False
+            if v >= 607 and not (C[zb + Z_FLAGS] & ZONE_BELOW_HIGH):
+                if zone_watermark_fast(C, z, order, wmark_pages(C, zb, ALLOC_WMARK_HIGH), highest, alloc_flags):
+                    ok = True
+                else:
+                    C[zb + Z_FLAGS] |= ZONE_BELOW_HIGH
+            if not ok:
+                mark = wmark_pages(C, zb, alloc_flags & ALLOC_WMARK_MASK)
+                if zone_watermark_fast(C, z, order, mark, highest, alloc_flags):
+                    ok = True
+                elif alloc_flags & ALLOC_NO_WATERMARKS:
+                    ok = True
+                else:
+                    vm_add(C, VM_WMARK_FAIL, 1)
+            if ok:
+                p = rmqueue(S, C, z, cpu, order, alloc_flags, mt)
+                if p >= 0:
+                    return p
+        if alloc_flags & ALLOC_NOFRAGMENT:
+            alloc_flags &= ~ALLOC_NOFRAGMENT
+            vm_add(C, VM_NOFRAG_RETRY, 1)
+            continue
+        return -1
+
+
+@kjit
+def free_pages(S, C, cpu, p):
+    """__free_pages(): per-CPU path for PCP orders (free_frozen_pages), else __free_pages_ok().
+
+    Returns E_OK, or E_NOT_ALLOCATED (and changes nothing) if `p` is not an allocated head.
+    """
+    if p < 0 or p >= C[H_N]:
+        return E_NOT_ALLOCATED
+    w = pinfo(S, C, p)
+    if pi_state(w) != PG_ALLOC:
+        return E_NOT_ALLOCATED
+    order = pi_order(w)
+    vm_add(C, VM_FREE_EVENTS, 1)
+    trace_emit(C, TR_MM_PAGE_FREE, p, order, 0, 0, 0, 0, 0)
+    zslot = pageblock_zone(S, C, p)
+    clear_pinfo(S, C, p)  # the block is about to be linked somewhere
+    if pcp_allowed_order(order):
+        mt = get_pfnblock_migratetype(S, C, p)
+        pindex = pcp_free_pindex(C, order, mt)
+        if pindex >= 0:
+            free_unref_page_commit(S, C, zslot, cpu, p, mt, order, pindex)
+            return E_OK
+    vm_add(C, VM_PGFREE, 1 << order)
+    vm_add(C, VM_ZONE_LOCK, 1)
+    free_one_page(S, C, zslot, p, order, False)
+    return E_OK

@@ -1,0 +1,133 @@
+"""`cmasim replay` and `cmasim snapshot`: the command-line side of cmasim.trace.
+
+Wiring (in cmasim/cli.py's build_parser(), after the other sub-commands):
+
+    from cmasim.trace.cli_trace import add_parsers
+    add_parsers(sub)
+
+and, in main(), let `cmasim.trace.parser.NotATraceError` and
+`cmasim.trace.snapshot.SnapshotError` print as errors (exit code 2), like ScenarioError
+(`TRACE_ERRORS` below lists them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from cmasim.policy import get_policy
+from cmasim.trace.parser import FLAVOURS, NotATraceError
+from cmasim.trace.snapshot import SnapshotError, capture, load_snapshot
+
+TRACE_ERRORS = (NotATraceError, SnapshotError)
+
+
+def cmd_snapshot(a) -> int:
+    names = capture(a.out, kpageflags=a.kpageflags)
+    snap = load_snapshot(a.out)
+    print(f"snapshot: {', '.join(names)} -> {a.out}/ ({len(snap.zones)} zones, {snap.nr_cpus} CPUs, "
+          f"flavour {snap.flavour})")
+    for note in snap.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(a) -> int:
+    from cmasim.trace import fidelity
+    from cmasim.trace.replay import replay, write_outputs
+
+    policy = get_policy(a.policy)
+    snap = load_snapshot(a.snapshot, flavour=a.flavour) if a.snapshot else None
+    after = None
+    if a.snapshot:
+        try:
+            after = load_snapshot(a.snapshot, prefix="after.", flavour=a.flavour)
+            if not any((Path(a.snapshot) / f"after.{n}").exists() for n in ("buddyinfo", "zoneinfo")):
+                after = None
+        except SnapshotError:
+            after = None
+    if a.fidelity and snap is None:
+        print("error: --fidelity needs --snapshot DIR (the starting state; after.* files for the buddyinfo "
+              "distance)", file=sys.stderr)
+        return 2
+    out = Path(a.out) if a.out else None
+    tmp = None
+    if a.cache:
+        cache = Path(a.cache)
+    elif out is not None:
+        cache = out / "trace.npz"
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="cmasim-replay-")
+        cache = Path(tmp.name) / "trace.npz"
+    sim_trace = None
+    if a.sim_trace:
+        if out is None:
+            print("error: --sim-trace needs --out DIR", file=sys.stderr)
+            return 2
+        out.mkdir(parents=True, exist_ok=True)
+        sim_trace = open(out / "sim-trace.txt", "w")
+    try:
+        res = replay(a.trace, policy, snap, flavour=a.flavour, cache=cache, seed=a.seed, sim_trace=sim_trace,
+                     max_records=a.max_records)
+    finally:
+        if sim_trace is not None:
+            sim_trace.close()
+    fid = fidelity.fidelity_table(res, after) if (a.fidelity or snap is not None) else None
+    if out is not None:
+        write_outputs(res, out, fid)
+    if tmp is not None:
+        tmp.cleanup()
+    if a.json:
+        if a.fidelity:
+            print(json.dumps({k: {kk: vv for kk, vv in v.items() if not kk.endswith("buddyinfo")}
+                              for k, v in fid.items()}, indent=2))
+        else:
+            print(json.dumps(res.to_dict(), indent=2))
+        return 0
+    d = res.to_dict()
+    p = d["parse"]
+    print(f"replay of {a.trace} under {policy.name} ({res.flavour} migratetypes)"
+          f"{' from the columnar cache' if res.from_cache else ''}: {p.get('lines', 0):,} lines, "
+          f"{p.get('events', 0):,} events, {res.wall_s:.1f} s")
+    r = d["replayed"]
+    print(f"  replayed: {r['allocs']:,} allocations, {r['frees']:,} frees "
+          f"({r['pretrace_frees']:,} of pages allocated before the trace, {r['online_pages']:,} pages onlined); "
+          f"{d['kernel']['frees_batched']:,} mm_page_free_batched counted, not replayed (each follows its "
+          f"mm_page_free)")
+    if d["anomalies"]["count"]:
+        print("  counted:")
+        for k, v in d["anomalies"]["count"].items():
+            print(f"    {k}: {v:,} (first lines {d['anomalies']['first_lines'].get(k, [])})")
+    for note in res.notes:
+        print(f"  note: {note}")
+    if fid is not None and a.fidelity:
+        print(fidelity.markdown_table(Path(a.trace).parent.name or a.trace, fid), end="")
+    if out is not None:
+        print(f"results: {out}/replay.json, {out}/proc/" + (f", {out}/sim-trace.txt" if a.sim_trace else "")
+              + f"; columnar cache {cache}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add the `replay` and `snapshot` sub-commands to an argparse sub-parser set."""
+    r = sub.add_parser("replay", help="replay a kernel ftrace trace through the simulator")
+    r.add_argument("trace", help="ftrace text: tracefs trace/trace_pipe or trace-cmd report (plain, .gz, .xz)")
+    r.add_argument("--snapshot", metavar="DIR",
+                   help="starting state: DIR/[before.]{buddyinfo,pagetypeinfo,zoneinfo}; after.* for --fidelity")
+    r.add_argument("--policy", default="linux-6.18")
+    r.add_argument("--flavour", choices=sorted(FLAVOURS),
+                   help="migratetype numbering (default: from the snapshot's pagetypeinfo, else mainline)")
+    r.add_argument("--out", help="output directory (replay.json, proc/, columnar cache trace.npz)")
+    r.add_argument("--cache", help="columnar cache path (default OUT/trace.npz)")
+    r.add_argument("--fidelity", action="store_true", help="compare the kernel's events with the simulation")
+    r.add_argument("--json", action="store_true", help="print JSON (the fidelity statistics with --fidelity)")
+    r.add_argument("--sim-trace", action="store_true", help="write the simulator's ftrace output to OUT/sim-trace.txt")
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--max-records", type=int, metavar="N", help="replay only the first N trace records")
+    r.set_defaults(fn=cmd_replay)
+    s = sub.add_parser("snapshot", help="copy this machine's /proc/{buddyinfo,pagetypeinfo,zoneinfo,vmstat}")
+    s.add_argument("--out", required=True, help="directory to write the files to")
+    s.add_argument("--kpageflags", action="store_true", help="also copy /proc/kpageflags (8 bytes per page)")
+    s.set_defaults(fn=cmd_snapshot)

@@ -1,0 +1,104 @@
+"""Columnar cache of a parsed trace: parse the text once, replay later at core speed.
+
+The cache is an ``.npz`` (a zip of ``.npy`` members) written incrementally: one member per
+chunk of records (``c000000``, ``c000001``, ...; int64 ``[n, NCOL]`` as in
+`cmasim.trace.parser`), plus ``meta.json`` with the parse statistics, the interned strings, the
+kernel flavour and a fingerprint of the source file (name, size, mtime). Writing and reading
+are both chunk by chunk, so memory stays constant in the trace's length.
+
+`cached_chunks(trace, cache)` is the entry point: it reuses a cache whose fingerprint and
+flavour match, and otherwise parses the trace while writing a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from cmasim.trace.parser import NCOL, TraceParser
+
+CACHE_VERSION = 1
+
+
+def fingerprint(path: str | Path) -> dict:
+    st = os.stat(path)
+    return {"name": Path(path).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _write_array(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
+    with zf.open(name + ".npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def write_cache(trace: str | Path, cache: str | Path, flavour: str, chunk: int = 1 << 16) -> Iterator[np.ndarray]:
+    """Parse `trace`, writing the cache while yielding each chunk (one pass over the text)."""
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".partial")
+    parser = TraceParser(flavour)
+    n = 0
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for i, arr in enumerate(parser.iter_chunks(trace, chunk)):
+            _write_array(zf, f"c{i:06d}", arr)
+            n += 1
+            yield arr
+        meta = {"version": CACHE_VERSION, "source": fingerprint(trace), "flavour": flavour, "chunks": n,
+                "stats": parser.stats.to_dict(), "strings": parser.strings.names}
+        zf.writestr("meta.json", json.dumps(meta))
+    os.replace(tmp, cache)
+
+
+def read_meta(cache: str | Path) -> dict | None:
+    try:
+        with zipfile.ZipFile(cache) as zf:
+            return json.loads(zf.read("meta.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError):
+        return None
+
+
+def read_cache(cache: str | Path) -> Iterator[np.ndarray]:
+    """The cached chunks, one at a time."""
+    with zipfile.ZipFile(cache) as zf:
+        meta = json.loads(zf.read("meta.json"))
+        for i in range(meta["chunks"]):
+            with zf.open(f"c{i:06d}.npy") as f:
+                arr = np.lib.format.read_array(f, allow_pickle=False)
+            if arr.ndim != 2 or arr.shape[1] != NCOL:
+                raise ValueError(f"{cache}: chunk {i} has shape {arr.shape}, expected [n, {NCOL}]")
+            yield arr
+
+
+def cache_valid(trace: str | Path, cache: str | Path, flavour: str) -> bool:
+    meta = read_meta(cache) if Path(cache).exists() else None
+    return bool(meta and meta.get("version") == CACHE_VERSION and meta.get("flavour") == flavour
+                and meta.get("source") == fingerprint(trace))
+
+
+class CachedTrace:
+    """A trace as chunks, from its cache when valid (else parsed once, and the cache written).
+
+    After a full iteration `meta` holds the parse statistics and strings either way.
+    """
+
+    def __init__(self, trace: str | Path, cache: str | Path | None, flavour: str, chunk: int = 1 << 16):
+        self.trace, self.cache, self.flavour, self.chunk = Path(trace), cache, flavour, chunk
+        self.from_cache = cache is not None and cache_valid(trace, cache, flavour)
+        self.meta: dict | None = read_meta(cache) if self.from_cache else None
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        if self.cache is not None and cache_valid(self.trace, self.cache, self.flavour):
+            self.from_cache = True
+            yield from read_cache(self.cache)
+            self.meta = read_meta(self.cache)
+        elif self.cache is not None:
+            yield from write_cache(self.trace, self.cache, self.flavour, self.chunk)
+            self.meta = read_meta(self.cache)
+        else:
+            p = TraceParser(self.flavour)
+            yield from p.iter_chunks(self.trace, self.chunk)
+            self.meta = {"stats": p.stats.to_dict(), "strings": p.strings.names, "flavour": self.flavour}

@@ -1,0 +1,476 @@
+"""Replay a kernel trace's page allocations and frees through the simulator.
+
+The trace's successful `mm_page_alloc` events and its `mm_page_free` events become core
+events (time, op, cpu, order, gfp, handle); the simulator chooses its own pages, and a free
+refers to whatever block the simulator gave for that kernel pfn (a map kernel pfn ->
+handle). `mm_page_free_batched` is not a second free: the kernel emits it for a page that
+already had its `mm_page_free` (free_pages_prepare() traces every free; the batched event
+comes later, when free_unref_folios() commits the page to the per-CPU list), so it is
+counted, not replayed. Every other event is the kernel's own account of what happened and
+feeds `cmasim.trace.fidelity`.
+
+Frees of pages the trace never allocated are pages allocated before the trace started.
+With a snapshot they are replayed: the snapshot machine holds every non-free page as an
+allocated order-0 page "of the past" (`cmasim.trace.snapshot.SnapState`); such a free takes
+an aligned run of them in a pageblock of the kernel pageblock's type (learned from the
+trace's own drain/zone_locked events), keeping frees from one kernel pageblock in one
+simulated pageblock, and frees it. A free of order MAX_PAGE_ORDER of an unknown pfn is
+memory being onlined (hot-plug or virtio-mem: __free_pages_core() of a fresh
+MAX_ORDER block); it takes offline headroom pageblocks, so managed pages grow and the
+watermarks are recomputed as the kernel does. All of these are counted in the report, with
+the first line numbers of each kind, and so is every record that cannot be used.
+
+Large traces run in batches (`BATCH` events per core call); the trace is read chunk by
+chunk from the columnar cache (one parse, then two cheap passes: a pre-scan for hot-plug
+headroom and pageblock types, then the replay).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+import numpy as np
+
+from cmasim import engine_core as ec
+from cmasim.machine import Machine
+from cmasim.mm import mmzone as mz
+from cmasim.mm import vmstat
+from cmasim.policy import Policy
+from cmasim.trace import parser as P
+from cmasim.trace.columnar import CachedTrace
+from cmasim.trace.snapshot import Snapshot, SnapState, build_machine, machine_config
+
+BATCH = 1 << 16
+TRACE_CAPACITY = 1 << 17
+MAX_ORDER = mz.MAX_PAGE_ORDER
+
+# run_events() takes a separate handles array in the committed core (S, C, ev, handles, i0);
+# the reworked core keeps handles inside S (LIVE[h]) and takes (S, C, ev, i0).
+_RUN = ec.run_events
+_RUN_PARAMS = list(inspect.signature(getattr(_RUN, "py_func", _RUN)).parameters)
+HANDLES_IN_STATE = "handles" not in _RUN_PARAMS
+
+
+class Anomalies:
+    """Counts per kind with the first few input line numbers."""
+
+    def __init__(self, max_examples: int = 5):
+        self.max_examples = max_examples
+        self.count: dict[str, int] = {}
+        self.lines: dict[str, list[int]] = {}
+
+    def add(self, kind: str, line: int, n: int = 1) -> None:
+        self.count[kind] = self.count.get(kind, 0) + n
+        ex = self.lines.setdefault(kind, [])
+        if len(ex) < self.max_examples:
+            ex.append(int(line))
+
+    def to_dict(self) -> dict:
+        return {"count": dict(sorted(self.count.items())), "first_lines": dict(sorted(self.lines.items()))}
+
+
+@dataclass
+class KernelCounts:
+    """The kernel's own events, counted from the trace."""
+
+    allocs: int = 0
+    allocs_failed: int = 0
+    frees: int = 0
+    frees_batched: int = 0
+    refill_blocks: int = 0  # mm_page_alloc_zone_locked percpu_refill=1
+    buddy_blocks: int = 0  # mm_page_alloc_zone_locked percpu_refill=0
+    pcpu_drain: int = 0
+    extfrag: int = 0
+    extfrag_change_ownership: int = 0
+    alloc_pages: int = 0
+    free_pages: int = 0
+
+    def add_chunk(self, a: np.ndarray) -> None:
+        k = a[:, P.C_KIND]
+        f = P.C_F0
+        alloc = k == P.K_PAGE_ALLOC
+        ok = alloc & (a[:, P.C_PFN] >= 0)
+        self.allocs += int(ok.sum())
+        self.allocs_failed += int((alloc & ~ok).sum())
+        self.alloc_pages += int((1 << a[ok, f]).sum())
+        fr = k == P.K_PAGE_FREE
+        self.frees += int(fr.sum())
+        self.free_pages += int((1 << a[fr, f]).sum())
+        self.frees_batched += int((k == P.K_FREE_BATCHED).sum())
+        zl = k == P.K_ZONE_LOCKED
+        self.refill_blocks += int((zl & (a[:, f + 2] == 1)).sum())
+        self.buddy_blocks += int((zl & (a[:, f + 2] == 0)).sum())
+        self.pcpu_drain += int((k == P.K_PCPU_DRAIN).sum())
+        ef = k == P.K_EXTFRAG
+        self.extfrag += int(ef.sum())
+        self.extfrag_change_ownership += int((ef & (a[:, f + 6] == 1)).sum())
+
+
+@dataclass
+class SimCounts:
+    """The simulator's tracepoint records for the same requests (same semantics per event)."""
+
+    allocs: int = 0
+    allocs_failed: int = 0
+    frees: int = 0
+    refill_blocks: int = 0
+    buddy_blocks: int = 0
+    pcpu_drain: int = 0
+    extfrag: int = 0
+    extfrag_change_ownership: int = 0
+    records: int = 0
+
+    def add_records(self, r: np.ndarray) -> None:
+        k = r[:, 0]
+        self.records += len(r)
+        a = k == mz.TR_MM_PAGE_ALLOC
+        self.allocs += int((a & (r[:, 3] >= 0)).sum())
+        self.allocs_failed += int((a & (r[:, 3] < 0)).sum())
+        self.frees += int((k == mz.TR_MM_PAGE_FREE).sum())
+        zl = k == mz.TR_MM_PAGE_ALLOC_ZONE_LOCKED
+        self.refill_blocks += int((zl & (r[:, 6] == 1)).sum())
+        self.buddy_blocks += int((zl & (r[:, 6] == 0)).sum())
+        self.pcpu_drain += int((k == mz.TR_MM_PAGE_PCPU_DRAIN).sum())
+        ef = k == mz.TR_MM_PAGE_ALLOC_EXTFRAG
+        self.extfrag += int(ef.sum())
+        self.extfrag_change_ownership += int((ef & (r[:, 8] == 1)).sum())
+
+
+@dataclass
+class ReplayResult:
+    trace: str
+    policy: str
+    flavour: str
+    parse: dict
+    from_cache: bool
+    kernel: KernelCounts
+    sim: SimCounts
+    anomalies: Anomalies
+    replayed: dict
+    machine: Machine
+    state: SnapState | None
+    snapshot: Snapshot | None
+    wall_s: float
+    sim_counters: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"trace": self.trace, "policy": self.policy, "flavour": self.flavour,
+                "parse": self.parse, "from_cache": self.from_cache,
+                "kernel": dataclasses.asdict(self.kernel), "sim": dataclasses.asdict(self.sim),
+                "replayed": self.replayed, "anomalies": self.anomalies.to_dict(),
+                "sim_counters": self.sim_counters, "notes": self.notes, "wall_s": round(self.wall_s, 3)}
+
+
+class _Handles:
+    """Handle ids for live trace allocations. Ids freed in a batch are reused only in later
+    batches (a FREE earlier in the same batch still reads its slot when the core runs)."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.next = 0
+        self.free: list[int] = []
+        self.pending: list[int] = []
+
+    def get(self) -> int:
+        if self.free:
+            return self.free.pop()
+        h = self.next
+        if h >= self.cap:
+            raise RuntimeError("out of replay handles (more live allocations than simulated pages)")
+        self.next += 1
+        return h
+
+    def release(self, h: int) -> None:
+        self.pending.append(h)
+
+    def end_batch(self) -> None:
+        self.free.extend(self.pending)
+        self.pending.clear()
+
+
+class _Engine:
+    """run_events() behind either core API; handles live in S (new core) or in an array."""
+
+    def __init__(self, m: Machine):
+        self.m = m
+        if HANDLES_IN_STATE:
+            m.C[mz.H_LIVE_DENSE] = 0
+            self.cap = m.n_pages
+            self.arr = None
+        else:
+            self.cap = max(1 << 16, m.n_pages)
+            self.arr = np.full(self.cap, -1, dtype=np.int64)
+
+    def attach(self, h: int, p: int) -> None:
+        """Handle h refers to allocated block p (used for blocks the trace did not allocate)."""
+        m = self.m
+        if HANDLES_IN_STATE:
+            m.S[int(m.C[mz.H_LIVE]) + h] = p
+            m.S[int(m.C[mz.H_HANDLE]) + p] = h
+            order = int(m.S[int(m.C[mz.H_PINFO]) + p]) & mz.PI_ORDER_MASK
+            m.C[mz.H_LIVE_PAGES] += 1 << order
+        else:
+            self.arr[h] = p
+
+    def run(self, ev: np.ndarray, i: int) -> int:
+        if HANDLES_IN_STATE:
+            return int(_RUN(self.m.S, self.m.C, ev, i))
+        return int(_RUN(self.m.S, self.m.C, ev, self.arr, i))
+
+    def skipped(self) -> int:
+        return int(self.m.C[getattr(mz, "H_SKIPPED", getattr(ec, "H_SKIPPED", 26))])
+
+
+def _set_owner(m: Machine, p: int, mt: int) -> None:
+    if hasattr(mz, "H_OWNER"):
+        from cmasim.mm.folio import default_owner
+
+        m.S[int(m.C[mz.H_OWNER]) + p] = default_owner(mt)
+
+
+def default_machine(policy: Policy, nr_cpus: int, trace_capacity: int, seed: int = 1,
+                    gib: float = 4.0) -> Machine:
+    """Without a snapshot: DMA32 (up to 3 GiB) + Normal, all free (boot state)."""
+    pages = int(gib * (1 << 18)) // 1024 * 1024
+    dma32 = min(pages // 2, 786432) // 1024 * 1024
+    return Machine(machine_config([("DMA32", dma32), ("Normal", pages - dma32)], nr_cpus, trace_capacity),
+                   policy, seed)
+
+
+def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, int], dict]:
+    """Hot-plug headroom per zone (pages of MAX_ORDER frees of never-allocated pfns) and the
+    first migratetype seen per kernel pageblock (drain and zone_locked events)."""
+    live: set[int] = set()
+    headroom: dict[str, int] = {}
+    kpb_type: dict[int, int] = {}
+    maxcpu = 0
+    for a in chunks:
+        maxcpu = max(maxcpu, int(a[:, P.C_CPU].max()) if len(a) else 0)
+        k = a[:, P.C_KIND]
+        sel = (k == P.K_PCPU_DRAIN) | (k == P.K_ZONE_LOCKED)
+        for pfn, mt in zip(a[sel, P.C_PFN].tolist(), a[sel, P.C_F0 + 1].tolist()):
+            kpb_type.setdefault(pfn >> mz.PAGEBLOCK_ORDER, mt)
+        sel = ((k == P.K_PAGE_ALLOC) & (a[:, P.C_PFN] >= 0)) | (k == P.K_PAGE_FREE)
+        for kind, pfn, order in zip(k[sel].tolist(), a[sel, P.C_PFN].tolist(), a[sel, P.C_F0].tolist()):
+            if kind == P.K_PAGE_ALLOC:
+                live.add(pfn)
+            elif pfn in live:
+                live.discard(pfn)
+            elif order == MAX_ORDER and snap is not None:
+                z = snap.zone_of_kernel_pfn(pfn)
+                if z >= 0:
+                    name = snap.zones[z].name
+                    headroom[name] = headroom.get(name, 0) + (1 << order)
+    return headroom, kpb_type, {"max_cpu": maxcpu}
+
+
+def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, flavour: str | None = None,
+           cache: str | Path | None = None, seed: int = 1, sim_trace: TextIO | None = None,
+           progress: Callable[[int], None] | None = None, check: bool = True,
+           max_records: int | None = None) -> ReplayResult:
+    """Replay `trace` (ftrace text, plain/.gz/.xz) on `snapshot` (or an empty default machine).
+
+    `cache`: columnar cache path (parsed once, reused when the trace is unchanged).
+    `sim_trace`: a text stream for the simulator's own ftrace output. `max_records`: replay
+    only the first N records (tests and quick looks).
+    """
+    t0 = time.perf_counter()
+    if flavour is None:
+        flavour = snapshot.flavour if snapshot is not None else "mainline"
+    ct = CachedTrace(trace, cache, flavour)
+
+    def chunks():
+        seen = 0
+        for a in ct.chunks():
+            if max_records is not None:
+                if seen >= max_records:
+                    break
+                a = a[:max_records - seen]
+            seen += len(a)
+            yield a
+
+    headroom, kpb_type, info = prescan(chunks(), snapshot)
+    parse_meta = ct.meta or {}
+    notes: list[str] = []
+    if snapshot is not None:
+        state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom)
+        m = state.machine
+        notes += state.notes
+    else:
+        state = None
+        m = default_machine(policy, max(2, info["max_cpu"] + 1), TRACE_CAPACITY, seed)
+        notes.append("no snapshot: replayed on an empty default machine (frees of pre-trace pages are skipped)")
+    _disable_background(m)
+    eng = _Engine(m)
+    handles = _Handles(eng.cap)
+    kc, sc, an = KernelCounts(), SimCounts(), Anomalies()
+    kmap: dict[int, tuple[int, int]] = {}  # kernel head pfn -> (handle, order)
+    kpb_map: dict[int, int] = {}  # kernel pageblock -> simulated pageblock (pre-trace frees)
+    rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
+           "online_pages": 0, "batches": 0}
+    t_base = None
+    ncpu = m.cfg.nr_cpus
+    rows: list[tuple] = []
+    trace_base = int(m.C[mz.H_TRACE_BASE])
+
+    def drain_trace() -> None:
+        n = int(m.C[mz.H_TRACE_N])
+        if n:
+            recs = m.C[trace_base:trace_base + n * mz.TR_SIZE].reshape(n, mz.TR_SIZE)
+            sc.add_records(recs)
+            if sim_trace is not None:
+                from cmasim.trace.ftrace import format_records
+
+                known = recs[np.isin(recs[:, 0], list(_WRITER_KINDS))]
+                sim_trace.writelines(format_records(known))
+            m.C[mz.H_TRACE_N] = 0
+
+    def flush() -> None:
+        if rows:
+            ev = np.array(rows, dtype=np.int64)
+            i = 0
+            while i < len(ev):
+                i = eng.run(ev, i)
+                drain_trace()
+            rows.clear()
+            rep["batches"] += 1
+        handles.end_batch()
+
+    done = 0
+    for a in chunks():
+        kc.add_chunk(a)
+        if t_base is None and len(a):
+            t_base = int(a[0, P.C_TIME])
+        for r in a.tolist():
+            kind = r[0]
+            if kind == P.K_PAGE_ALLOC:
+                pfn = r[4]
+                if pfn < 0:
+                    an.add("alloc_failed_in_kernel", r[P.C_LINE])
+                    continue
+                cpu = r[2]
+                if cpu >= ncpu:
+                    an.add("cpu_outside_snapshot", r[P.C_LINE])
+                    cpu %= ncpu
+                if snapshot is not None and snapshot.zone_of_kernel_pfn(pfn) < 0:
+                    an.add("pfn_outside_zones", r[P.C_LINE])
+                old = kmap.get(pfn)
+                if old is not None:
+                    an.add("alloc_of_live_pfn", r[P.C_LINE])
+                    rows.append((max(0, r[1] - t_base), ec.OP_FREE, cpu, 0, 0, old[0]))
+                    handles.release(old[0])
+                h = handles.get()
+                kmap[pfn] = (h, r[5])
+                rows.append((max(0, r[1] - t_base), ec.OP_ALLOC, cpu, r[5], r[7], h))
+                rep["allocs"] += 1
+            elif kind == P.K_PAGE_FREE:
+                pfn, order = r[4], r[5]
+                cpu = r[2] % ncpu
+                hit = kmap.pop(pfn, None)
+                t = max(0, r[1] - t_base)
+                if hit is not None:
+                    if hit[1] != order:
+                        an.add("free_order_mismatch", r[P.C_LINE])
+                    rows.append((t, ec.OP_FREE, cpu, 0, 0, hit[0]))
+                    handles.release(hit[0])
+                    rep["frees"] += 1
+                    continue
+                if _inside_live_block(kmap, pfn):
+                    an.add("partial_free_of_live_block", r[P.C_LINE])
+                    continue
+                if state is None:
+                    an.add("pretrace_free_no_snapshot", r[P.C_LINE])
+                    continue
+                z = snapshot.zone_of_kernel_pfn(pfn)
+                if z < 0:
+                    an.add("pfn_outside_zones", r[P.C_LINE])
+                    continue
+                p = -1
+                if order == MAX_ORDER:
+                    flush()  # managed pages and watermarks change at this point of the trace
+                    p = state.take_offline(z, order)
+                    if p >= 0:
+                        rep["online_blocks"] += 1
+                        rep["online_pages"] += 1 << order
+                        an.add("memory_onlined", r[P.C_LINE])
+                if p < 0:
+                    kpb = pfn >> mz.PAGEBLOCK_ORDER
+                    spb = kpb_map.get(kpb)
+                    hint = spb * mz.PAGEBLOCK_NR_PAGES + (pfn & (mz.PAGEBLOCK_NR_PAGES - 1)) if spb is not None else -1
+                    p = state.take_pretrace(z, order, kpb_type.get(kpb, mz.MIGRATE_MOVABLE), hint)
+                    if p < 0:
+                        an.add("pretrace_pool_empty", r[P.C_LINE])
+                        continue
+                    kpb_map.setdefault(kpb, p >> mz.PAGEBLOCK_ORDER)
+                    rep["pretrace_frees"] += 1
+                    rep["pretrace_free_pages"] += 1 << order
+                    an.add("pretrace_free", r[P.C_LINE])
+                _set_owner(m, p, state.pageblock_type(p) if state.pageblock_type(p) < 3 else mz.MIGRATE_MOVABLE)
+                h = handles.get()
+                eng.attach(h, p)
+                rows.append((t, ec.OP_FREE, cpu, 0, 0, h))
+                handles.release(h)
+                rep["frees"] += 1
+            if len(rows) >= BATCH:
+                flush()
+        done += len(a)
+        if progress:
+            progress(done)
+    flush()
+    drain_trace()
+    if check:
+        m.check()
+    parse_meta = ct.meta or parse_meta
+    res = ReplayResult(str(trace), policy.name, flavour, parse_meta.get("stats", {}), ct.from_cache, kc, sc, an,
+                       rep, m, state, snapshot, time.perf_counter() - t0, notes=notes)
+    for k, v in parse_meta.get("stats", {}).get("bad", {}).items():
+        an.count[f"parse_{k}"] = v
+        an.lines[f"parse_{k}"] = parse_meta["stats"]["bad_first_lines"].get(k, [])
+    res.sim_counters = vmstat.event_counters(m)
+    res.sim_counters["free_skipped"] = eng.skipped()
+    res.replayed["live_at_end"] = len(kmap)
+    res.replayed["trace_lost_records"] = int(m.C[mz.H_TRACE_LOST])
+    return res
+
+
+_WRITER_KINDS = (mz.TR_MM_PAGE_ALLOC, mz.TR_MM_PAGE_FREE, mz.TR_MM_PAGE_ALLOC_ZONE_LOCKED, mz.TR_MM_PAGE_PCPU_DRAIN,
+                 mz.TR_MM_PAGE_ALLOC_EXTFRAG)
+
+
+def _disable_background(m: Machine) -> None:
+    """Reclaim and compaction off (the kernel's own are in the trace); where the core has them."""
+    if hasattr(mz, "H_PARAM") and hasattr(mz, "T_RECLAIM_ENABLED"):
+        b = int(m.C[mz.H_PARAM])
+        m.C[b + mz.T_RECLAIM_ENABLED] = 0
+        if hasattr(mz, "T_COMPACTION_ENABLED"):
+            m.C[b + mz.T_COMPACTION_ENABLED] = 0
+
+
+def _inside_live_block(kmap: dict, pfn: int) -> bool:
+    for o in range(1, MAX_ORDER + 1):
+        hit = kmap.get(pfn & ~((1 << o) - 1))
+        if hit is not None and hit[1] >= o:
+            return True
+    return False
+
+
+def write_outputs(res: ReplayResult, out: Path, fidelity: dict | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    proc = out / "proc"
+    proc.mkdir(exist_ok=True)
+    m = res.machine
+    (proc / "buddyinfo").write_text(vmstat.render_buddyinfo(m))
+    (proc / "pagetypeinfo").write_text(vmstat.render_pagetypeinfo(m))
+    (proc / "zoneinfo").write_text(vmstat.render_zoneinfo(m))
+    (proc / "vmstat").write_text(vmstat.render_vmstat(m))
+    d = res.to_dict()
+    if fidelity is not None:
+        d["fidelity"] = fidelity
+    (out / "replay.json").write_text(json.dumps(d, indent=2) + "\n")
