@@ -161,12 +161,12 @@ class Engine:
         s = d.spec
         if s.recycle_mib:
             recycle_anon(m.S, m.C, int(s.recycle_mib * 256), GFP_HIGHUSER_MOVABLE)
+        d.gen_count = self._request_pages(d)
         d.requests += 1
         gap = s.interval_ms * 1e6
         if s.jitter:
             gap *= float(d.rng.uniform(0.5, 1.5))
         d.next_request = m.now_ns + int(gap)
-        d.gen_count = self._request_pages(d)
         d.gen_t0 = m.now_ns
         d.gen = cma_alloc_steps(m, d.area, d.gen_count, s.align_order, self.tracer)
         self._step(d)

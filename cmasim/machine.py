@@ -83,6 +83,7 @@ class MachineConfig:
     kcompactd_period_ns: int = 500_000_000
     timer_capacity: int = 1 << 16  # outstanding pins
     pinners: list[dict] = field(default_factory=list)  # see cmasim.workload.pinner
+    reserved_pages: int = 0  # kernel memory allocated at boot (unmovable, never freed)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -149,7 +150,8 @@ class Machine:
         for z, (_, pages) in enumerate(cfg.zones):
             free_pages_core_range(S, C, z, start, start + pages)
             start += pages
-        # Boot-time frees are not part of the workload's statistics.
+        self._reserve_boot_memory(cfg.reserved_pages)
+        # Boot-time frees and allocations are not part of the workload's statistics.
         C[off_vm:off_vm + mz.NR_VM] = 0
         self.cma_areas = [CmaArea(name, base, count, opb, i) for i, (name, base, count, opb) in enumerate(cfg.cma_areas)]
         self._scratch = np.zeros(4, dtype=np.int64)
@@ -239,6 +241,25 @@ class Machine:
                 S[pb + b] = (S[pb + b] & ~mz.PB_MT_MASK) | mz.MIGRATE_CMA
             z = self.zone_of(base)
             C[int(C[mz.H_ZONE]) + z * mz.ZS + mz.Z_CMA_PAGES] += count
+
+    def _reserve_boot_memory(self, pages: int) -> None:
+        """Kernel memory taken at boot (text, memmap, early slab): unmovable blocks, largest first."""
+        gfp_kernel = mz.GFP_DIRECT_RECLAIM_ | mz.GFP_KSWAPD_RECLAIM_ | mz.GFP_IO_ | mz.GFP_FS_
+        order = mz.MAX_PAGE_ORDER
+        left = pages
+        while left > 0 and order >= 0:
+            if (1 << order) > left:
+                order -= 1
+                continue
+            p = int(alloc_pages(self.S, self.C, 0, order, gfp_kernel))
+            if p < 0:
+                order -= 1
+                continue
+            self.S[int(self.C[mz.H_OWNER]) + p] = mz.OW_SLAB
+            left -= 1 << order
+        if left > 0:
+            raise ValueError(f"cannot reserve {pages} pages of boot memory")
+        drain_all_pages(self.S, self.C, -1)
 
     def zone_of(self, pfn: int) -> int:
         for z in range(self.nr_zones):

@@ -161,6 +161,7 @@ class MachineSpec(_Strict):
     thp: bool = True
     watermark_scale_factor: int = Field(10, ge=1, le=3000)
     percpu_pagelist_high_fraction: int = Field(0, ge=0)
+    reserved: Size = 0  # kernel memory taken at boot (unmovable), e.g. text and memmap
 
 
 class Scenario(_Strict):
@@ -237,6 +238,8 @@ def _check_sizes(sc: Scenario) -> None:
     for key, v in checks:
         if v == 0 or v % PAGEBLOCK_BYTES:
             raise ValueError(f"{key}: {v} bytes is not a positive multiple of a pageblock (2 MiB)")
+    if m.reserved % mz.PAGE_SIZE:
+        raise ValueError("machine.reserved: not a whole number of pages")
     for i, a in enumerate(sc.cma):
         if a.size == 0 or a.size % PAGEBLOCK_BYTES:
             raise ValueError(f"cma[{i}].size: {a.size} bytes is not a positive multiple of a pageblock (2 MiB)")

@@ -143,7 +143,7 @@ def open_text(path: str | Path) -> IO[str]:
     """Open plain, .gz or .xz text by magic bytes; undecodable bytes become U+FFFD (then: garbled)."""
     path = Path(path)
     with open(path, "rb") as f:
-        magic = f.read(8)
+        magic = f.read(16)
     if magic.startswith(b"\x1f\x8b"):
         raw: IO[bytes] = gzip.open(path, "rb")
     elif magic.startswith(b"\xfd7zXZ\x00"):

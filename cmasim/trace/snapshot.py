@@ -272,6 +272,7 @@ def place_small(nblocks_free: list[int], n_pageblocks: int) -> list[tuple[int, i
     aligned offset: a block may not sit next to a free buddy of its own order (the pair
     would have merged). Pages not covered stay allocated. Raises SnapshotError when full.
     """
+    nblocks_free = list(nblocks_free) + [0] * (mz.PAGEBLOCK_ORDER - len(nblocks_free))
     out = []
     used = np.zeros(PB, dtype=bool)
     heads: dict[int, int] = {}

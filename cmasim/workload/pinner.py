@@ -22,7 +22,7 @@ from cmasim.mm.page_alloc import block_head
 from cmasim.mm.prandom import prandom_jitter, prandom_u32
 from cmasim.mm.timers import timer_push
 
-PICK_TRIES = 16
+PICK_TRIES = 64
 
 
 @kjit
