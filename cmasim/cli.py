@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cmasim.policy import POLICIES, UnknownPolicy, get_policy
 from cmasim.scenario import ScenarioError, builtin_scenarios, load_scenario, load_scenario_text
+from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
 
 err = Console(stderr=True)
 out = Console()
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
     b.set_defaults(fn=cmd_bench)
+    add_trace_parsers(sub)
     return p
 
 
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return a.fn(a)
     except (ScenarioError, UnknownPolicy) as e:
         return _fail(str(e.args[0]) if isinstance(e, UnknownPolicy) else str(e))
+    except TRACE_ERRORS as e:
+        return _fail(str(e))
     except KeyboardInterrupt:
         return _fail("interrupted")
 

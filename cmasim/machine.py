@@ -81,7 +81,7 @@ class MachineConfig:
     kswapd_period_ns: int = 1_000_000
     compaction: bool = True
     kcompactd_period_ns: int = 500_000_000
-    timer_capacity: int = 1 << 16  # outstanding pins
+    timer_capacity: int = 4096  # outstanding timers (pins); a full heap refuses and counts
     pinners: list[dict] = field(default_factory=list)  # see cmasim.workload.pinner
     reserved_pages: int = 0  # kernel memory allocated at boot (unmovable, never freed)
     extra: dict = field(default_factory=dict)

@@ -34,7 +34,7 @@ from cmasim.mm.freelist import (
 )
 from cmasim.mm.page_alloc import find_suitable_fallback, page_del_and_expand, should_try_claim_block
 from cmasim.mm.pcp import drain_all_pages, drain_pages_zone
-from cmasim.mm.rmqueue import __zone_watermark_ok
+from cmasim.mm.watermark import __zone_watermark_ok
 
 COMPACT_SKIPPED = 1
 COMPACT_CONTINUE = 2

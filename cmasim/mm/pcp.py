@@ -22,7 +22,8 @@ from cmasim.mm.mmzone import (
     P_ALLOC_FACTOR, P_COUNT, P_FLAGS, P_FREE_COUNT, P_FREE_FACTOR, P_HIGH,
     TR_MM_PAGE_PCPU_DRAIN, VM_DRAIN_ALL, VM_PCP_DRAINS, VM_PCP_DRAIN_PAGES, VM_PCP_REFILLS,
     VM_PCP_REFILL_PAGES, VM_ZONE_LOCK, VM_PGFREE, VM_PCP_FREES,
-    Z_BATCH, Z_FLAGS, Z_HIGH_MAX, Z_HIGH_MIN, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE,
+    Z_BATCH, Z_FLAGS, Z_HIGH_MAX, Z_HIGH_MIN, Z_NR_FREE, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, ZONE_MOVABLE,
+    ALLOC_WMARK_HIGH,
 )
 from cmasim.mm.freelist import (
     get_pfnblock_migratetype, list_add_head, list_add_tail, list_del, list_empty, list_first,
@@ -30,6 +31,7 @@ from cmasim.mm.freelist import (
     vm_add, zone_base,
 )
 from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __free_one_page, __rmqueue
+from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
 
 
 @kjit
@@ -247,7 +249,10 @@ def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
 
 @kjit
 def free_unref_page_commit(S, C, zslot, cpu, p, mt, order, pindex):
-    """free_unref_page_commit(): put a block at the head of its list; drain when count >= high."""
+    """free_unref_page_commit(): put a block at the head of its list; drain when count >= high.
+
+    After a drain, a zone marked ZONE_BELOW_HIGH that passes its high watermark again gets
+    the flag cleared (v6.7+), which lets pcp->high grow back."""
     zb = zone_base(C, zslot)
     pc = pcp_base(C, zslot, cpu)
     v = policy_version(C)
@@ -279,6 +284,9 @@ def free_unref_page_commit(S, C, zslot, cpu, p, mt, order, pindex):
     high = nr_pcp_high(C, zb, pc, batch, free_high)
     if C[pc + P_COUNT] >= high:
         free_pcppages_bulk(S, C, zslot, cpu, nr_pcp_free(C, pc, batch, high, free_high), pindex)
+        if v >= 607 and (C[zb + Z_FLAGS] & ZONE_BELOW_HIGH) and __zone_watermark_ok(
+                C, zslot, 0, wmark_pages(C, zb, ALLOC_WMARK_HIGH), ZONE_MOVABLE, 0, C[zb + Z_NR_FREE]):
+            C[zb + Z_FLAGS] &= ~ZONE_BELOW_HIGH
         return True
     return False
 

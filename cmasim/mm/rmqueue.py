@@ -16,26 +16,26 @@ kswapd itself lives in vmscan.py; this module only wakes it.
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_CPUSET, ALLOC_HIGHATOMIC, ALLOC_KSWAPD, ALLOC_MIN_RESERVE, ALLOC_NOFRAGMENT,
-    ALLOC_NON_BLOCK, ALLOC_NO_WATERMARKS, ALLOC_OOM, ALLOC_RESERVES, ALLOC_WMARK_HIGH, ALLOC_WMARK_LOW,
-    ALLOC_WMARK_MASK, ALLOC_WMARK_MIN,
+    ALLOC_NON_BLOCK, ALLOC_NO_WATERMARKS, ALLOC_OOM, ALLOC_WMARK_HIGH, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN,
     GFP_DIRECT_RECLAIM_, GFP_DMA32_, GFP_DMA_, GFP_HIGH_, GFP_HIGHMEM_, GFP_KSWAPD_RECLAIM_,
     GFP_MOVABLE_, GFP_NOMEMALLOC_, GFP_RECLAIMABLE_,
     H_KSWAPD_NEXT, H_LAST_MT, H_N, H_NOW, H_NZONES, H_PARAM, T_RECLAIM_ENABLED, VM_KSWAPD_WAKE, H_POL, H_RMQM,
-    MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
-    PG_ALLOC, PL_DEFRAG_MODE, PL_NOFRAGMENT,
+    MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, PG_ALLOC, PL_DEFRAG_MODE, PL_NOFRAGMENT,
     TR_MM_PAGE_FREE,
     VM_BUDDY_ALLOCS, VM_FREE_EVENTS, VM_NOFRAG_RETRY,
     VM_PCP_ALLOC_HITS, VM_PGALLOC, VM_PGFREE, VM_WMARK_FAIL,
     VM_ZONE_LOCK,
-    Z_AREA, Z_BOOST, Z_FLAGS, Z_IDX, Z_LOWMEM, Z_NR_FREE, Z_NR_FREE_CMA, Z_NR_FREE_HIGHATOMIC,
-    Z_WMARK_HIGH, Z_WMARK_LOW, Z_WMARK_MIN, ZONE_BELOW_HIGH, ZONE_BOOSTED_WATERMARK,
+    Z_BOOST, Z_FLAGS, Z_IDX, Z_NR_FREE, Z_WMARK_HIGH, ZONE_BELOW_HIGH, ZONE_BOOSTED_WATERMARK,
     ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL,
 )
 from cmasim.mm.freelist import (
-    clear_pinfo, free_list_id, list_empty, pageblock_zone, pi_order, pi_state, pinfo, policy_version,
+    clear_pinfo, pageblock_zone, pi_order, pi_state, pinfo, policy_version,
     trace_emit, vm_add, zone_base, get_pfnblock_migratetype,
 )
 from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __rmqueue, __rmqueue_smallest, free_one_page, pcp_allowed_order
+from cmasim.mm.watermark import (  # noqa: F401  (re-exported)
+    __zone_watermark_ok, wmark_pages, zone_watermark_fast, zone_watermark_unusable_free,
+)
 from cmasim.mm.pcp import free_unref_page_commit, order_to_pindex, pcp_free_pindex, rmqueue_pcplist
 
 E_OK = 0
@@ -111,79 +111,6 @@ def alloc_flags_nofragment(C, pref, gfp):
         if C[zone_base(C, z) + Z_IDX] == ZONE_DMA32:
             return af | ALLOC_NOFRAGMENT
     return af
-
-
-# --- watermarks ------------------------------------------------------------------------------------
-@kjit
-def wmark_pages(C, zb, which):
-    """wmark_pages(): the watermark plus the current boost."""
-    if which == ALLOC_WMARK_MIN:
-        m = C[zb + Z_WMARK_MIN]
-    elif which == ALLOC_WMARK_LOW:
-        m = C[zb + Z_WMARK_LOW]
-    else:
-        m = C[zb + Z_WMARK_HIGH]
-    return m + C[zb + Z_BOOST]
-
-
-@kjit
-def zone_watermark_unusable_free(C, zb, order, alloc_flags):
-    """__zone_watermark_unusable_free(): 2^order-1, free highatomic, and free CMA without ALLOC_CMA."""
-    unusable = (1 << order) - 1
-    if not (alloc_flags & ALLOC_RESERVES):
-        unusable += C[zb + Z_NR_FREE_HIGHATOMIC]
-    if not (alloc_flags & ALLOC_CMA):
-        unusable += C[zb + Z_NR_FREE_CMA]
-    return unusable
-
-
-@kjit
-def __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
-    """__zone_watermark_ok(): order-0 arithmetic, then a suitable free block for order > 0."""
-    zb = zone_base(C, zslot)
-    mn = mark
-    free_pages -= zone_watermark_unusable_free(C, zb, order, alloc_flags)
-    if alloc_flags & ALLOC_RESERVES:
-        if alloc_flags & ALLOC_MIN_RESERVE:
-            mn -= mn // 2
-            if alloc_flags & ALLOC_NON_BLOCK:
-                mn -= mn // 4
-        if alloc_flags & ALLOC_OOM:
-            mn -= mn // 2
-    if free_pages <= mn + C[zb + Z_LOWMEM + highest]:
-        return False
-    if order == 0:
-        return True
-    for o in range(order, NR_PAGE_ORDERS):
-        if C[zb + Z_AREA + o] == 0:
-            continue
-        for mt in range(MIGRATE_PCPTYPES):
-            if not list_empty(C, free_list_id(C, zslot, o, mt)):
-                return True
-        if (alloc_flags & ALLOC_CMA) and not list_empty(C, free_list_id(C, zslot, o, MIGRATE_CMA)):
-            return True
-        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and not list_empty(
-                C, free_list_id(C, zslot, o, MIGRATE_HIGHATOMIC)):
-            return True
-    return False
-
-
-@kjit
-def zone_watermark_fast(C, zslot, order, mark, highest, alloc_flags):
-    """zone_watermark_fast(): the order-0 shortcut, then __zone_watermark_ok()."""
-    zb = zone_base(C, zslot)
-    free_pages = C[zb + Z_NR_FREE]
-    if order == 0:
-        reserved = zone_watermark_unusable_free(C, zb, 0, alloc_flags)
-        usable = free_pages - (reserved if reserved < free_pages else free_pages)
-        if usable > mark + C[zb + Z_LOWMEM + highest]:
-            return True
-    if __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
-        return True
-    if (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and C[zb + Z_BOOST] > 0
-            and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN):
-        return __zone_watermark_ok(C, zslot, order, C[zb + Z_WMARK_MIN], highest, alloc_flags, free_pages)
-    return False
 
 
 # --- rmqueue ---------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def cmd_replay(a) -> int:
             print("error: --sim-trace needs --out DIR", file=sys.stderr)
             return 2
         out.mkdir(parents=True, exist_ok=True)
-        sim_trace = open(out / "sim-trace.txt", "w")
+        sim_trace = open(out / "sim-trace.txt", "w")  # noqa: SIM115 (closed below)
     try:
         res = replay(a.trace, policy, snap, flavour=a.flavour, cache=cache, seed=a.seed, sim_trace=sim_trace,
                      max_records=a.max_records)

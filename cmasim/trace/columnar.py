@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -88,6 +88,7 @@ class CachedTrace:
     def __init__(self, trace: str | Path, cache: str | Path | None, flavour: str, chunk: int = 1 << 16):
         self.trace, self.cache, self.flavour, self.chunk = Path(trace), cache, flavour, chunk
         self.from_cache = cache is not None and cache_valid(trace, cache, flavour)
+        self.parsed = False  # set once this object has parsed the text itself
         self.meta: dict | None = read_meta(cache) if self.from_cache else None
 
     def chunks(self) -> Iterator[np.ndarray]:
@@ -96,9 +97,11 @@ class CachedTrace:
             yield from read_cache(self.cache)
             self.meta = read_meta(self.cache)
         elif self.cache is not None:
+            self.parsed = True
             yield from write_cache(self.trace, self.cache, self.flavour, self.chunk)
             self.meta = read_meta(self.cache)
         else:
+            self.parsed = True
             p = TraceParser(self.flavour)
             yield from p.iter_chunks(self.trace, self.chunk)
             self.meta = {"stats": p.stats.to_dict(), "strings": p.strings.names, "flavour": self.flavour}

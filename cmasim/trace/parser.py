@@ -38,9 +38,10 @@ import lzma
 import re
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -145,11 +146,11 @@ def open_text(path: str | Path) -> IO[str]:
     with open(path, "rb") as f:
         magic = f.read(16)
     if magic.startswith(b"\x1f\x8b"):
-        raw: IO[bytes] = gzip.open(path, "rb")
+        raw: IO[bytes] = gzip.open(path, "rb")  # noqa: SIM115 (handed to the caller)
     elif magic.startswith(b"\xfd7zXZ\x00"):
-        raw = lzma.open(path, "rb")
+        raw = lzma.open(path, "rb")  # noqa: SIM115
     else:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115
     if magic.startswith(b"\x17\x08\x44tracing"):
         raw.close()
         raise NotATraceError(f"{path}: a trace-cmd binary trace.dat; convert it with `trace-cmd report {path.name} "

@@ -31,9 +31,10 @@ import dataclasses
 import inspect
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -428,7 +429,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     if check:
         m.check()
     parse_meta = ct.meta or parse_meta
-    res = ReplayResult(str(trace), policy.name, flavour, parse_meta.get("stats", {}), ct.from_cache, kc, sc, an,
+    res = ReplayResult(str(trace), policy.name, flavour, parse_meta.get("stats", {}), not ct.parsed, kc, sc, an,
                        rep, m, state, snapshot, time.perf_counter() - t0, notes=notes)
     for k, v in parse_meta.get("stats", {}).get("bad", {}).items():
         an.count[f"parse_{k}"] = v

@@ -285,11 +285,12 @@ def place_small(nblocks_free: list[int], n_pageblocks: int) -> list[tuple[int, i
                 pos = cursor[order]
                 placed = False
                 while pos + size <= PB:
-                    if not used[pos:pos + size].any() and heads.get(pos ^ size) != order:
-                        # keep one page of the pageblock allocated (a full free pageblock would be order 9)
-                        if used.sum() + size < PB:
-                            placed = True
-                            break
+                    # free, no free buddy of the same order, and one page of the pageblock kept
+                    # allocated (a wholly free pageblock would be an order-9 block)
+                    if (not used[pos:pos + size].any() and heads.get(pos ^ size) != order
+                            and used.sum() + size < PB):
+                        placed = True
+                        break
                     pos += size
                 if placed:
                     used[pos:pos + size] = True
@@ -597,7 +598,7 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
         still = np.flatnonzero(zone_pre)
         res = still[-n_res:] if n_res else still[:0]
         zone_pre[res] = False
-        reserved.append(int(len(res)))
+        reserved.append(len(res))
         if len(res) < n_res:
             notes.append(f"zone {zs.name}: only {len(res)} of {n_res} reserved pages fit")
         pretrace[start:start + size] = zone_pre

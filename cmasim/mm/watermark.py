@@ -1,0 +1,89 @@
+"""Watermark arithmetic (mm/page_alloc.c __zone_watermark_ok() and friends).
+
+Kernel: mm/page_alloc.c — wmark_pages(), __zone_watermark_unusable_free(),
+__zone_watermark_ok(), zone_watermark_fast(). Kept apart so that both the allocation path
+and the per-CPU free path (which clears ZONE_BELOW_HIGH) can use it.
+"""
+
+from cmasim.mm.jit import kjit
+from cmasim.mm.mmzone import (
+    ALLOC_CMA, ALLOC_HIGHATOMIC, ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK, ALLOC_OOM, ALLOC_RESERVES,
+    ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_PCPTYPES,
+    NR_PAGE_ORDERS, Z_AREA, Z_BOOST, Z_LOWMEM, Z_NR_FREE, Z_NR_FREE_CMA, Z_NR_FREE_HIGHATOMIC, Z_WMARK_HIGH,
+    Z_WMARK_LOW, Z_WMARK_MIN,
+)
+from cmasim.mm.freelist import free_list_id, list_empty, zone_base
+
+
+@kjit
+def wmark_pages(C, zb, which):
+    """wmark_pages(): the watermark plus the current boost."""
+    if which == ALLOC_WMARK_MIN:
+        m = C[zb + Z_WMARK_MIN]
+    elif which == ALLOC_WMARK_LOW:
+        m = C[zb + Z_WMARK_LOW]
+    else:
+        m = C[zb + Z_WMARK_HIGH]
+    return m + C[zb + Z_BOOST]
+
+
+@kjit
+def zone_watermark_unusable_free(C, zb, order, alloc_flags):
+    """__zone_watermark_unusable_free(): 2^order-1, free highatomic, and free CMA without ALLOC_CMA."""
+    unusable = (1 << order) - 1
+    if not (alloc_flags & ALLOC_RESERVES):
+        unusable += C[zb + Z_NR_FREE_HIGHATOMIC]
+    if not (alloc_flags & ALLOC_CMA):
+        unusable += C[zb + Z_NR_FREE_CMA]
+    return unusable
+
+
+@kjit
+def __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
+    """__zone_watermark_ok(): order-0 arithmetic, then a suitable free block for order > 0."""
+    zb = zone_base(C, zslot)
+    mn = mark
+    free_pages -= zone_watermark_unusable_free(C, zb, order, alloc_flags)
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mn -= mn // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mn -= mn // 4
+        if alloc_flags & ALLOC_OOM:
+            mn -= mn // 2
+    if free_pages <= mn + C[zb + Z_LOWMEM + highest]:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, NR_PAGE_ORDERS):
+        if C[zb + Z_AREA + o] == 0:
+            continue
+        for mt in range(MIGRATE_PCPTYPES):
+            if not list_empty(C, free_list_id(C, zslot, o, mt)):
+                return True
+        if (alloc_flags & ALLOC_CMA) and not list_empty(C, free_list_id(C, zslot, o, MIGRATE_CMA)):
+            return True
+        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and not list_empty(
+                C, free_list_id(C, zslot, o, MIGRATE_HIGHATOMIC)):
+            return True
+    return False
+
+
+@kjit
+def zone_watermark_fast(C, zslot, order, mark, highest, alloc_flags):
+    """zone_watermark_fast(): the order-0 shortcut, then __zone_watermark_ok()."""
+    zb = zone_base(C, zslot)
+    free_pages = C[zb + Z_NR_FREE]
+    if order == 0:
+        reserved = zone_watermark_unusable_free(C, zb, 0, alloc_flags)
+        usable = free_pages - (reserved if reserved < free_pages else free_pages)
+        if usable > mark + C[zb + Z_LOWMEM + highest]:
+            return True
+    if __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
+        return True
+    if (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and C[zb + Z_BOOST] > 0
+            and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN):
+        return __zone_watermark_ok(C, zslot, order, C[zb + Z_WMARK_MIN], highest, alloc_flags, free_pages)
+    return False
+
+
