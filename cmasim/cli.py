@@ -27,7 +27,7 @@ def _fail(msg: str) -> int:
 def cmd_run(a) -> int:
     from cmasim.run import run_scenario
 
-    sc = load_scenario(a.scenario)
+    sc = load_scenario(a.scenario, a.set)
     policy = get_policy(a.policy)
     seed = a.seed if a.seed is not None else sc.seed
     out_dir = Path(a.out) if a.out else Path("results") / f"{sc.name}-{policy.name}-seed{seed}"
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--check-every", type=float, default=0, metavar="MS",
                    help="run the invariant checker every MS simulated milliseconds")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario parameter, e.g. workload.pinner.0.threads=8 (repeatable)")
     r.set_defaults(fn=cmd_run)
     sub.add_parser("policies", help="list built-in policies").set_defaults(fn=cmd_policies)
     sub.add_parser("scenarios", help="list built-in scenarios").set_defaults(fn=cmd_scenarios)

@@ -287,11 +287,58 @@ def _format_error(source: str, e: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_scenario_text(text: str, source: str, name: str | None = None) -> Scenario:
+def apply_overrides(data: dict, sets: list[str], source: str) -> dict:
+    """`--set dotted.key=value` overrides, applied to the parsed TOML before validation.
+
+    The value is read as a TOML value (numbers, booleans, strings, arrays, inline tables);
+    a bare word that is not valid TOML is taken as a string. A list element is addressed
+    by its index (`workload.pinner.0.threads=8`); an index one past the end appends.
+    """
+    for item in sets:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: expected dotted.key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) > len(node):
+                    raise ScenarioError(f"{source}: --set {key}: {part!r} is not a valid index into "
+                                        f"{'.'.join(parts[:i])} (length {len(node)})")
+                idx = int(part)
+                if idx == len(node):
+                    node.append({})
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+                continue
+            if last:
+                node[part] = value
+            else:
+                nxt = node.get(part)
+                if nxt is None:
+                    nxt = [] if (i + 1 < len(parts) and parts[i + 1].isdigit()) else {}
+                    node[part] = nxt
+                elif not isinstance(nxt, (dict, list)):
+                    raise ScenarioError(f"{source}: --set {key}: {'.'.join(parts[:i + 1])} is a value, not a table")
+                node = nxt
+    return data
+
+
+def load_scenario_text(text: str, source: str, name: str | None = None, sets: list[str] | None = None) -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{source}: not valid TOML: {e}") from None
+    if sets:
+        data = apply_overrides(data, sets, source)
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as e:
@@ -314,11 +361,11 @@ def builtin_scenarios() -> dict[str, str]:
     return out
 
 
-def load_scenario(name_or_path: str) -> Scenario:
-    """A built-in scenario by name, or a TOML file by path."""
+def load_scenario(name_or_path: str, sets: list[str] | None = None) -> Scenario:
+    """A built-in scenario by name, or a TOML file by path, with optional --set overrides."""
     builtin = builtin_scenarios()
     if name_or_path in builtin:
-        return load_scenario_text(builtin[name_or_path], f"{name_or_path} (built-in)", name_or_path)
+        return load_scenario_text(builtin[name_or_path], f"{name_or_path} (built-in)", name_or_path, sets)
     p = Path(name_or_path)
     if not p.exists():
         raise ScenarioError(f"{name_or_path}: no such file, and not a built-in scenario "
@@ -327,4 +374,4 @@ def load_scenario(name_or_path: str) -> Scenario:
         text = p.read_text()
     except OSError as e:
         raise ScenarioError(f"{name_or_path}: cannot read: {e.strerror}") from None
-    return load_scenario_text(text, str(p))
+    return load_scenario_text(text, str(p), None, sets)
