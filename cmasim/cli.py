@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cmasim.policy import POLICIES, UnknownPolicy, get_policy
+from cmasim.policy import UnknownPolicy, describe_all, get_policy
 from cmasim.scenario import ScenarioError, builtin_scenarios, load_scenario, load_scenario_text
 from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
 
@@ -64,8 +64,8 @@ def cmd_policies(a) -> int:
     t = Table(title="policies")
     t.add_column("name")
     t.add_column("summary")
-    for p in POLICIES.values():
-        t.add_row(p.name, p.summary)
+    for name, summary in describe_all():
+        t.add_row(name, summary)
     out.print(t)
     return 0
 

@@ -72,7 +72,8 @@ class Engine:
             self.W = churn_params(machine, target_usage=c.target_usage, p_order0=c.order0, p_order13=c.order1_3,
                                   high_order=c.high_order, p_movable=c.movable, p_unmovable=c.unmovable,
                                   p_file=c.file, p_file_dirty=c.file_dirty, dt_ns=c.event_interval_ns,
-                                  gfp={"high_order_movable": parse_gfp(c.thp_gfp)})
+                                  gfp={"high_order_movable": parse_gfp(c.thp_gfp)},
+                                  gfp_cma_owners=machine.policy.gfp_cma_owners, p_thp_gfp_cma=c.thp_gfp_cma)
             self.churn_total = c.events
         if wl.duration_s is not None:
             self.t_end = int(wl.duration_s * 1e9)
@@ -84,6 +85,8 @@ class Engine:
                                int(d.start_ms * 1e6)) for i, d in enumerate(wl.device)]
         self.fill_done = wl.fill is None
         self.filled_pages = 0
+        # Anonymous fill and re-touch carry __GFP_CMA where the policy tags anonymous memory.
+        self.anon_gfp = GFP_HIGHUSER_MOVABLE | (mz.GFP_CMA_ if "anon" in machine.policy.gfp_cma_owners else 0)
 
     # --- tracing ----------------------------------------------------------------------------------
     def tracer(self, event: str, fields: str) -> None:
@@ -132,7 +135,7 @@ class Engine:
     def _fill(self) -> None:
         spec = self.sc.workload.fill
         target = spec.free // mz.PAGE_SIZE
-        self.filled_pages = int(fill_anon(self.m.S, self.m.C, target, GFP_HIGHUSER_MOVABLE, self.m.n_pages))
+        self.filled_pages = int(fill_anon(self.m.S, self.m.C, target, self.anon_gfp, self.m.n_pages))
         self.fill_done = True
         self.flush()
 
@@ -160,7 +163,7 @@ class Engine:
             return
         s = d.spec
         if s.recycle_mib:
-            recycle_anon(m.S, m.C, int(s.recycle_mib * 256), GFP_HIGHUSER_MOVABLE)
+            recycle_anon(m.S, m.C, int(s.recycle_mib * 256), self.anon_gfp)
         d.gen_count = self._request_pages(d)
         d.requests += 1
         gap = s.interval_ms * 1e6

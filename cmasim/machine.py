@@ -188,6 +188,13 @@ class Machine:
         C[b + mz.PL_BOOST_FACTOR] = pol.watermark_boost_factor
         C[b + mz.PL_NR_PCP_LISTS] = pol.nr_pcp_lists
         C[b + mz.PL_LONGTERM_MIGRATE] = int(pol.longterm_pin_migrates)
+        C[b + mz.PL_CMA_GFP_REQUIRED] = int(pol.cma_gfp_required)
+        C[b + mz.PL_CMA_FIRST_BUDDY] = int(pol.cma_first_buddy)
+        C[b + mz.PL_CMA_FIRST_RMQUEUE] = int(pol.cma_first_rmqueue)
+        C[b + mz.PL_CMA_STAGE] = int(pol.cma_stage)
+        C[b + mz.PL_CMA_BALANCE_MODE] = pol.cma_balance_mode
+        C[b + mz.PL_PIN_ISOLATED_MIGRATE] = int(pol.pin_isolated_migrate)
+        C[b + mz.PL_SHORT_PIN_MIGRATES_CMA] = int(pol.short_pin_migrates_cma)
         for order in range(mz.NR_PAGE_ORDERS):
             for mt in range(mz.MIGRATE_TYPES):
                 C[b + mz.PL_PCP_PINDEX + order * mz.MIGRATE_TYPES + mt] = pol.pcp_pindex[order][mt]

@@ -70,6 +70,7 @@ class ChurnSpec(_Strict):
     file: float = Field(0.0, ge=0, le=1)  # share of movable base allocations that are clean page cache
     file_dirty: float = Field(0.0, ge=0, le=1)  # share that are dirty page cache (the rest anonymous)
     thp_gfp: str = "GFP_HIGHUSER_MOVABLE|__GFP_COMP"  # GFP of high-order movable allocations
+    thp_gfp_cma: float = Field(1.0, ge=0, le=1)  # share of THP allocations with __GFP_CMA (if policy tags THP)
 
     @model_validator(mode="after")
     def _mix(self):

@@ -8,8 +8,9 @@ Steps (kernel-model.md §7):
 1. isolate every pageblock touching [start, end) (CMA blocks skip the unmovable check);
 2. drain_all_pages(zone): per-CPU pages of the range now land on the ISOLATE lists;
 3. migrate the in-use pages in batches of <= 32 (COMPACT_CLUSTER_MAX); a batch is retried
-   at most 5 times; pinned anonymous pages are skipped by isolate_migratepages_block()
-   (refcount > mapcount), pinned page-cache pages fail every migrate_pages() pass;
+   at most 5 times; clean unpinned page cache is dropped instead (reclaim_clean_pages_from_list());
+   pinned anonymous pages are skipped by isolate_migratepages_block() (refcount > mapcount),
+   pinned page-cache pages fail every migrate_pages() pass;
 4. test_pages_isolated(outer_start, end): every page must now be free, else -EBUSY;
 5. take the free buddies, split them into order-0 pages owned by the device, give back
    [outer_start, start) and [end, outer_end);
@@ -31,12 +32,13 @@ from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
     GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
-    MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_KIND_MASK, PAGEBLOCK_NR_PAGES, PG_ALLOC,
+    MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_FILE, OW_KIND_MASK, T_CLEAN_DROP_COST_NS,
+    VM_CONTIG_RECLAIMED, PAGEBLOCK_NR_PAGES, PG_ALLOC,
     PG_BUDDY, PG_TAIL, T_DRAIN_COST_NS, T_ISOLATE_COST_NS,
 )
-from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner
+from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner, reclaim_take
 from cmasim.mm.freelist import (
-    __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, zone_base,
+    __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, vm_add, zone_base,
 )
 from cmasim.mm.migrate import EBUSY, EINVAL, ENOMEM, migrate_pages
 from cmasim.mm.page_alloc import block_head, free_one_page
@@ -111,6 +113,16 @@ def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
             pfn, n, skipped = isolate_migratepages_range(S, C, zb, pfn, end, lst)
             res[R_PINNED_SKIPPED] += skipped
             tries = 0
+            # reclaim_clean_pages_from_list(): clean, unpinned page cache is simply dropped.
+            for i in range(n):
+                q = lst[i]
+                ow = owner(S, C, q)
+                if (ow & OW_KIND_MASK) == OW_FILE and not folio_maybe_dma_pinned(ow):
+                    pages = 1 << pi_order(pinfo(S, C, q))
+                    reclaim_take(S, C, cpu, q)
+                    C[H_COST_NS] += pages * C[C[H_PARAM] + T_CLEAN_DROP_COST_NS]
+                    vm_add(C, VM_CONTIG_RECLAIMED, pages)
+                    lst[i] = -1
             if n == 0:
                 continue
         else:

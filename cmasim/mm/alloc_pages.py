@@ -15,14 +15,15 @@ compaction for high orders; if nothing helps an order <= 3 request counts an OOM
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    ALLOC_KSWAPD, ALLOC_WMARK_LOW, GFP_COMP_, GFP_DIRECT_RECLAIM_, GFP_NORETRY_, H_PARAM,
+    ALLOC_CMA, ALLOC_KSWAPD, ALLOC_WMARK_LOW, GFP_CMA_, GFP_COMP_, MIGRATE_CMA, VM_CMA_TO_NON_CMA,
+    VM_GFP_CMA_THP, VM_GFP_CMA_THP_NO_CMA, GFP_DIRECT_RECLAIM_, GFP_NORETRY_, H_PARAM,
     HPAGE_PMD_ORDER, MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PG_ALLOC, T_COMPACTION_ENABLED,
     TR_MM_PAGE_ALLOC, VM_ALLOC_EVENTS, VM_ALLOC_FAIL, VM_ALLOCSTALL, VM_COMPACT_FAIL, VM_COMPACT_STALL,
     VM_COMPACT_SUCCESS, VM_OOM_KILL, VM_PGALLOC_PAGES, VM_SLOWPATH, VM_THP_FAULT_ALLOC,
     VM_THP_FAULT_FALLBACK, Z_IDX,
 )
 from cmasim.mm.compaction import compact_zone, compaction_suitable, wakeup_kcompactd
-from cmasim.mm.freelist import set_pinfo, trace_emit, vm_add, zone_base
+from cmasim.mm.freelist import get_pageblock_type_bits, set_pinfo, trace_emit, vm_add, zone_base
 from cmasim.mm.pcp import drain_all_pages
 from cmasim.mm.rmqueue import (  # noqa: F401  (free_pages is re-exported for callers)
     alloc_flags_nofragment, free_pages, get_page_from_freelist, gfp_migratetype, gfp_to_alloc_flags,
@@ -54,7 +55,7 @@ def __alloc_pages_direct_compact(S, C, cpu, order, mt, af, highest, pref, sync):
 
 @kjit
 def __alloc_pages_slowpath(S, C, cpu, order, gfp, mt, highest, pref):
-    af = gfp_to_alloc_flags(gfp, order)
+    af = gfp_to_alloc_flags(C, gfp, order)
     if af & ALLOC_KSWAPD:
         wakeup_kswapd(C)
     p = get_page_from_freelist(S, C, cpu, order, mt, af, highest, pref)
@@ -111,7 +112,7 @@ def alloc_pages(S, C, cpu, order, gfp):
     p = -1
     if pref >= 0:
         af = ALLOC_WMARK_LOW | alloc_flags_nofragment(C, pref, gfp)
-        af = gfp_to_alloc_flags_cma(gfp, af)
+        af = gfp_to_alloc_flags_cma(C, gfp, af)
         p = get_page_from_freelist(S, C, cpu, order, mt, af, highest, pref)
         if p < 0:
             vm_add(C, VM_SLOWPATH, 1)
@@ -119,8 +120,14 @@ def alloc_pages(S, C, cpu, order, gfp):
     if p >= 0:
         set_pinfo(S, C, p, order, PG_ALLOC, mt, 0)
         vm_add(C, VM_PGALLOC_PAGES, 1 << order)
+        if get_pageblock_type_bits(S, C, p) == MIGRATE_CMA and not (gfp_to_alloc_flags_cma(C, gfp, 0) & ALLOC_CMA):
+            vm_add(C, VM_CMA_TO_NON_CMA, 1 << order)  # a CMA page for a request that may not use CMA
     else:
         vm_add(C, VM_ALLOC_FAIL, 1)
+    if order == HPAGE_PMD_ORDER and (gfp & GFP_CMA_):
+        vm_add(C, VM_GFP_CMA_THP, 1)
+        if p < 0 or get_pageblock_type_bits(S, C, p) != MIGRATE_CMA:
+            vm_add(C, VM_GFP_CMA_THP_NO_CMA, 1)
     if order == HPAGE_PMD_ORDER and (gfp & GFP_COMP_) and mt == MIGRATE_MOVABLE:
         vm_add(C, VM_THP_FAULT_ALLOC if p >= 0 else VM_THP_FAULT_FALLBACK, 1)
     trace_emit(C, TR_MM_PAGE_ALLOC, p, order, mt, gfp, 0, 0, 0)

@@ -11,22 +11,30 @@ folio_is_longterm_pinnable(), migrate_longterm_unpinnable_folios(); unpin_user_p
   switch turns this off to model the bug David Hildenbrand mentions (long-term pins left
   on CMA).
 * Pinning a free page is an error (-EFAULT): there is nothing mapped to pin.
+* Candidate fixes (policy switches): `PL_SHORT_PIN_MIGRATES_CMA` — a short-term pin of a
+  page in a CMA pageblock first migrates it out of CMA like FOLL_LONGTERM (if that fails
+  the page is pinned where it is); `PL_PIN_ISOLATED_MIGRATE` — a short-term pin of a page
+  in an isolated pageblock (an alloc_contig_range() in progress) first migrates it, so the
+  pinner gets the migrated page; if that fails the pin is refused (-EAGAIN, the pinner
+  retries).
 * A pinned page freed by its owner is released at unpin (see cmasim.mm.folio).
 """
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_NOWARN_,
+    GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_, GFP_NOWARN_,
+    PL_PIN_ISOLATED_MIGRATE, PL_SHORT_PIN_MIGRATES_CMA, VM_PIN_REFUSED_ISOLATED, VM_SHORT_PIN_MIGRATED,
     H_NOW, H_OWNER, H_POL, MIGRATE_CMA, MIGRATE_ISOLATE, OW_FREE_PENDING, OW_LONGTERM, OW_PIN_MASK,
     OW_PIN_SHIFT, PG_ALLOC, TIMER_UNPIN, PL_LONGTERM_MIGRATE, VM_LONGTERM_PIN_ON_CMA, VM_PIN_FAIL, VM_PIN_LONGTERM,
     VM_PIN_MIGRATED, VM_PIN_SHORT, VM_UNPIN, ZONE_MOVABLE, Z_IDX, MIGRATE_SYNC, MR_LONGTERM_PIN,
 )
 from cmasim.mm.folio import folio_is_movable, release_block
-from cmasim.mm.freelist import get_pfnblock_migratetype, pageblock_zone, pi_order, pi_state, pinfo, vm_add, zone_base
-from cmasim.mm.migrate import EFAULT, ENOMEM, migrate_pages
+from cmasim.mm.freelist import get_pageblock_type_bits, get_pfnblock_migratetype, pageblock_zone, pi_order, pi_state, pinfo, vm_add, zone_base
+from cmasim.mm.migrate import EAGAIN, EFAULT, ENOMEM, migrate_pages
 from cmasim.mm.timers import timer_push
 
 GFP_USER_NOWARN = GFP_DIRECT_RECLAIM_ | GFP_KSWAPD_RECLAIM_ | GFP_IO_ | GFP_FS_ | GFP_HARDWALL_ | GFP_NOWARN_
+GFP_USER_MOVABLE = GFP_USER_NOWARN | GFP_MOVABLE_
 
 
 @kjit
@@ -59,6 +67,24 @@ def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
             vm_add(C, VM_PIN_MIGRATED, 1 << pi_order(pinfo(S, C, p)))
         else:
             vm_add(C, VM_LONGTERM_PIN_ON_CMA, 1)
+    elif not longterm and folio_is_movable(S[C[H_OWNER] + p]):
+        pol = C[H_POL]
+        mt = get_pfnblock_migratetype(S, C, p)
+        if mt == MIGRATE_ISOLATE and C[pol + PL_PIN_ISOLATED_MIGRATE]:
+            pfns[0] = p
+            ok, failed, nomem = migrate_pages(S, C, cpu, pfns, 1, GFP_USER_MOVABLE, MIGRATE_SYNC, MR_LONGTERM_PIN)
+            if ok == 0:
+                vm_add(C, VM_PIN_REFUSED_ISOLATED, 1)
+                return EAGAIN
+            p = pfns[1]
+            vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
+        elif C[pol + PL_SHORT_PIN_MIGRATES_CMA] and (mt == MIGRATE_CMA or (mt == MIGRATE_ISOLATE and
+                                                       get_pageblock_type_bits(S, C, p) == MIGRATE_CMA)):
+            pfns[0] = p
+            ok, failed, nomem = migrate_pages(S, C, cpu, pfns, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
+            if ok > 0:
+                p = pfns[1]
+                vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
     w = S[C[H_OWNER] + p]
     cnt = (w >> OW_PIN_SHIFT) & OW_PIN_MASK
     if cnt == OW_PIN_MASK:

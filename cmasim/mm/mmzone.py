@@ -274,7 +274,13 @@ VM_CMA_ALLOC_SUCCESS = 56
 VM_CMA_ALLOC_FAIL = 57
 VM_RECLAIM_DROPPED_HANDLES = 58  # workload blocks taken away by reclaim (swap/drop)
 VM_LONGTERM_PIN_ON_CMA = 59  # long-term pins left on CMA pageblocks (only with a buggy policy)
-NR_VM = 64
+VM_CMA_TO_NON_CMA = 60  # pages of CMA pageblocks handed to allocations without ALLOC_CMA (contract violation)
+VM_GFP_CMA_THP_NO_CMA = 61  # THP-order __GFP_CMA allocations that got no CMA page (failed or non-CMA)
+VM_SHORT_PIN_MIGRATED = 62  # short-term pins that first migrated their page (candidate fixes)
+VM_CONTIG_RECLAIMED = 63  # clean page-cache pages dropped by alloc_contig_range instead of migrated
+VM_GFP_CMA_THP = 64  # THP-order allocations carrying __GFP_CMA
+VM_PIN_REFUSED_ISOLATED = 65  # short pins refused while their page sat in an isolated block
+NR_VM = 72
 
 # --- policy record (PL_* slots after C[H_POL]) --------------------------------------------
 PL_VERSION = 0  # 601 = linux-6.1 rules, 618 = linux-6.18 rules
@@ -285,9 +291,16 @@ PL_DEFRAG_MODE = 4  # vm.defrag_mode (v6.15+): NOFRAGMENT always
 PL_BOOST_FACTOR = 5  # watermark_boost_factor
 PL_NR_PCP_LISTS = 6
 PL_LONGTERM_MIGRATE = 7  # 1: FOLL_LONGTERM migrates pages out of CMA first (mainline); 0: the bug
+PL_CMA_GFP_REQUIRED = 84  # Android: ALLOC_CMA only for MOVABLE requests carrying __GFP_CMA
+PL_CMA_FIRST_BUDDY = 85  # Android: rmqueue_buddy() tries the CMA lists first for ALLOC_CMA
+PL_CMA_FIRST_RMQUEUE = 86  # 2020 patch: __rmqueue() (refills too) takes CMA first for ALLOC_CMA
+PL_CMA_STAGE = 87  # mainline: __rmqueue() falls back to CMA after the requested type (0: restricted)
+PL_CMA_BALANCE_MODE = 88  # 0 free_cma > free*n/d; 1 also when non-CMA free < low; 2 (free - low)*n/d
+PL_PIN_ISOLATED_MIGRATE = 89  # candidate: a short pin of a page in an isolated block migrates it first
+PL_SHORT_PIN_MIGRATES_CMA = 90  # candidate: a short pin of a CMA page migrates it out of CMA first
 PL_PCP_PINDEX = 8  # order_to_pindex table: NR_PAGE_ORDERS * MIGRATE_TYPES slots (-1: not PCP)
-PL_FALLBACK = PL_PCP_PINDEX + NR_PAGE_ORDERS * MIGRATE_TYPES  # fallbacks[3][2]
-PL_SIZE = PL_FALLBACK + 8
+PL_FALLBACK = PL_PCP_PINDEX + NR_PAGE_ORDERS * MIGRATE_TYPES  # fallbacks[3][2]: slots 74..79
+PL_SIZE = 96
 
 # --- tunables block (T_* slots after C[H_PARAM]) ---------------------------------------------
 T_MIGRATE_COST_NS = 0  # simulated cost of migrating one base page

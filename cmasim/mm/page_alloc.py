@@ -27,7 +27,8 @@ from cmasim.mm.mmzone import (
     ALLOC_KSWAPD, ALLOC_NOFRAGMENT, ALLOC_CMA,
     VM_CLAIMS, VM_CMA_ALLOCS, VM_EXTFRAG, VM_MERGES, VM_SPLITS, VM_STEALS,
     Z_AREA, Z_BOOST, Z_END, Z_FLAGS, Z_MANAGED, Z_NR_FREE, Z_NR_FREE_CMA, Z_START, Z_WMARK_HIGH,
-    ZONE_BOOSTED_WATERMARK, PL_CMA_NUM, PL_CMA_DEN,
+    ZONE_BOOSTED_WATERMARK, PL_CMA_NUM, PL_CMA_DEN, PL_CMA_BALANCE_MODE, PL_CMA_FIRST_RMQUEUE, PL_CMA_STAGE,
+    Z_WMARK_LOW,
 )
 from cmasim.mm.freelist import (
     __add_to_free_list, __del_page_from_free_list, account_freepages, change_pageblock_range, clear_pinfo,
@@ -369,15 +370,32 @@ def __rmqueue_steal(S, C, zslot, order, start_mt):
 
 @kjit
 def cma_balance_first(C, zb, alloc_flags):
-    """__rmqueue() CMA balancing: CMA first when free CMA > NR_FREE_PAGES * NUM / DEN (mainline 1/2)."""
+    """__rmqueue() CMA balancing: CMA first when free CMA > NR_FREE_PAGES * NUM / DEN (mainline 1/2).
+
+    Candidate variants (PL_CMA_BALANCE_MODE): 1 — also when the zone's non-CMA free memory
+    is below the low watermark ("use CMA first" recheck); 2 — compare against
+    (NR_FREE_PAGES - low watermark) instead. Android-style policies set NUM = 0 (off) or
+    take CMA first for every ALLOC_CMA request (PL_CMA_FIRST_RMQUEUE).
+    """
     if not (alloc_flags & ALLOC_CMA):
         return False
     pol = C[H_POL]
+    if C[pol + PL_CMA_FIRST_RMQUEUE]:
+        return True
     num = C[pol + PL_CMA_NUM]
     den = C[pol + PL_CMA_DEN]
     if num <= 0:
         return False
-    return C[zb + Z_NR_FREE_CMA] > C[zb + Z_NR_FREE] * num // den
+    free = C[zb + Z_NR_FREE]
+    cma = C[zb + Z_NR_FREE_CMA]
+    mode = C[pol + PL_CMA_BALANCE_MODE]
+    if mode == 2:
+        free -= C[zb + Z_WMARK_LOW]
+    if cma > free * num // den:
+        return True
+    if mode == 1 and free - cma < C[zb + Z_WMARK_LOW]:
+        return True
+    return False
 
 
 @kjit
@@ -387,6 +405,9 @@ def __rmqueue(S, C, zslot, order, mt, alloc_flags):
     The mode lives in C[H_RMQM] so that rmqueue_bulk() keeps it across its iterations
     (v6.15+); callers reset it to RMQUEUE_NORMAL. v6.1 dispatches to __rmqueue_v61().
     """
+    if mt == MIGRATE_CMA:
+        # A CMA per-CPU list refill (Android): only the CMA free lists.
+        return __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)
     if policy_version(C) < 615:
         return __rmqueue_v61(S, C, zslot, order, mt, alloc_flags)
     zb = zone_base(C, zslot)
@@ -399,7 +420,7 @@ def __rmqueue(S, C, zslot, order, mt, alloc_flags):
         p = __rmqueue_smallest(S, C, zslot, order, mt)
         if p >= 0:
             return p
-    if mode <= RMQUEUE_CMA and (alloc_flags & ALLOC_CMA):
+    if mode <= RMQUEUE_CMA and (alloc_flags & ALLOC_CMA) and C[C[H_POL] + PL_CMA_STAGE]:
         p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)
         if p >= 0:
             C[H_RMQM] = RMQUEUE_CMA
@@ -497,7 +518,7 @@ def __rmqueue_v61(S, C, zslot, order, mt, alloc_flags):
         p = __rmqueue_smallest(S, C, zslot, order, mt)
         if p >= 0:
             return p
-        if alloc_flags & ALLOC_CMA:
+        if (alloc_flags & ALLOC_CMA) and C[C[H_POL] + PL_CMA_STAGE]:
             p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)
             if p >= 0:
                 return p

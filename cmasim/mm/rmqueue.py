@@ -18,7 +18,7 @@ from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_CPUSET, ALLOC_HIGHATOMIC, ALLOC_KSWAPD, ALLOC_MIN_RESERVE, ALLOC_NOFRAGMENT,
     ALLOC_NON_BLOCK, ALLOC_NO_WATERMARKS, ALLOC_OOM, ALLOC_WMARK_HIGH, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN,
     GFP_DIRECT_RECLAIM_, GFP_DMA32_, GFP_DMA_, GFP_HIGH_, GFP_HIGHMEM_, GFP_KSWAPD_RECLAIM_,
-    GFP_MOVABLE_, GFP_NOMEMALLOC_, GFP_RECLAIMABLE_,
+    GFP_CMA_, GFP_MOVABLE_, GFP_NOMEMALLOC_, GFP_RECLAIMABLE_, PL_CMA_FIRST_BUDDY, PL_CMA_GFP_REQUIRED, MIGRATE_CMA,
     H_KSWAPD_NEXT, H_LAST_MT, H_N, H_NOW, H_NZONES, H_PARAM, T_RECLAIM_ENABLED, VM_KSWAPD_WAKE, H_POL, H_RMQM,
     MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, PG_ALLOC, PL_DEFRAG_MODE, PL_NOFRAGMENT,
     TR_MM_PAGE_FREE,
@@ -62,15 +62,17 @@ def gfp_zone(gfp):
 
 
 @kjit
-def gfp_to_alloc_flags_cma(gfp, alloc_flags):
-    """gfp_to_alloc_flags_cma(): mainline ALLOC_CMA iff the request is MOVABLE."""
+def gfp_to_alloc_flags_cma(C, gfp, alloc_flags):
+    """gfp_to_alloc_flags_cma(): mainline ALLOC_CMA iff the request is MOVABLE; Android
+    (restrict_cma_redirect) additionally requires __GFP_CMA."""
     if gfp_migratetype(gfp) == MIGRATE_MOVABLE:
-        alloc_flags |= ALLOC_CMA
+        if C[C[H_POL] + PL_CMA_GFP_REQUIRED] == 0 or (gfp & GFP_CMA_):
+            alloc_flags |= ALLOC_CMA
     return alloc_flags
 
 
 @kjit
-def gfp_to_alloc_flags(gfp, order):
+def gfp_to_alloc_flags(C, gfp, order):
     """gfp_to_alloc_flags(): the slow path's flags (MIN watermark, reserves for atomic requests)."""
     af = ALLOC_WMARK_MIN | ALLOC_CPUSET
     if gfp & GFP_HIGH_:
@@ -83,7 +85,7 @@ def gfp_to_alloc_flags(gfp, order):
         if order > 0 and (af & ALLOC_MIN_RESERVE):
             af |= ALLOC_HIGHATOMIC
         af &= ~ALLOC_CPUSET
-    return gfp_to_alloc_flags_cma(gfp, af)
+    return gfp_to_alloc_flags_cma(C, gfp, af)
 
 
 @kjit
@@ -121,6 +123,8 @@ def rmqueue_buddy(S, C, zslot, order, alloc_flags, mt):
     p = -1
     if alloc_flags & ALLOC_HIGHATOMIC:
         p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_HIGHATOMIC)
+    if p < 0 and (alloc_flags & ALLOC_CMA) and C[C[H_POL] + PL_CMA_FIRST_BUDDY]:
+        p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)  # Android: __rmqueue_cma_fallback() first
     if p < 0:
         C[H_RMQM] = RMQUEUE_NORMAL
         p = __rmqueue(S, C, zslot, order, mt, alloc_flags)
@@ -156,7 +160,13 @@ def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
     p = -1
     if pcp_allowed_order(order):
         pindex = order_to_pindex(C, order, mt)
-        if pindex >= 0:
+        cma_pindex = order_to_pindex(C, order, MIGRATE_CMA)
+        if (alloc_flags & ALLOC_CMA) and cma_pindex >= 0 and cma_pindex != pindex:
+            # Android: the CMA list of this order first, refilled from the CMA free lists only.
+            p = rmqueue_pcplist(S, C, zslot, cpu, order, MIGRATE_CMA, alloc_flags, cma_pindex)
+            if p >= 0 and C[H_LAST_MT] < 0:
+                vm_add(C, VM_PCP_ALLOC_HITS, 1)
+        if p < 0 and pindex >= 0:
             p = rmqueue_pcplist(S, C, zslot, cpu, order, mt, alloc_flags, pindex)
             if p >= 0 and C[H_LAST_MT] < 0:
                 vm_add(C, VM_PCP_ALLOC_HITS, 1)

@@ -68,6 +68,9 @@ EVENT_NAMES = {
     "pin_fail": mz.VM_PIN_FAIL, "pin_migrated_out_of_cma": mz.VM_PIN_MIGRATED, "unpin": mz.VM_UNPIN,
     "deferred_free": mz.VM_DEFERRED_FREE, "kswapd_wake": mz.VM_KSWAPD_WAKE, "pgwriteback": mz.VM_PGWRITEBACK,
     "reclaim_dropped_handles": mz.VM_RECLAIM_DROPPED_HANDLES, "longterm_pin_on_cma": mz.VM_LONGTERM_PIN_ON_CMA,
+    "cma_to_non_cma_alloc": mz.VM_CMA_TO_NON_CMA, "gfp_cma_thp": mz.VM_GFP_CMA_THP,
+    "gfp_cma_thp_no_cma": mz.VM_GFP_CMA_THP_NO_CMA, "short_pin_migrated": mz.VM_SHORT_PIN_MIGRATED,
+    "pin_refused_isolated": mz.VM_PIN_REFUSED_ISOLATED, "contig_reclaimed_clean": mz.VM_CONTIG_RECLAIMED,
 }
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import H_CPU, H_LIVE, H_LIVE_PAGES, H_NLIVE, H_NOW, H_OWNER, OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_SLAB
-from cmasim.mm.mmzone import OW_SLAB_RECLAIMABLE
+from cmasim.mm.mmzone import GFP_CMA_, OW_SLAB_RECLAIMABLE
 from cmasim.mm.alloc_pages import alloc_pages
 from cmasim.mm.folio import folio_put, live_add
 from cmasim.mm.prandom import prandom_u32
@@ -40,6 +40,8 @@ W_HIGH_ORDER = 17
 W_P_FILE = 18  # permille of movable base allocations that are clean page cache
 W_P_FILE_DIRTY = 19  # permille that are dirty page cache (the rest anonymous)
 W_EVENTS = 20  # events generated so far
+W_GFP_CMA_OWNERS = 21  # which allocations carry __GFP_CMA: bit 0 anon, 1 THP, 2 clean file, 3 dirty file
+W_P_THP_GFP_CMA = 22  # permille of THP allocations that carry __GFP_CMA when THP is tagged
 W_SIZE = 24
 
 
@@ -80,12 +82,22 @@ def churn(S, C, W, n, t_end):
                 high = order == W[W_HIGH_ORDER] and order > 3
                 gfp = W[W_GFP_HIGH_ORDER_MOVABLE] if high else W[W_GFP_MOVABLE]
                 kind = OW_ANON
-                if not high:
+                tag = W[W_GFP_CMA_OWNERS]
+                if high:
+                    if (tag & 2) and prandom_u32(C) % 1000 < W[W_P_THP_GFP_CMA]:
+                        gfp |= GFP_CMA_
+                else:
                     r3 = prandom_u32(C) % 1000
                     if r3 < W[W_P_FILE]:
                         kind = OW_FILE
+                        if tag & 4:
+                            gfp |= GFP_CMA_
                     elif r3 < W[W_P_FILE] + W[W_P_FILE_DIRTY]:
                         kind = OW_FILE_DIRTY
+                        if tag & 8:
+                            gfp |= GFP_CMA_
+                    elif tag & 1:
+                        gfp |= GFP_CMA_
             elif r2 < W[W_P_MOVABLE] + W[W_P_UNMOVABLE]:
                 gfp = W[W_GFP_UNMOVABLE]
                 kind = OW_SLAB
@@ -107,8 +119,12 @@ def churn(S, C, W, n, t_end):
     return n
 
 
+GFP_CMA_OWNER_BITS = {"anon": 1, "thp": 2, "file": 4, "file_dirty": 8}
+
+
 def churn_params(machine, *, target_usage=0.80, p_order0=0.80, p_order13=0.15, high_order=9,
-                 p_movable=0.70, p_unmovable=0.20, p_file=0.0, p_file_dirty=0.0, dt_ns=1000, gfp=None):
+                 p_movable=0.70, p_unmovable=0.20, p_file=0.0, p_file_dirty=0.0, dt_ns=1000, gfp=None,
+                 gfp_cma_owners=(), p_thp_gfp_cma=1.0):
     """Build the W array for `churn` (Python side; not compiled)."""
     from cmasim import gfp as g
 
@@ -123,7 +139,9 @@ def churn_params(machine, *, target_usage=0.80, p_order0=0.80, p_order13=0.15, h
             W_GFP_MOVABLE: gfps["movable"], W_GFP_UNMOVABLE: gfps["unmovable"],
             W_GFP_RECLAIMABLE: gfps["reclaimable"], W_GFP_HIGH_ORDER_MOVABLE: gfps["high_order_movable"],
             W_MANAGED: machine.n_pages, W_HIGH_ORDER: high_order, W_P_FILE: round(p_file * 1000),
-            W_P_FILE_DIRTY: round(p_file_dirty * 1000)}
+            W_P_FILE_DIRTY: round(p_file_dirty * 1000),
+            W_GFP_CMA_OWNERS: sum(GFP_CMA_OWNER_BITS[o] for o in gfp_cma_owners),
+            W_P_THP_GFP_CMA: round(p_thp_gfp_cma * 1000)}
     for k, v in vals.items():
         W[k] = v
     return W
