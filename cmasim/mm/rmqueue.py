@@ -161,8 +161,9 @@ def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
     if pcp_allowed_order(order):
         pindex = order_to_pindex(C, order, mt)
         cma_pindex = order_to_pindex(C, order, MIGRATE_CMA)
-        if (alloc_flags & ALLOC_CMA) and cma_pindex >= 0 and cma_pindex != pindex:
-            # Android: the CMA list of this order first, refilled from the CMA free lists only.
+        if (alloc_flags & ALLOC_CMA) and cma_pindex >= 0 and C[C[H_POL] + PL_CMA_FIRST_BUDDY]:
+            # Android: the CMA list of this order first (for THP the list it maps CMA to, shared
+            # with MOVABLE THPs unless the RFC's own list), refilled from the CMA free lists only.
             p = rmqueue_pcplist(S, C, zslot, cpu, order, MIGRATE_CMA, alloc_flags, cma_pindex)
             if p >= 0 and C[H_LAST_MT] < 0:
                 vm_add(C, VM_PCP_ALLOC_HITS, 1)
