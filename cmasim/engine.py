@@ -28,6 +28,7 @@ from cmasim.workload.fill import fill_anon, recycle_anon
 
 CHUNK = 250_000
 NEVER = 1 << 62
+SAMPLE_NS = 10_000_000  # the engine samples zone counters every 10 ms of simulated time
 
 
 @dataclass
@@ -85,6 +86,8 @@ class Engine:
                                int(d.start_ms * 1e6)) for i, d in enumerate(wl.device)]
         self.fill_done = wl.fill is None
         self.filled_pages = 0
+        self.next_sample = 0
+        self.samples: list[tuple[int, int, int]] = []  # (t, nr_free_pages, nr_free_cma)
         # Anonymous fill and re-touch carry __GFP_CMA where the policy tags anonymous memory.
         self.anon_gfp = GFP_HIGHUSER_MOVABLE | (mz.GFP_CMA_ if "anon" in machine.policy.gfp_cma_owners else 0)
 
@@ -109,7 +112,10 @@ class Engine:
                 t_next = min(t_next, int(self.sc.workload.fill.start_ms * 1e6))
             for d in self.devices:
                 t_next = min(t_next, d.next_time())
+            t_next = min(t_next, self.next_sample)
             self._run_world_until(t_next)
+            if m.now_ns >= self.next_sample:
+                self._sample()
             if not self.fill_done and m.now_ns >= int(self.sc.workload.fill.start_ms * 1e6):
                 self._fill()
             for d in self.devices:
@@ -131,6 +137,13 @@ class Engine:
         if m.now_ns < t:
             m.advance(t)
             self.flush()
+
+    def _sample(self) -> None:
+        m = self.m
+        free = sum(m.zone_field(z, mz.Z_NR_FREE) for z in range(m.nr_zones))
+        cma = sum(m.zone_field(z, mz.Z_NR_FREE_CMA) for z in range(m.nr_zones))
+        self.samples.append((m.now_ns, free, cma))
+        self.next_sample = m.now_ns + SAMPLE_NS
 
     def _fill(self) -> None:
         spec = self.sc.workload.fill
@@ -219,4 +232,15 @@ class Engine:
             out["devices"] = [{"name": d.spec.name, "area": d.area.name, "requests": d.requests,
                                "results": d.results[:200]} for d in self.devices]
         out["timers_lost"] = int(m.C[mz.H_TIMER_LOST])
+        cma_total = sum(a.count for a in m.cma_areas)
+        if self.samples:
+            free = np.array([s[1] for s in self.samples], dtype=np.float64)
+            cma = np.array([s[2] for s in self.samples], dtype=np.float64)
+            out["samples"] = len(self.samples)
+            out["nr_free_pages_mean"] = round(float(free.mean()), 1)
+            out["nr_free_cma_mean"] = round(float(cma.mean()), 1)
+            if cma_total:
+                out["cma_idle_share"] = round(float(cma.mean()) / cma_total, 4)
+                # Free memory outside CMA: what non-CMA allocations can actually use.
+                out["non_cma_free_mean"] = round(float((free - cma).mean()), 1)
         return out
