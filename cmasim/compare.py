@@ -1,0 +1,623 @@
+"""`cmasim compare`: several policies on the same seeded scenario, with confidence intervals.
+
+`compare()` runs every policy on the same seeds (scenario seed + k, k = 0..seeds-1), each run
+through `cmasim.run.run_scenario` with its own output directory `<out>/runs/<policy>/seed<k>`,
+extracts the headline metrics (`METRICS`) from each run's metrics dict and writes, in `out`:
+
+- `compare.md`: one row per metric, one column per policy, "mean ± half-width of the 95%
+  confidence interval", a † where a policy does not differ significantly from the first policy
+  (the baseline), and a footer saying how that was decided;
+- `compare.csv`: long format, one line per (metric, policy);
+- `compare.json`: the same plus every per-seed value and the list of runs.
+
+The files hold no wall-clock times and no absolute paths, so the same command gives the same
+bytes whatever the worker scheduling was. Only `cmd_compare` (the CLI side) prints.
+
+Statistics. Per policy and metric, over the n seeds where the metric is defined: the mean and
+the 95% confidence interval mean ± t(0.975, n-1) · s / sqrt(n) (Student t, s the sample standard
+deviation). A policy differs significantly from the baseline when Welch's unequal-variance
+t-test gives p < 0.05 (per cell, no correction for multiple comparisons). With n = 1 there is
+no interval and no test ("n=1", nothing marked). When both samples have zero variance the test
+degenerates: equal means count as not significant, different means as significant (the
+metric is deterministic under both policies and differs). scipy.stats supplies the t
+distribution; it is imported only when statistics are computed.
+
+Parallel runs. Runs are independent, so they go to a `ProcessPoolExecutor` with
+`jobs or os.cpu_count()` workers (capped at the number of runs; one worker = run in this
+process, which is what the tests do). The compiled core costs ~70-120 s to compile cold and
+~1.5 s to load from numba's on-disk cache in a fresh process, while a run of the built-in
+`default` scenario takes ~0.4 s. So, measured on the 2-CPU development machine: the parent
+first runs a tiny scenario that touches every workload feature (`WARMUP_SCENARIO`) under
+each requested policy — compiling, or loading from the cache, once — and then the workers
+are created with the "fork" start method, so they inherit the compiled code and start at
+once. Without the warm-up every worker would compile (or load) on its own; with "spawn"
+every worker would pay the cache load, and would compile from scratch if numba's cache is
+unusable (read-only install). Where "fork" is unavailable the platform default is used.
+Forking is done before any thread of ours exists (the pool's manager thread starts after
+its fork workers), and the CLI's progress display is refreshed by hand (no refresh thread).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+NOT_SIGNIFICANT = "†"
+TEST_NAME = "Welch's t-test"
+
+
+class CompareError(ValueError):
+    """Bad arguments to compare() (policy list, seeds, metric names); the message says which."""
+
+
+# --- headline metrics ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    """A number extracted from one run's metrics dict (None: not defined in that run)."""
+
+    name: str
+    label: str
+    extract: Callable[[dict], float | None]
+    description: str
+
+
+def _areas(m: dict) -> list[dict]:
+    return list(m.get("cma", {}).values())
+
+
+def _cma_sum(key: str) -> Callable[[dict], float | None]:
+    def f(m: dict) -> float | None:
+        areas = _areas(m)
+        return sum(a.get(key, 0) for a in areas) if areas else None
+    return f
+
+
+def _cma_fail(kind: str) -> Callable[[dict], float | None]:
+    def f(m: dict) -> float | None:
+        areas = _areas(m)
+        return sum(a.get("fail", {}).get(kind, 0) for a in areas) if areas else None
+    return f
+
+
+def _cma_per_request(key: str) -> Callable[[dict], float | None]:
+    def f(m: dict) -> float | None:
+        areas = _areas(m)
+        req = sum(a.get("requests", 0) for a in areas)
+        return sum(a.get(key, 0) for a in areas) / req if req else None
+    return f
+
+
+def _cma_latency(key: str) -> Callable[[dict], float | None]:
+    """Latency of successful cma_alloc() calls; over several areas the success-weighted mean of
+    the per-area percentiles (metrics.json keeps no raw latencies to pool; exact for one area)."""
+    def f(m: dict) -> float | None:
+        pairs = [(a.get("success", 0), a.get("latency", {}).get(key, 0.0)) for a in _areas(m)]
+        pairs = [(w, v) for w, v in pairs if w]
+        if len(pairs) == 1:
+            return pairs[0][1]  # exactly the area's figure
+        ok = sum(w for w, _ in pairs)
+        return sum(w * v for w, v in pairs) / ok if ok else None
+    return f
+
+
+def _get(section: str, key: str) -> Callable[[dict], float | None]:
+    return lambda m: m.get(section, {}).get(key, 0)
+
+
+def _vmstat_sum(*keys: str) -> Callable[[dict], float | None]:
+    return lambda m: sum(m.get("vmstat", {}).get(k, 0) for k in keys)
+
+
+def _cma_success_rate(m: dict) -> float | None:
+    areas = _areas(m)
+    req = sum(a.get("requests", 0) for a in areas)
+    return sum(a.get("success", 0) for a in areas) / req if req else None
+
+
+_ALL = (
+    Metric("cma_success_rate", "cma_alloc success rate", _cma_success_rate,
+           "successful cma_alloc() calls / calls, summed over CMA areas (undefined without calls)"),
+    Metric("cma_busy_retries_per_request", "cma busy retries / request", _cma_per_request("busy_retries"),
+           "alloc_contig_range() -EBUSY retries inside cma_alloc() per call"),
+    Metric("cma_latency_p50_ms", "cma_alloc latency p50 (ms)", _cma_latency("p50_ms"),
+           "median simulated latency of successful cma_alloc() calls"),
+    Metric("cma_latency_p99_ms", "cma_alloc latency p99 (ms)", _cma_latency("p99_ms"),
+           "99th percentile simulated latency of successful cma_alloc() calls"),
+    Metric("cma_pages_migrated", "cma pages migrated", _cma_sum("pages_migrated"),
+           "pages migrated out of CMA ranges by cma_alloc()"),
+    Metric("pcp_hit_rate", "per-CPU list hit rate", _get("pcp", "hit_rate"),
+           "allocations served from a per-CPU list / allocations"),
+    Metric("zone_lock_per_1000_allocs", "zone lock / 1000 allocs", _get("pcp", "zone_lock_per_1000_allocs"),
+           "buddy-path allocations plus per-CPU refills per 1,000 allocations"),
+    Metric("alloc_fail", "allocation failures", _get("counters", "alloc_fail"),
+           "page allocations that returned no page"),
+    Metric("pgmigrate_success", "pgmigrate_success", _get("vmstat", "pgmigrate_success"),
+           "/proc/vmstat pgmigrate_success"),
+    Metric("compact_stall", "compact_stall", _get("vmstat", "compact_stall"), "/proc/vmstat compact_stall"),
+    Metric("oom_kill", "oom_kill", _get("vmstat", "oom_kill"), "/proc/vmstat oom_kill"),
+    Metric("cma_to_non_cma_alloc", "CMA page to non-__GFP_CMA alloc", _get("counters", "cma_to_non_cma_alloc"),
+           "CMA pages handed to allocations not allowed to use CMA (a contract violation under android)"),
+    Metric("gfp_cma_thp_no_cma", "__GFP_CMA THP alloc without CMA page", _get("counters", "gfp_cma_thp_no_cma"),
+           "THP-order __GFP_CMA allocations that did not get a CMA page"),
+    # Not shown by default; ask for them with metrics=[...] / --metric.
+    Metric("cma_requests", "cma_alloc calls", _cma_sum("requests"), "cma_alloc() calls, summed over areas"),
+    Metric("cma_fail_busy", "cma_alloc fail: busy", _cma_fail("busy"), "cma_alloc() failures on -EBUSY"),
+    Metric("cma_fail_no_free_range", "cma_alloc fail: no range", _cma_fail("no_free_range"),
+           "cma_alloc() failures with no free range in the bitmap"),
+    Metric("cma_fail_other", "cma_alloc fail: other", _cma_fail("other"), "cma_alloc() failures of other kinds"),
+    Metric("cma_latency_p90_ms", "cma_alloc latency p90 (ms)", _cma_latency("p90_ms"),
+           "90th percentile simulated latency of successful cma_alloc() calls"),
+    Metric("cma_latency_max_ms", "cma_alloc latency max (ms)", _cma_latency("max_ms"),
+           "largest simulated latency of a successful cma_alloc() call (success-weighted over areas)"),
+    Metric("pcp_refills", "per-CPU refills", _get("pcp", "refills"), "rmqueue_bulk() refills of per-CPU lists"),
+    Metric("pcp_drains", "per-CPU drains", _get("pcp", "drains"), "per-CPU list drains back to the buddy"),
+    Metric("extfrag", "extfrag events", _get("counters", "extfrag"), "fallback allocations (mm_page_alloc_extfrag)"),
+    Metric("claims", "pageblock claims", _get("counters", "claims"), "fallbacks that claimed the pageblock"),
+    Metric("steals", "steals", _get("counters", "steals"), "fallbacks that took pages without claiming"),
+    Metric("pgmigrate_fail", "pgmigrate_fail", _get("vmstat", "pgmigrate_fail"), "/proc/vmstat pgmigrate_fail"),
+    Metric("compact_fail", "compact_fail", _get("vmstat", "compact_fail"), "/proc/vmstat compact_fail"),
+    Metric("allocstall", "allocstall", _vmstat_sum("allocstall_dma", "allocstall_dma32", "allocstall_normal",
+                                                   "allocstall_movable"),
+           "/proc/vmstat allocstall_*, summed (direct reclaim entries)"),
+    Metric("pgsteal", "pgsteal", _vmstat_sum("pgsteal_kswapd", "pgsteal_direct"),
+           "/proc/vmstat pgsteal_kswapd + pgsteal_direct"),
+    Metric("pswpout", "pswpout", _get("vmstat", "pswpout"), "/proc/vmstat pswpout"),
+    Metric("nr_free_cma", "nr_free_cma at end", _get("vmstat", "nr_free_cma"), "free CMA pages at the end of the run"),
+    Metric("thp_fault_fallback", "thp_fault_fallback", _get("vmstat", "thp_fault_fallback"),
+           "/proc/vmstat thp_fault_fallback"),
+    Metric("pin_fail", "pin failures", _get("counters", "pin_fail"), "pin attempts that failed"),
+    Metric("longterm_pin_on_cma", "long-term pins on CMA", _get("counters", "longterm_pin_on_cma"),
+           "long-term pins left on a CMA page"),
+)
+METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+DEFAULT_METRICS: tuple[str, ...] = (
+    "cma_success_rate", "cma_busy_retries_per_request", "cma_latency_p50_ms", "cma_latency_p99_ms",
+    "cma_pages_migrated", "pcp_hit_rate", "zone_lock_per_1000_allocs", "alloc_fail", "pgmigrate_success",
+    "compact_stall", "oom_kill", "cma_to_non_cma_alloc", "gfp_cma_thp_no_cma",
+)
+# Top-level keys of run_scenario()'s metrics dict that a dotted-path metric may start with.
+PATH_ROOTS = ("vmstat", "pcp", "cma", "counters", "workload", "zones", "events", "sim_time_s")
+
+
+def _path_metric(path: str) -> Metric:
+    parts = path.split(".")
+
+    def f(m: dict) -> float | None:
+        node: Any = m
+        for p in parts:
+            if isinstance(node, dict) and p in node:
+                node = node[p]
+            elif isinstance(node, list) and p.isdigit() and int(p) < len(node):
+                node = node[int(p)]
+            else:
+                return None
+        if isinstance(node, bool):
+            return int(node)
+        return node if isinstance(node, (int, float)) else None
+
+    return Metric(path, path, f, f"metrics.json {path}")
+
+
+def resolve_metrics(names: list[str] | tuple[str, ...] | None) -> list[Metric]:
+    """Registry names, or dotted paths into metrics.json (e.g. `counters.extfrag`,
+    `cma.reserved.fail.busy`, `workload.pinners.0.fails`); None gives DEFAULT_METRICS."""
+    names = list(DEFAULT_METRICS if names is None else names)
+    if not names:
+        raise CompareError("no metrics to show")
+    out, seen = [], set()
+    for n in names:
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in METRICS:
+            out.append(METRICS[n])
+        elif n.split(".")[0] in PATH_ROOTS and all(n.split(".")):
+            out.append(_path_metric(n))
+        else:
+            raise CompareError(f"unknown metric {n!r}; known: {', '.join(METRICS)}; or a dotted path into "
+                               f"metrics.json starting with one of: {', '.join(PATH_ROOTS)}")
+    return out
+
+
+# --- statistics (pure) --------------------------------------------------------------------------------
+def t_quantile(q: float, df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
+def summarize(values: list[float], confidence: float = CONFIDENCE) -> dict:
+    """n, mean, sd and the Student-t confidence interval of `values` (None where undefined)."""
+    n = len(values)
+    res: dict[str, Any] = {"n": n, "mean": None, "sd": None, "half_width": None, "ci_low": None, "ci_high": None}
+    if n == 0:
+        return res
+    mean = statistics.fmean(values)
+    res["mean"] = mean
+    if n >= 2:
+        sd = math.sqrt(statistics.variance(values))
+        hw = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+        res.update(sd=sd, half_width=hw, ci_low=mean - hw, ci_high=mean + hw)
+    return res
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test of mean(a) == mean(b); None with fewer than 2 values a side.
+
+    Zero variance on both sides: 1.0 for equal means, 0.0 otherwise (module docstring).
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+
+    ma, mb = statistics.fmean(a), statistics.fmean(b)
+    sa, sb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se2 = sa + sb
+    if se2 == 0:
+        return 1.0 if ma == mb else 0.0
+    t = (ma - mb) / math.sqrt(se2)
+    df = se2 * se2 / ((sa * sa / (len(a) - 1) if sa else 0.0) + (sb * sb / (len(b) - 1) if sb else 0.0))
+    return float(2 * stats.t.sf(abs(t), df))
+
+
+def significance(base: list[float], other: list[float], alpha: float = ALPHA) -> tuple[float | None, bool | None]:
+    """(p, significant): significant is None when no test is possible (n < 2 on a side)."""
+    p = welch_p(base, other)
+    return p, (None if p is None else p < alpha)
+
+
+# --- running ------------------------------------------------------------------------------------------------
+WARMUP_SCENARIO = """\
+description = "cmasim compare warm-up: every workload feature on a tiny machine, to compile the core once"
+seed = 1
+[machine]
+memory = "32MiB"
+cpus = 2
+[[cma]]
+name = "reserved"
+size = "8MiB"
+[workload]
+duration_s = 0.005
+[workload.fill]
+free = "12MiB"
+start_ms = 1
+[workload.churn]
+events = 1000
+target_usage = 0.6
+[[workload.device]]
+area = "reserved"
+size_mib = [0.5, 2]
+interval_ms = 1
+hold_ms = 1
+recycle_mib = 1
+[[workload.pinner]]
+threads = 1
+hold_us = 50
+gap_us = 20
+"""
+
+
+def _warm_up(policies: list) -> None:
+    """Compile (or load from numba's cache) everything a run calls, in this process, before forking."""
+    from cmasim.run import run_scenario
+    from cmasim.scenario import load_scenario_text
+
+    sc = load_scenario_text(WARMUP_SCENARIO, "compare warm-up", "compare-warmup")
+    for p in policies:
+        run_scenario(sc, p, 1)
+
+
+def _run_one(sc, policy, seed: int, out_dir: str) -> dict:
+    from cmasim.run import run_scenario
+
+    return run_scenario(sc, policy, seed, out_dir=Path(out_dir))
+
+
+def _pool_context():
+    import multiprocessing as mp
+
+    return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+
+
+def _display_arg(scenario: str) -> str:
+    """The scenario as typed, unless it is an absolute path (then only its file name)."""
+    return Path(scenario).name if os.path.isabs(scenario) else scenario
+
+
+def compare(scenario_name_or_path: str, policies: list[str], seeds: int = 3, sets: list[str] | None = None,
+            out_dir: str | Path | None = None, jobs: int | None = None,
+            progress: Callable[[int, int, str], None] | None = None,
+            metrics: list[str] | None = None) -> dict:
+    """Run every policy on seeds scenario.seed + k (k < seeds); write compare.{md,csv,json}; return the json dict.
+
+    Unknown scenario/policy names raise ScenarioError / UnknownPolicy (before any run); bad
+    arguments raise CompareError. `metrics` restricts or extends the rows (names from METRICS or
+    dotted paths); None takes the scenario's `metrics` if it has one, else DEFAULT_METRICS.
+    `progress(done_runs, total_runs, what)` is called as runs finish.
+    """
+    from cmasim.policy import get_policy
+    from cmasim.scenario import load_scenario
+
+    sets = list(sets or [])
+    policies = list(policies)
+    if not policies:
+        raise CompareError("give at least one policy")
+    dup = sorted({p for p in policies if policies.count(p) > 1})
+    if dup:
+        raise CompareError(f"policy given twice: {', '.join(dup)}")
+    if seeds < 1:
+        raise CompareError(f"seeds must be at least 1, got {seeds}")
+    if jobs is not None and jobs < 1:
+        raise CompareError(f"jobs must be at least 1, got {jobs}")
+    sc = load_scenario(scenario_name_or_path, sets)
+    pols = [get_policy(p) for p in policies]
+    if metrics is None:
+        metrics = getattr(sc, "metrics", None)  # a scenario may name its own metrics
+    mlist = resolve_metrics(metrics)
+    out = Path(out_dir) if out_dir is not None else Path("results") / f"compare-{sc.name}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    tasks = [(pi, k, sc.seed + k) for pi in range(len(pols)) for k in range(seeds)]
+    total = len(tasks)
+    run_dir = {(pi, k): Path("runs") / policies[pi] / f"seed{k}" for pi, k, _ in tasks}
+    workers = min(jobs or os.cpu_count() or 1, total)
+    results: dict[tuple[int, int], dict] = {}
+    done = 0
+    if progress:
+        progress(0, total, "starting")
+    if workers <= 1:
+        for pi, k, seed in tasks:
+            results[(pi, k)] = _run_one(sc, pols[pi], seed, str(out / run_dir[(pi, k)]))
+            done += 1
+            if progress:
+                progress(done, total, f"{policies[pi]} seed {seed}")
+    else:
+        from cmasim.mm.jit import JIT
+
+        if JIT:
+            if progress:
+                progress(0, total, "compiling / loading the core")
+            _warm_up(pols)
+        ex = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+        try:
+            futs = {ex.submit(_run_one, sc, pols[pi], seed, str(out / run_dir[(pi, k)])): (pi, k, seed)
+                    for pi, k, seed in tasks}
+            pending = set(futs)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in sorted(finished, key=lambda f: futs[f]):
+                    pi, k, seed = futs[f]
+                    results[(pi, k)] = f.result()  # re-raises a worker's exception
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{policies[pi]} seed {seed}")
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    report = _build_report(sc, scenario_name_or_path, policies, seeds, sets, metrics, mlist, results, run_dir)
+    write_report(report, out)
+    return report
+
+
+def _build_report(sc, scenario_arg, policies, seeds, sets, metrics_arg, mlist, results, run_dir) -> dict:
+    seed_list = [sc.seed + k for k in range(seeds)]
+    rows: dict[str, dict] = {}
+    for met in mlist:
+        per_pol: dict[str, dict] = {}
+        base_vals: list[float] = []
+        for pi, p in enumerate(policies):
+            per_seed = [met.extract(results[(pi, k)]) for k in range(seeds)]
+            vals = [float(v) for v in per_seed if v is not None]
+            st = summarize(vals)
+            if pi == 0:
+                base_vals = vals
+                st.update(p_value=None, significant_vs_baseline=None)
+            else:
+                pv, sig = significance(base_vals, vals)
+                st.update(p_value=pv, significant_vs_baseline=sig)
+            st["values"] = per_seed
+            per_pol[p] = st
+        rows[met.name] = {"label": met.label, "description": met.description, "policies": per_pol}
+    runs = []
+    for pi, p in enumerate(policies):
+        for k in range(seeds):
+            m = results[(pi, k)]
+            runs.append({"policy": p, "k": k, "seed": m.get("seed", seed_list[k]),
+                         "dir": run_dir[(pi, k)].as_posix(), "events": m.get("events"),
+                         "sim_time_s": m.get("sim_time_s")})
+    return {
+        "scenario": sc.name,
+        "scenario_arg": _display_arg(scenario_arg),
+        "description": " ".join(sc.description.split()),
+        "sets": sets,
+        "policies": policies,
+        "baseline": policies[0],
+        "seeds": seed_list,
+        "metrics_arg": list(metrics_arg) if metrics_arg is not None else None,
+        "confidence": CONFIDENCE,
+        "test": {"name": "welch", "alpha": ALPHA, "marker": NOT_SIGNIFICANT},
+        "metrics": rows,
+        "runs": runs,
+    }
+
+
+# --- output ----------------------------------------------------------------------------------------------
+def fmt_number(x: float | None, ref: float | None = None) -> str:
+    """x with as many decimals as two significant digits of `ref` (the CI half-width) need."""
+    if x is None:
+        return "—"
+    if ref is not None and ref > 0:
+        d = max(0, min(6, 1 - math.floor(math.log10(ref))))
+    elif x == 0 or float(x).is_integer():
+        d = 0
+    else:
+        ax = abs(x)
+        d = 0 if ax >= 100 else 2 if ax >= 1 else max(0, min(6, 2 - math.floor(math.log10(ax))))
+    return f"{x:,.{d}f}"
+
+
+def cell(st: dict, seeds: int, marker: bool = True) -> str:
+    """'mean ± half-width' (with (n=k) when fewer runs than seeds defined it, † if not significant)."""
+    if st["mean"] is None:
+        return "—"
+    if st["half_width"] is None:
+        s = f"{fmt_number(st['mean'])} (n={st['n']})"
+    else:
+        s = f"{fmt_number(st['mean'], st['half_width'])} ± {fmt_number(st['half_width'], st['half_width'])}"
+        if st["n"] < seeds:
+            s += f" (n={st['n']})"
+    if marker and st.get("significant_vs_baseline") is False:
+        s += f" {NOT_SIGNIFICANT}"
+    return s
+
+
+def reproduce_command(r: dict) -> str:
+    parts = ["cmasim compare", f"--scenario {r['scenario_arg']}"]
+    parts += [f"--policy {p}" for p in r["policies"]]
+    parts.append(f"--seeds {len(r['seeds'])}")
+    parts += [f"--set {s}" for s in r["sets"]]
+    if r["metrics_arg"] is not None:
+        parts += [f"--metric {m}" for m in r["metrics_arg"]]
+    return " ".join(parts)
+
+
+def footer_lines(r: dict) -> list[str]:
+    n = len(r["seeds"])
+    conf = round(r["confidence"] * 100)
+    if n == 1:
+        return ["One seed per policy: the values are single runs (n=1); no confidence interval and no "
+                "significance test are possible, so no difference is marked."]
+    return [f"Mean ± half-width of the {conf}% confidence interval over {n} seeds (Student t, n−1 degrees "
+            f"of freedom). {NOT_SIGNIFICANT}: not significantly different from the baseline "
+            f"{r['baseline']} ({TEST_NAME}, p ≥ {r['test']['alpha']}; each cell tested on its own, no "
+            "correction for multiple comparisons). Unmarked: significant difference, or the baseline itself. "
+            "—: not defined in any run (e.g. no cma_alloc() calls); (n=k): defined in only k runs."]
+
+
+def render_markdown(r: dict) -> str:
+    seeds = len(r["seeds"])
+    lines = [f"# cmasim compare: {r['scenario']}", ""]
+    if r["description"]:
+        lines += [r["description"], ""]
+    lines += [f"Policies: {', '.join(r['policies'])} (baseline: {r['baseline']}). "
+              f"Seeds: {', '.join(map(str, r['seeds']))}."
+              + (f" Overrides: {', '.join('`' + s + '`' for s in r['sets'])}." if r["sets"] else ""), "",
+              f"Reproduce: `{reproduce_command(r)}`", ""]
+    lines.append("| metric | " + " | ".join(r["policies"]) + " |")
+    lines.append("|---|" + "---:|" * len(r["policies"]))
+    for row in r["metrics"].values():
+        cells = [cell(row["policies"][p], seeds) for p in r["policies"]]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    lines += [""] + footer_lines(r) + ["", "Metrics:", ""]
+    lines += [f"- {row['label']} (`{name}`): {row['description']}" for name, row in r["metrics"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_num(x: float | None) -> str:
+    return "" if x is None else repr(float(x))
+
+
+def render_csv(r: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["metric", "policy", "mean", "ci_low", "ci_high", "n", "significant_vs_baseline", "p_value"])
+    for name, row in r["metrics"].items():
+        for p in r["policies"]:
+            st = row["policies"][p]
+            sig = st["significant_vs_baseline"]
+            w.writerow([name, p, _csv_num(st["mean"]), _csv_num(st["ci_low"]), _csv_num(st["ci_high"]), st["n"],
+                        "" if sig is None else str(sig).lower(), _csv_num(st["p_value"])])
+    return buf.getvalue()
+
+
+def write_report(r: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(render_markdown(r))
+    (out / "compare.csv").write_text(render_csv(r))
+    (out / "compare.json").write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
+
+
+# --- command line -------------------------------------------------------------------------------------
+def _positive_int(s: str) -> int:
+    import argparse
+
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def cmd_compare(a) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    err, out = Console(stderr=True), Console()
+    if len(a.policy) < 2:
+        err.print("[bold red]error:[/] compare needs at least two --policy options (the first is the baseline)",
+                  highlight=False)
+        return 2
+    t0 = time.perf_counter()
+    # auto_refresh=False: no refresh thread exists when compare() forks its workers.
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[what]}"), TimeElapsedColumn(), console=err, auto_refresh=False,
+                  disable=a.quiet) as prog:
+        task = prog.add_task(f"compare {a.scenario}", total=None, what="")
+
+        def cb(done: int, total: int, what: str) -> None:
+            prog.update(task, completed=done, total=total, what=what)
+            prog.refresh()
+
+        try:
+            r = compare(a.scenario, a.policy, a.seeds, a.set, a.out, jobs=a.jobs, progress=cb, metrics=a.metric)
+        except CompareError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            return 2
+    wall = time.perf_counter() - t0
+    seeds = len(r["seeds"])
+    t = Table(title=f"{r['scenario']}: {len(r['policies'])} policies × {seeds} seeds "
+                    f"({', '.join(map(str, r['seeds']))})")
+    t.add_column("metric")
+    for p in r["policies"]:
+        t.add_column(p + (" (baseline)" if p == r["baseline"] else ""), justify="right")
+    for row in r["metrics"].values():
+        t.add_row(row["label"], *[cell(row["policies"][p], seeds) for p in r["policies"]])
+    t.caption = " ".join(footer_lines(r))
+    out.print(t)
+    d = Path(a.out) if a.out else Path("results") / f"compare-{r['scenario']}"
+    out.print(f"results: {d}/compare.md, {d}/compare.csv, {d}/compare.json, runs in {d}/runs/ "
+              f"({wall:.1f} s)", highlight=False)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register `cmasim compare` on the CLI's sub-parsers."""
+    c = subparsers.add_parser("compare", help="run several policies on the same seeds; mean and 95% CI table")
+    c.add_argument("--scenario", required=True, help="built-in scenario name or a TOML file")
+    c.add_argument("--policy", action="append", required=True, metavar="P",
+                   help="a policy (repeat, at least two; the first is the baseline)")
+    c.add_argument("--seeds", type=_positive_int, default=3, metavar="K",
+                   help="seeds per policy: the scenario seed + 0..K-1 (default 3)")
+    c.add_argument("--out", help="output directory (default results/compare-<scenario>)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario parameter, e.g. workload.pinner.0.threads=8 (repeatable)")
+    c.add_argument("--jobs", type=_positive_int, metavar="N", help="parallel runs (default: number of CPUs)")
+    c.add_argument("--metric", action="append", metavar="NAME",
+                   help="show this metric (repeatable; a name from cmasim.compare.METRICS or a dotted path "
+                        "into metrics.json such as counters.extfrag); default: the headline set")
+    c.add_argument("--quiet", action="store_true", help="no progress display")
+    c.set_defaults(fn=cmd_compare)
