@@ -53,6 +53,9 @@ _CHECK_MESSAGES = {
     18: "free block {pfn} is on a {got} list in a pageblock of type {exp}",
     19: "zone {pfn}: nr_isolate_pageblock is {exp}, bits say {got}",
     20: "per-CPU list at page {pfn} mixes orders {exp} and {got}",
+    21: "free block {pfn} still has owner word {got}",
+    22: "handle {pfn} points at block {exp}, whose handle entry is {got}",
+    23: "live-page counter is {exp}, handles hold {got}",
 }
 
 

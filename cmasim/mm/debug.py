@@ -18,17 +18,20 @@ into a message. Checks:
 4. NR_FREE_PAGES, NR_FREE_CMA_PAGES, free highatomic, NR_FREE_PAGES_BLOCKS, nr_free per
    order and every pcp->count equal what the lists hold;
 5. v6.10+: every free block sits on the list of its pageblock's type (freelist hygiene);
-6. the zone's isolated-pageblock count matches the isolate bits.
+6. the zone's isolated-pageblock count matches the isolate bits;
+7. free and per-CPU blocks carry no owner; every live handle points at an allocated head
+   whose HANDLE entry points back, and the live-page counter adds up.
 """
 
 import numpy as np
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    H_LCNT, H_LPZ, H_N, H_NCPU, H_NPB, H_NZONES, H_POL, H_PB, H_PREV,
+    H_HANDLE, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NPB, H_NZONES, H_OWNER,
+    H_POL, H_PB, H_PREV,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES,
     NR_BUDDY_LISTS, NR_PAGE_ORDERS, NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE,
-    PG_BUDDY, PG_PCP, PG_TAIL, PL_NR_PCP_LISTS, P_COUNT,
+    PG_ALLOC, PG_BUDDY, PG_PCP, PG_TAIL, PL_NR_PCP_LISTS, P_COUNT,
     Z_AREA, Z_END, Z_NR_FREE, Z_NR_FREE_BLOCKS, Z_NR_FREE_CMA, Z_NR_FREE_HIGHATOMIC, Z_NR_ISOLATE_PB,
     Z_START,
 )
@@ -59,6 +62,9 @@ E_PCP_COUNT = 17
 E_HYGIENE = 18  # free block on a list other than its pageblock's type (v6.10+)
 E_ISOLATE_COUNT = 19
 E_PCP_ORDER = 20  # blocks of different orders on one per-CPU list
+E_OWNER_ON_FREE = 21  # a free or per-CPU block still has an owner word
+E_HANDLE = 22  # LIVE[h] and HANDLE[pfn] disagree, or a handle points at a non-allocated block
+E_LIVE_PAGES = 23  # the live-page counter differs from what the handles hold
 
 
 @kjit
@@ -138,6 +144,8 @@ def check_state(S, C):
                     return E_TAIL_DIRTY, q, 0, pinfo(S, C, q)
             if st == PG_BUDDY or st == PG_PCP:
                 heads_on_lists += 1
+                if S[C[H_OWNER] + p] != 0:
+                    return E_OWNER_ON_FREE, p, 0, S[C[H_OWNER] + p]
             if st == PG_BUDDY:
                 lmt = pi_list(w) % C[H_LPZ] % MIGRATE_TYPES
                 area[o] += 1
@@ -200,6 +208,19 @@ def check_state(S, C):
                 return E_PCP_COUNT, cpu, C[pcp_base(C, z, cpu) + P_COUNT], pages
     if heads_on_lists != nodes:
         return E_HEADS_VS_LISTS, 0, nodes, heads_on_lists
+    live_pages = 0
+    nh = C[H_NLIVE] if C[H_LIVE_DENSE] else C[H_N]
+    for h in range(nh):
+        p = S[C[H_LIVE] + h]
+        if p < 0:
+            if C[H_LIVE_DENSE]:
+                return E_HANDLE, h, 0, p
+            continue
+        if pi_state(pinfo(S, C, p)) != PG_ALLOC or S[C[H_HANDLE] + p] != h:
+            return E_HANDLE, h, p, S[C[H_HANDLE] + p]
+        live_pages += 1 << pi_order(pinfo(S, C, p))
+    if live_pages != C[H_LIVE_PAGES]:
+        return E_LIVE_PAGES, 0, C[H_LIVE_PAGES], live_pages
     if C[H_NPB] < 0:
         return E_ISOLATE_COUNT, 0, 0, 0
     return OK, 0, 0, 0

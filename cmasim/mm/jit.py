@@ -30,6 +30,7 @@ def _wipe_stale_cache() -> None:
         p = _PKG / rel
         if p.exists():
             h.update(p.read_bytes())
+    h.update(b"error_model=numpy")  # jit options are part of the cache identity
     digest = h.hexdigest()[:16]
     stamp = _PKG / "__pycache__" / "cmasim-core.hash"
     try:
@@ -60,7 +61,7 @@ if JIT:
 
     def kjit(fn):
         """Compile `fn` with numba (cached, nogil); see module docstring."""
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
 else:
 
