@@ -24,17 +24,19 @@ distribution; it is imported only when statistics are computed.
 
 Parallel runs. Runs are independent, so they go to a `ProcessPoolExecutor` with
 `jobs or os.cpu_count()` workers (capped at the number of runs; one worker = run in this
-process, which is what the tests do). The compiled core costs ~70-120 s to compile cold and
-~1.5 s to load from numba's on-disk cache in a fresh process, while a run of the built-in
-`default` scenario takes ~0.4 s. So, measured on the 2-CPU development machine: the parent
-first runs a tiny scenario that touches every workload feature (`WARMUP_SCENARIO`) under
-each requested policy — compiling, or loading from the cache, once — and then the workers
-are created with the "fork" start method, so they inherit the compiled code and start at
-once. Without the warm-up every worker would compile (or load) on its own; with "spawn"
-every worker would pay the cache load, and would compile from scratch if numba's cache is
-unusable (read-only install). Where "fork" is unavailable the platform default is used.
-Forking is done before any thread of ours exists (the pool's manager thread starts after
-its fork workers), and the CLI's progress display is refreshed by hand (no refresh thread).
+process, as most tests do). The compiled core takes ~100-170 s to compile cold and
+~1 s to load from numba's on-disk cache in a fresh process, while a run of the built-in
+`default` scenario takes ~0.4 s. So the parent first runs a tiny scenario that touches every
+workload feature (`WARMUP_SCENARIO`) under each requested policy, compiling or loading the
+core once, and the workers are then created with the "fork" start method: they inherit the
+compiled code and start at once. Measured on the 2-CPU development machine, `default`, 2
+policies x 3 seeds, time inside compare(): warm cache, fork + warm-up 2.0-2.1 s, fork without
+warm-up 2.2-2.3 s, spawn + warm-up 3.2 s, spawn without 5.9 s, one process 2.5 s; cold cache
+(empty NUMBA_CACHE_DIR), fork + warm-up 168 s against 210 s for two workers compiling at
+once. Spawn would also compile in every worker if numba's cache were unusable (read-only
+install). Where "fork" is unavailable the platform default is used. The workers are forked
+before any thread of ours exists (for "fork" the pool starts all workers before its manager
+thread), and the CLI's progress display is refreshed by hand (no refresh thread).
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ import io
 import json
 import math
 import os
+import shlex
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -362,9 +366,8 @@ def compare(scenario_name_or_path: str, policies: list[str], seeds: int = 3, set
         raise CompareError(f"jobs must be at least 1, got {jobs}")
     sc = load_scenario(scenario_name_or_path, sets)
     pols = [get_policy(p) for p in policies]
-    if metrics is None:
-        metrics = getattr(sc, "metrics", None)  # a scenario may name its own metrics
-    mlist = resolve_metrics(metrics)
+    # A scenario may name its own metrics (a `metrics` list); an explicit argument wins.
+    mlist = resolve_metrics(metrics if metrics is not None else getattr(sc, "metrics", None) or None)
     out = Path(out_dir) if out_dir is not None else Path("results") / f"compare-{sc.name}"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -483,26 +486,28 @@ def cell(st: dict, seeds: int, marker: bool = True) -> str:
 
 
 def reproduce_command(r: dict) -> str:
-    parts = ["cmasim compare", f"--scenario {r['scenario_arg']}"]
-    parts += [f"--policy {p}" for p in r["policies"]]
+    q = shlex.quote
+    parts = ["cmasim compare", f"--scenario {q(r['scenario_arg'])}"]
+    parts += [f"--policy {q(p)}" for p in r["policies"]]
     parts.append(f"--seeds {len(r['seeds'])}")
-    parts += [f"--set {s}" for s in r["sets"]]
+    parts += [f"--set {q(s)}" for s in r["sets"]]
     if r["metrics_arg"] is not None:
-        parts += [f"--metric {m}" for m in r["metrics_arg"]]
+        parts += [f"--metric {q(m)}" for m in r["metrics_arg"]]
     return " ".join(parts)
 
 
-def footer_lines(r: dict) -> list[str]:
+def footer_text(r: dict) -> str:
     n = len(r["seeds"])
     conf = round(r["confidence"] * 100)
     if n == 1:
-        return ["One seed per policy: the values are single runs (n=1); no confidence interval and no "
-                "significance test are possible, so no difference is marked."]
-    return [f"Mean ± half-width of the {conf}% confidence interval over {n} seeds (Student t, n−1 degrees "
+        return ("One seed per policy: the values are single runs (n=1); no confidence interval and no "
+                "significance test are possible, so no difference is marked.")
+    return (f"Mean ± half-width of the {conf}% confidence interval over {n} seeds (Student t, n−1 degrees "
             f"of freedom). {NOT_SIGNIFICANT}: not significantly different from the baseline "
             f"{r['baseline']} ({TEST_NAME}, p ≥ {r['test']['alpha']}; each cell tested on its own, no "
-            "correction for multiple comparisons). Unmarked: significant difference, or the baseline itself. "
-            "—: not defined in any run (e.g. no cma_alloc() calls); (n=k): defined in only k runs."]
+            "correction for multiple comparisons). Unmarked: significant difference, the baseline itself, or "
+            "no test possible (fewer than 2 values on a side). "
+            "—: not defined in any run (e.g. no cma_alloc() calls); (n=k): defined in only k runs.")
 
 
 def render_markdown(r: dict) -> str:
@@ -519,7 +524,7 @@ def render_markdown(r: dict) -> str:
     for row in r["metrics"].values():
         cells = [cell(row["policies"][p], seeds) for p in r["policies"]]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-    lines += [""] + footer_lines(r) + ["", "Metrics:", ""]
+    lines += ["", footer_text(r), "", "Metrics:", ""]
     lines += [f"- {row['label']} (`{name}`): {row['description']}" for name, row in r["metrics"].items()]
     return "\n".join(lines) + "\n"
 
@@ -574,7 +579,7 @@ def cmd_compare(a) -> int:
     t0 = time.perf_counter()
     # auto_refresh=False: no refresh thread exists when compare() forks its workers.
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[what]}"), TimeElapsedColumn(), console=err, auto_refresh=False,
+                  TextColumn("{task.fields[what]}"), TimeElapsedColumn(), console=err, auto_refresh=False, transient=True,
                   disable=a.quiet) as prog:
         task = prog.add_task(f"compare {a.scenario}", total=None, what="")
 
@@ -590,13 +595,13 @@ def cmd_compare(a) -> int:
     wall = time.perf_counter() - t0
     seeds = len(r["seeds"])
     t = Table(title=f"{r['scenario']}: {len(r['policies'])} policies × {seeds} seeds "
-                    f"({', '.join(map(str, r['seeds']))})")
+                    f"({', '.join(map(str, r['seeds']))}), baseline {r['baseline']}")
     t.add_column("metric")
     for p in r["policies"]:
-        t.add_column(p + (" (baseline)" if p == r["baseline"] else ""), justify="right")
+        t.add_column(p, justify="right", overflow="fold")
     for row in r["metrics"].values():
         t.add_row(row["label"], *[cell(row["policies"][p], seeds) for p in r["policies"]])
-    t.caption = " ".join(footer_lines(r))
+    t.caption = footer_text(r)
     out.print(t)
     d = Path(a.out) if a.out else Path("results") / f"compare-{r['scenario']}"
     out.print(f"results: {d}/compare.md, {d}/compare.csv, {d}/compare.json, runs in {d}/runs/ "

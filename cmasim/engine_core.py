@@ -4,7 +4,9 @@ design.md decision 2: crossing into compiled code costs microseconds, so workloa
 int64 event arrays ``ev[n, EV_COLS]`` (time, op, cpu, order, gfp, handle) that
 `run_events` consumes in one call. A handle names an allocation: an ALLOC stores its block
 in LIVE[h] (cmasim.mm.folio), a FREE of h releases whatever block LIVE[h] refers to now
-(migration and compaction keep it current).
+(migration and compaction keep it current). Handle ids are the caller's, so the machine
+must use sparse handles (MachineConfig(sparse_handles=True)); the checker rejects dense-mode
+tables with holes.
 
 Before each event, `cmasim.clock.advance_clock` runs the timers and kernel threads that
 fall due. The loop returns early when the trace buffer is close to full so that the

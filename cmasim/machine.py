@@ -20,7 +20,7 @@ from cmasim.mm.cma import CmaArea
 from cmasim.mm.folio import default_owner, folio_put, live_add
 from cmasim.mm.gup import pin_user_page
 from cmasim.mm.debug import check_state
-from cmasim.mm.page_alloc import free_pages_core_range
+from cmasim.mm.page_alloc import __free_one_page as free_one_block, free_pages_core_range
 from cmasim.mm.pcp import drain_all_pages
 from cmasim.policy import Policy
 from cmasim.workload.pinner import pinners_start
@@ -56,6 +56,8 @@ _CHECK_MESSAGES = {
     21: "free block {pfn} still has owner word {got}",
     22: "handle {pfn} points at block {exp}, whose handle entry is {got}",
     23: "live-page counter is {exp}, handles hold {got}",
+    24: "block {pfn} of zone {got} sits on a list of zone {exp}",
+    25: "free block {pfn} spans pageblocks of types {exp} and {got}, which may not merge",
 }
 
 
@@ -87,6 +89,7 @@ class MachineConfig:
     timer_capacity: int = 4096  # outstanding timers (pins); a full heap refuses and counts
     pinners: list[dict] = field(default_factory=list)  # see cmasim.workload.pinner
     reserved_pages: int = 0  # kernel memory allocated at boot (unmovable, never freed)
+    sparse_handles: bool = False  # handle ids chosen by the caller (run_events, replay) instead of dense churn
     extra: dict = field(default_factory=dict)
 
     @property
@@ -139,7 +142,7 @@ class Machine:
                mz.H_POL: off_pol, mz.H_RNG: (self.seed * 2654435761 + 1) & 0xFFFFFFFF or 1,
                mz.H_TRACE_ON: 1 if cfg.trace_capacity else 0, mz.H_TRACE_CAP: cfg.trace_capacity,
                mz.H_TRACE_BASE: off_trace, mz.H_NEXT_TICK: 1_000_000_000, mz.H_OWNER: off_owner,
-               mz.H_HANDLE: off_handle, mz.H_LIVE: off_live, mz.H_LIVE_DENSE: 1, mz.H_HEAP: off_heap,
+               mz.H_HANDLE: off_handle, mz.H_LIVE: off_live, mz.H_LIVE_DENSE: 0 if cfg.sparse_handles else 1, mz.H_HEAP: off_heap,
                mz.H_HEAP_CAP: cfg.timer_capacity, mz.H_PARAM: off_param, mz.H_PINNERS: off_pinners,
                mz.H_NPINNERS: len(cfg.pinners)}
         for k, v in hdr.items():
@@ -149,10 +152,25 @@ class Machine:
         self._write_policy()
         self._setup_zones()
         self._init_cma_reserved_pageblocks()
+        # memblock_free_all(): boot memory in max-order chunks, CMA ranges excluded (they are
+        # reserved until cma_activate_area() frees them pageblock by pageblock).
         start = 0
+        cma = sorted((base, base + count) for _, base, count, _ in cfg.cma_areas)
         for z, (_, pages) in enumerate(cfg.zones):
-            free_pages_core_range(S, C, z, start, start + pages)
+            pos, end = start, start + pages
+            for lo, hi in cma:
+                if hi <= pos or lo >= end:
+                    continue
+                if lo > pos:
+                    free_pages_core_range(S, C, z, pos, lo)
+                pos = max(pos, hi)
+            if pos < end:
+                free_pages_core_range(S, C, z, pos, end)
             start += pages
+        for lo, hi in cma:
+            z = self.zone_of(lo)
+            for pb in range(lo, hi, mz.PAGEBLOCK_NR_PAGES):
+                free_one_block(S, C, z, pb, mz.PAGEBLOCK_ORDER, mz.MIGRATE_CMA, False)
         self._reserve_boot_memory(cfg.reserved_pages)
         # Boot-time frees and allocations are not part of the workload's statistics.
         C[off_vm:off_vm + mz.NR_VM] = 0

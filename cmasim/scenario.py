@@ -203,8 +203,15 @@ def place_cma(zones: list[tuple[str, int]], areas: list[CmaAreaSpec]) -> list[tu
         starts[name] = (s, s + pages)
         s += pages
     taken: list[tuple[int, int]] = []
+    total = sum(p for _, p in zones)
     for i, a in enumerate(areas):
         count = a.size // mz.PAGE_SIZE
+        if count > max(p for _, p in zones):
+            raise ValueError(f"cma[{i}] ({a.name}): {a.size >> 20} MiB does not fit: it is larger than every zone "
+                             f"(largest {max(p for _, p in zones) * mz.PAGE_SIZE >> 20} MiB); an area lies "
+                             f"inside one zone")
+        if count > total:
+            raise ValueError(f"cma[{i}] ({a.name}): {a.size >> 20} MiB does not fit: it is larger than memory")
         if a.base is not None:
             base = a.base // mz.PAGE_SIZE
         elif "Normal" in starts:
@@ -372,7 +379,9 @@ def load_scenario(name_or_path: str, sets: list[str] | None = None) -> Scenario:
         raise ScenarioError(f"{name_or_path}: no such file, and not a built-in scenario "
                             f"(built-in: {', '.join(builtin)})")
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ScenarioError(f"{name_or_path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{name_or_path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
     return load_scenario_text(text, str(p), None, sets)

@@ -260,3 +260,11 @@ def test_cli(tiny, tmp_path, capsys):
     assert "at least two" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _cli(["compare", "--scenario", "x", "--policy", "a", "--policy", "b", "--seeds", "0"])
+
+
+def test_reproduce_command_is_shell_quoted():
+    r = {"scenario_arg": "my file.toml", "policies": ["linux-6.18", "linux-6.18+cma-retry"], "seeds": [1, 2],
+         "sets": ["workload.device.0.size_mib=[30, 500]"], "metrics_arg": ["pcp_hit_rate"]}
+    assert C.reproduce_command(r) == ("cmasim compare --scenario 'my file.toml' --policy linux-6.18 "
+                                      "--policy linux-6.18+cma-retry --seeds 2 "
+                                      "--set 'workload.device.0.size_mib=[30, 500]' --metric pcp_hit_rate")

@@ -36,7 +36,7 @@ from cmasim.mm.mmzone import (
     Z_START,
 )
 from cmasim.mm.freelist import (
-    get_pfnblock_migratetype, migratetype_is_mergeable, pi_list, pi_order, pi_state, pinfo,
+    get_pfnblock_migratetype, migratetype_is_mergeable, pageblock_zone, pi_list, pi_order, pi_state, pinfo,
     policy_version, zone_base,
 )
 from cmasim.mm.pcp import pcp_base
@@ -65,6 +65,8 @@ E_PCP_ORDER = 20  # blocks of different orders on one per-CPU list
 E_OWNER_ON_FREE = 21  # a free or per-CPU block still has an owner word
 E_HANDLE = 22  # LIVE[h] and HANDLE[pfn] disagree, or a handle points at a non-allocated block
 E_LIVE_PAGES = 23  # the live-page counter differs from what the handles hold
+E_LIST_ZONE = 24  # a block on a list of another zone
+E_MERGED_ACROSS = 25  # a free block spans pageblocks whose types may not merge
 
 
 @kjit
@@ -97,6 +99,8 @@ def check_lists(S, C):
                     return E_LIST_NODE_STATE, cur, want, pi_state(w), 0
                 if pi_list(w) != lst:
                     return E_LIST_NODE_LIST, cur, lst, pi_list(w), 0
+                if pageblock_zone(S, C, cur) != z:
+                    return E_LIST_ZONE, cur, z, pageblock_zone(S, C, cur), 0
                 if local < NR_BUDDY_LISTS:
                     if pi_order(w) != local // MIGRATE_TYPES:
                         return E_LIST_ORDER, cur, local // MIGRATE_TYPES, pi_order(w), 0
@@ -157,6 +161,13 @@ def check_state(S, C):
                     nr_cma += 1 << o
                 elif lmt == MIGRATE_HIGHATOMIC:
                     nr_ha += 1 << o
+                if o > PAGEBLOCK_ORDER:
+                    # A free block spanning pageblocks: __free_one_page() only merges those
+                    # if the types agree or are both mergeable (all versions).
+                    m1 = get_pfnblock_migratetype(S, C, p)
+                    m2 = get_pfnblock_migratetype(S, C, p + (1 << PAGEBLOCK_ORDER))
+                    if m1 != m2 and not (migratetype_is_mergeable(m1) and migratetype_is_mergeable(m2)):
+                        return E_MERGED_ACROSS, p, m1, m2
                 if v >= 610:
                     nblk = 1 if o < PAGEBLOCK_ORDER else 1 << (o - PAGEBLOCK_ORDER)
                     for b in range(nblk):

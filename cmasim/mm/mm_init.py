@@ -52,12 +52,11 @@ def setup_per_zone_wmarks(managed: dict[int, int], min_free_kbytes: int,
     lowmem = sum(m for z, m in managed.items() if z != ZONE_MOVABLE)
     out = {}
     for z, m in managed.items():
-        if z == ZONE_MOVABLE:
-            tmp = max(32, min(128, m // 1024))
-        else:
-            tmp = pages_min * m // lowmem if lowmem else 0
+        tmp = pages_min * m // lowmem if lowmem else 0
+        mn = max(32, min(128, m // 1024)) if z == ZONE_MOVABLE else tmp
+        # The kswapd gap comes from the proportional share even for Movable (whose min is clamped).
         gap = max(tmp // 4, m * watermark_scale_factor // 10000)
-        out[z] = ZoneMarks(min=tmp, low=tmp + gap, high=tmp + 2 * gap, promo=tmp + 3 * gap)
+        out[z] = ZoneMarks(min=mn, low=mn + gap, high=mn + 2 * gap, promo=mn + 3 * gap)
     return out
 
 

@@ -217,7 +217,6 @@ def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
     v = policy_version(C)
     vm_add(C, VM_ZONE_LOCK, 1)
     vm_add(C, VM_PCP_DRAINS, 1)
-    vm_add(C, VM_PCP_DRAIN_PAGES, count)
     pindex -= 1
     while count > 0:
         while True:
@@ -241,6 +240,7 @@ def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
             list_del(S, C, lst, p)
             count -= 1 << order
             C[pc + P_COUNT] -= 1 << order
+            vm_add(C, VM_PCP_DRAIN_PAGES, 1 << order)
             __free_one_page(S, C, zslot, p, order, mt, False)
             trace_emit(C, TR_MM_PAGE_PCPU_DRAIN, p, order, mt, 0, 0, 0, 0)
             if count <= 0 or list_empty(C, lst):
