@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cmasim.policy import UnknownPolicy, describe_all, get_policy
 from cmasim.scenario import ScenarioError, builtin_scenarios, load_scenario, load_scenario_text
+from cmasim.compare import add_parser as add_compare_parser
 from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
 
 err = Console(stderr=True)
@@ -56,7 +57,8 @@ def cmd_run(a) -> int:
         out.print(t)
     if metrics["trace"]["lost"]:
         err.print(f"[yellow]warning:[/] {metrics['trace']['lost']} trace records were lost (buffer full)")
-    out.print(f"results: {out_dir}/metrics.json, {out_dir}/proc/" + (f", {out_dir}/trace.txt" if a.trace else ""))
+    # Plain print: a long path must stay on one line for scripts that read it.
+    print(f"results: {out_dir}/metrics.json, {out_dir}/proc/" + (f", {out_dir}/trace.txt" if a.trace else ""))
     return 0
 
 
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
     b.set_defaults(fn=cmd_bench)
     add_trace_parsers(sub)
+    add_compare_parser(sub)
     return p
 
 
