@@ -611,7 +611,7 @@ def cmd_compare(a) -> int:
 
 def add_parser(subparsers) -> None:
     """Register `cmasim compare` on the CLI's sub-parsers."""
-    c = subparsers.add_parser("compare", help="run several policies on the same seeds; mean and 95% CI table")
+    c = subparsers.add_parser("compare", help="run several policies on the same seeds; mean and 95%% CI table")
     c.add_argument("--scenario", required=True, help="built-in scenario name or a TOML file")
     c.add_argument("--policy", action="append", required=True, metavar="P",
                    help="a policy (repeat, at least two; the first is the baseline)")

@@ -214,3 +214,16 @@ def test_run_with_trace(tiny, tmp_path, capsys, policy):
     assert counts["mm_page_alloc_zone_locked"] > 0
     assert abs(last_ts - met["sim_time_s"]) < 1e-3
 
+
+
+def test_every_subcommand_has_printable_help(capsys):
+    """argparse formats help strings with %: a stray % breaks `cmasim --help`."""
+    import contextlib
+
+    from cmasim.cli import build_parser
+
+    p = build_parser()
+    for cmd in ([], ["run"], ["compare"], ["replay"], ["snapshot"], ["bench"], ["policies"], ["scenarios"]):
+        with contextlib.suppress(SystemExit):
+            p.parse_args(cmd + ["--help"])
+    assert "compare" in capsys.readouterr().out
