@@ -70,7 +70,8 @@ def cmd_replay(a) -> int:
         sim_trace = open(out / "sim-trace.txt", "w")  # noqa: SIM115 (closed below)
     try:
         res = replay(a.trace, policy, snap, flavour=a.flavour, cache=cache, seed=a.seed, sim_trace=sim_trace,
-                     max_records=a.max_records)
+                     max_records=a.max_records,
+                     vmstat_phase_ns=None if a.vmstat_phase is None else round(a.vmstat_phase * 1e9))
     finally:
         if sim_trace is not None:
             sim_trace.close()
@@ -126,6 +127,9 @@ def add_parsers(sub) -> None:
     r.add_argument("--sim-trace", action="store_true", help="write the simulator's ftrace output to OUT/sim-trace.txt")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--max-records", type=int, metavar="N", help="replay only the first N trace records")
+    r.add_argument("--vmstat-phase", type=float, metavar="S",
+                   help="trace-clock phase (0-1 s) of the kernel's vmstat worker, when the trace has no "
+                        "background drain that shows it")
     r.set_defaults(fn=cmd_replay)
     s = sub.add_parser("snapshot", help="copy this machine's /proc/{buddyinfo,pagetypeinfo,zoneinfo,vmstat}")
     s.add_argument("--out", required=True, help="directory to write the files to")

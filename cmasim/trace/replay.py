@@ -48,6 +48,7 @@ from cmasim.trace.columnar import CachedTrace
 from cmasim.trace.snapshot import Snapshot, SnapState, build_machine, machine_config
 
 BATCH = 1 << 16
+TICK_NS = 1_000_000_000
 TRACE_CAPACITY = 1 << 17
 MAX_ORDER = mz.MAX_PAGE_ORDER
 
@@ -252,8 +253,20 @@ def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, in
     headroom: dict[str, int] = {}
     kpb_type: dict[int, int] = {}
     maxcpu = 0
+    last: dict[int, tuple[int, int]] = {}  # cpu -> (kind, pid) of its previous event
+    bg_drains: list[tuple[int, int]] = []  # (time, cpu) of drain bursts no free on that CPU set off
+    t0 = None
     for a in chunks:
         maxcpu = max(maxcpu, int(a[:, P.C_CPU].max()) if len(a) else 0)
+        if t0 is None and len(a):
+            t0 = int(a[0, P.C_TIME])
+        for kind, cpu, pid, t in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(),
+                                     a[:, P.C_PID].tolist(), a[:, P.C_TIME].tolist()):
+            pk = last.get(cpu)
+            if kind == P.K_PCPU_DRAIN and pk is not None and pk[0] != P.K_PCPU_DRAIN and not (
+                    pk[0] in (P.K_PAGE_FREE, P.K_FREE_BATCHED) and pk[1] == pid):
+                bg_drains.append((t, cpu))
+            last[cpu] = (kind, pid)
         k = a[:, P.C_KIND]
         sel = (k == P.K_PCPU_DRAIN) | (k == P.K_ZONE_LOCKED)
         for pfn, mt in zip(a[sel, P.C_PFN].tolist(), a[sel, P.C_F0 + 1].tolist()):
@@ -269,16 +282,121 @@ def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, in
                 if z >= 0:
                     name = snap.zones[z].name
                     headroom[name] = headroom.get(name, 0) + (1 << order)
-    return headroom, kpb_type, {"max_cpu": maxcpu}
+    return headroom, kpb_type, {"max_cpu": maxcpu, "bg_drains": bg_drains, "t0": t0}
+
+
+def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int]) -> dict:
+    """The per-CPU list contents at trace start, from the trace's own per-CPU flows.
+
+    /proc/zoneinfo gives each pageset's `count` but not how it splits over the lists
+    (order x migratetype). The trace does: per (zone, CPU, list) the net flow is refills
+    (zone_locked percpu_refill=1) + frees (to the list of the pageblock's type) - allocations
+    served by the list - drains. A list cannot go negative, so its initial content is at least
+    -min(net flow); and rmqueue_bulk() runs only on an empty list, so at the first refill of a
+    list its initial content is exactly -net flow. What is left of `count` goes to the order-0
+    list that was never seen empty and has the largest lower bound (MOVABLE if none).
+    Returns {(zone index, cpu): {pindex: pages}}.
+    """
+    pind = policy.pcp_pindex
+    net: dict[tuple, int] = {}
+    low: dict[tuple, int] = {}
+    exact: dict[tuple, int] = {}
+    last_kind: dict[int, int] = {}
+    last_buddy: dict[int, int] = {}
+    alloc_mt: dict[int, int] = {}
+
+    def flow(key, d):
+        v = net.get(key, 0) + d
+        net[key] = v
+        if -v > low.get(key, 0):
+            low[key] = -v
+
+    for a in chunks:
+        for kind, cpu, pfn, f0, f1, f2 in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(),
+                                             a[:, P.C_PFN].tolist(), a[:, P.C_F0].tolist(),
+                                             a[:, P.C_F0 + 1].tolist(), a[:, P.C_F0 + 2].tolist()):
+            prev = last_kind.get(cpu)
+            last_kind[cpu] = kind
+            if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN):
+                continue
+            z = snap.zone_of_kernel_pfn(pfn)
+            order = f0
+            if z < 0 or order < 0 or order >= len(pind):
+                continue
+            if kind == P.K_PAGE_FREE:
+                # The list of the pageblock's type: known where the trace drained or refilled from
+                # that pageblock, else most likely the type the page was allocated as.
+                mt = kpb_type.get(pfn >> mz.PAGEBLOCK_ORDER, alloc_mt.pop(pfn, mz.MIGRATE_MOVABLE))
+            else:
+                mt = f1
+                if kind == P.K_PAGE_ALLOC:
+                    alloc_mt[pfn] = mt
+            if mt < 0 or mt >= mz.MIGRATE_TYPES or mt == mz.MIGRATE_ISOLATE:
+                continue
+            if mt >= mz.MIGRATE_PCPTYPES:
+                mt = mz.MIGRATE_MOVABLE
+            pi = pind[order][mt]
+            if pi < 0:
+                continue
+            key = (z, cpu, pi)
+            n = 1 << order
+            if kind == P.K_ZONE_LOCKED:
+                if f2 == 1:
+                    if prev != P.K_ZONE_LOCKED and key not in exact:
+                        exact[key] = -net.get(key, 0)
+                    flow(key, n)
+                else:
+                    last_buddy[cpu] = pfn
+            elif kind == P.K_PAGE_ALLOC:
+                if last_buddy.pop(cpu, -1) == pfn:
+                    continue
+                flow(key, -n)
+            elif kind == P.K_PAGE_FREE:
+                flow(key, n)
+            else:
+                flow(key, -n)
+    out: dict = {}
+    for zi, zs in enumerate(snap.zones):
+        for cpu, ps in enumerate(zs.pcp[:snap.nr_cpus]):
+            count = ps.get("count", 0)
+            lists = {}
+            for (z, c, pi), lo in low.items():
+                if z == zi and c == cpu:
+                    lists[pi] = max(lo, exact.get((z, c, pi), 0))
+            for (z, c, pi), ex in exact.items():
+                if z == zi and c == cpu:
+                    lists[pi] = max(ex, lists.get(pi, 0))
+            order_of = {pind[o][mt]: o for o in range(len(pind)) for mt in range(mz.MIGRATE_PCPTYPES)
+                        if pind[o][mt] >= 0}
+            lists = {pi: v >> order_of[pi] << order_of[pi] for pi, v in lists.items() if v > 0}
+            rest = count - sum(lists.values())
+            open0 = [pind[0][mt] for mt in range(mz.MIGRATE_PCPTYPES) if (zi, cpu, pind[0][mt]) not in exact]
+            target = max(open0, key=lambda pi: (lists.get(pi, 0), pi == pind[0][mz.MIGRATE_MOVABLE]),
+                         default=pind[0][mz.MIGRATE_MOVABLE])
+            if rest >= 0:
+                lists[target] = lists.get(target, 0) + rest
+            else:
+                # More seen leaving than the snapshot holds (pages moved before the trace started):
+                # trim the largest order-0 lists.
+                for pi in sorted((p for p in lists if order_of[p] == 0), key=lambda p: -lists[p]):
+                    d = min(lists[pi], -rest)
+                    lists[pi] -= d
+                    rest += d
+                    if rest >= 0:
+                        break
+            out[(zi, cpu)] = {pi: v for pi, v in lists.items() if v > 0}
+    return out
 
 
 def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, flavour: str | None = None,
            cache: str | Path | None = None, seed: int = 1, sim_trace: TextIO | None = None,
            progress: Callable[[int], None] | None = None, check: bool = True,
-           max_records: int | None = None) -> ReplayResult:
+           max_records: int | None = None, vmstat_phase_ns: int | None = None) -> ReplayResult:
     """Replay `trace` (ftrace text, plain/.gz/.xz) on `snapshot` (or an empty default machine).
 
     `cache`: columnar cache path (parsed once, reused when the trace is unchanged).
+    `vmstat_phase_ns`: where in each second of the trace clock the kernel's vmstat worker
+    (decay_pcp_high()) runs, when the trace shows no background drain that gives it away.
     `sim_trace`: a text stream for the simulator's own ftrace output. `max_records`: replay
     only the first N records (tests and quick looks).
     """
@@ -301,7 +419,9 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     parse_meta = ct.meta or {}
     notes: list[str] = []
     if snapshot is not None:
-        state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom)
+        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type)
+        state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom,
+                              pcp_lists=pcp_lists)
         m = state.machine
         notes += state.notes
     else:
@@ -309,6 +429,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         m = default_machine(policy, max(2, info["max_cpu"] + 1), TRACE_CAPACITY, seed)
         notes.append("no snapshot: replayed on an empty default machine (frees of pre-trace pages are skipped)")
     _disable_background(m)
+    _vmstat_phase(m, info, vmstat_phase_ns, notes)
     eng = _Engine(m)
     handles = _Handles(eng.cap)
     kc, sc, an = KernelCounts(), SimCounts(), Anomalies()
@@ -443,6 +564,32 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
 
 _WRITER_KINDS = (mz.TR_MM_PAGE_ALLOC, mz.TR_MM_PAGE_FREE, mz.TR_MM_PAGE_ALLOC_ZONE_LOCKED, mz.TR_MM_PAGE_PCPU_DRAIN,
                  mz.TR_MM_PAGE_ALLOC_EXTFRAG)
+
+
+def _vmstat_phase(m: Machine, info: dict, phase_ns: int | None, notes: list[str]) -> None:
+    """Run the simulated vmstat worker when the kernel's ran.
+
+    vmstat_update() is queued with round_jiffies_relative(HZ): it runs at whole seconds of
+    jiffies, a fixed phase of the trace clock that depends on the boot, not on when the trace
+    started. A drain burst on a CPU that no free on that CPU set off is decay_pcp_high() (or
+    a drain_all_pages()) from that worker, and gives the phase; else `phase_ns`; else the
+    first run is one second after the first event.
+    """
+    t0 = info.get("t0")
+    if t0 is None:
+        return
+    if info.get("bg_drains"):
+        t, cpu = info["bg_drains"][0]
+        first = (t - t0) % TICK_NS
+        notes.append(f"vmstat worker phase from the background drain on CPU {cpu} at "
+                     f"{(t - t0) / 1e9:.3f} s: first run {first / 1e9:.3f} s after the first event")
+    elif phase_ns is not None:
+        first = (phase_ns - t0) % TICK_NS
+        notes.append(f"vmstat worker phase {phase_ns / 1e9:.3f} s (given): first run {first / 1e9:.3f} s "
+                     "after the first event")
+    else:
+        return
+    m.C[mz.H_NEXT_TICK] = first if first > 0 else TICK_NS
 
 
 def _disable_background(m: Machine) -> None:

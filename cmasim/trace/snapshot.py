@@ -524,7 +524,7 @@ def infer_pages_min(snap: Snapshot) -> int:
 
 
 def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity: int = 0,
-                  headroom: dict[str, int] | None = None) -> SnapState:
+                  headroom: dict[str, int] | None = None, pcp_lists: dict | None = None) -> SnapState:
     """A Machine whose free lists, pageblock types, per-CPU counts and zone parameters match `snap`.
 
     `headroom` (zone name -> pages, rounded up to pageblock pairs) adds offline MOVABLE
@@ -577,20 +577,42 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
             __add_to_free_list(S, C, zi, pfn, order, mt, True)
             account_freepages(C, zb, 1 << order, mt)
             zone_pre[pfn - start:pfn - start + (1 << order)] = False
-        # Per-CPU lists: `count` order-0 pages on the MOVABLE list, from allocated MOVABLE pageblocks.
-        pindex = m.policy.pcp_pindex[0][mz.MIGRATE_MOVABLE]
-        movable_pages = np.flatnonzero(zone_pre & (np.repeat(pb_words, PB)[:size] == mz.MIGRATE_MOVABLE))
-        used = 0
+        # Per-CPU lists: `count` pages, split over the lists as `pcp_lists` says (inferred from
+        # the trace, see replay.infer_pcp_lists), else order-0 pages on the MOVABLE list; each
+        # block is an allocated block of a pageblock of the list's type where one is left.
+        movable_pindex = m.policy.pcp_pindex[0][mz.MIGRATE_MOVABLE]
+        pind = m.policy.pcp_pindex
+        where = {pind[o][mt]: (o, mt) for o in range(len(pind)) for mt in (mz.MIGRATE_RECLAIMABLE,
+                 mz.MIGRATE_UNMOVABLE, mz.MIGRATE_MOVABLE) if pind[o][mt] >= 0}
+        pb_of_page = np.repeat(pb_words, PB)[:size]
         for cpu, ps in enumerate(zs.pcp[:snap.nr_cpus]):
             pc = int(C[mz.H_PCP]) + (zi * snap.nr_cpus + cpu) * mz.PS
-            cnt = min(ps.get("count", 0), len(movable_pages) - used)
-            lst = zi * int(C[mz.H_LPZ]) + mz.NR_BUDDY_LISTS + cpu * mz.NR_PCP_LISTS_MAX + pindex
-            for p in (movable_pages[used:used + cnt] + start).tolist():
-                list_add_tail(S, C, lst, p)
-                set_pinfo(S, C, p, 0, mz.PG_PCP, mz.MIGRATE_MOVABLE, lst)
-            zone_pre[movable_pages[used:used + cnt]] = False
-            used += cnt
-            C[pc + mz.P_COUNT] = cnt
+            lists = (pcp_lists or {}).get((zi, cpu)) or {movable_pindex: ps.get("count", 0)}
+            placed = 0
+            for pindex, pages in sorted(lists.items()):
+                order, mt = where[pindex]
+                nb = pages >> order
+                lst = zi * int(C[mz.H_LPZ]) + mz.NR_BUDDY_LISTS + cpu * mz.NR_PCP_LISTS_MAX + pindex
+                for want_type in (True, False):
+                    if nb <= 0:
+                        break
+                    n = 1 << order
+                    k = size // n
+                    ok = zone_pre[:k * n].reshape(k, n).all(axis=1)
+                    if want_type:
+                        ok &= pb_of_page[:k * n:n] == mt
+                    heads = np.flatnonzero(ok)[:nb] * n
+                    for h in heads.tolist():
+                        p = h + start
+                        S[off_pinfo + p:off_pinfo + p + n] = 0
+                        list_add_tail(S, C, lst, p)
+                        set_pinfo(S, C, p, order, mz.PG_PCP, mt, lst)
+                        zone_pre[h:h + n] = False
+                    nb -= len(heads)
+                    placed += len(heads) << order
+            if placed < ps.get("count", 0):
+                notes.append(f"zone {zs.name} cpu {cpu}: only {placed} of {ps.get('count', 0)} per-CPU pages fit")
+            C[pc + mz.P_COUNT] = placed
             C[pc + mz.P_HIGH] = ps.get("high", 0)
             C[pc + mz.P_FREE_COUNT] = C[pc + mz.P_ALLOC_FACTOR] = C[pc + mz.P_FREE_FACTOR] = 0
         # Reserved pages: the part of the pageblocks the kernel does not manage, never freed.
