@@ -183,6 +183,14 @@ _ALL = (
     Metric("pin_fail", "pin failures", _get("counters", "pin_fail"), "pin attempts that failed"),
     Metric("longterm_pin_on_cma", "long-term pins on CMA", _get("counters", "longterm_pin_on_cma"),
            "long-term pins left on a CMA page"),
+    Metric("cma_idle_share", "CMA idle share", _get("workload", "cma_idle_share"),
+           "mean share of the CMA areas left free (sampled every 10 ms of simulated time)"),
+    Metric("non_cma_free_mean", "non-CMA free pages (mean)", _get("workload", "non_cma_free_mean"),
+           "mean free pages outside CMA (what non-CMA allocations can use)"),
+    Metric("cma_pin_busy_skips", "pinned pages met by cma_alloc", _cma_sum("pinned_pages_skipped"),
+           "pinned anonymous pages the migrate scanner skipped (each makes its range -EBUSY)"),
+    Metric("short_pin_migrated", "short pins that migrated first", _get("counters", "short_pin_migrated"),
+           "short-term pins whose page was migrated before pinning (candidate fixes)"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 DEFAULT_METRICS: tuple[str, ...] = (

@@ -175,6 +175,7 @@ class Scenario(_Strict):
     reclaim: ReclaimSpec = ReclaimSpec()
     compaction: CompactionSpec = CompactionSpec()
     costs: CostSpec = CostSpec()
+    metrics: list[str] = []  # headline metrics for `cmasim compare` (cmasim.compare.METRICS names or dotted paths)
 
 
 # --- resolution to a machine layout -------------------------------------------------------------
