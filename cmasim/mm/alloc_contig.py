@@ -33,7 +33,7 @@ from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
     GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
     MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_FILE, OW_KIND_MASK, T_CLEAN_DROP_COST_NS,
-    VM_CONTIG_RECLAIMED, PAGEBLOCK_NR_PAGES, PG_ALLOC,
+    VM_CONTIG_RECLAIMED, VM_PGFREE, PAGEBLOCK_NR_PAGES, PG_ALLOC,
     PG_BUDDY, PG_TAIL, T_DRAIN_COST_NS, T_ISOLATE_COST_NS,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner, reclaim_take
@@ -195,9 +195,11 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
     for q in range(outer_start, start):
         S[C[H_OWNER] + q] = 0
         free_one_page(S, C, zslot, q, 0, False)
+        vm_add(C, VM_PGFREE, 1)
     for q in range(end, outer_end):
         S[C[H_OWNER] + q] = 0
         free_one_page(S, C, zslot, q, 0, False)
+        vm_add(C, VM_PGFREE, 1)
     undo_isolate_page_range(S, C, zslot, start, end)
     return contig_exit(S, C, res, 0, cost0, scratch)
 
