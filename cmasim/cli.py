@@ -50,7 +50,8 @@ def cmd_run(a) -> int:
         t.add_row(k, f"{metrics['counters'][k]:,}")
     for name, c in metrics["cma"].items():
         t.add_row(f"cma {name} requests / ok", f"{c['requests']} / {c['success']}")
-        t.add_row(f"cma {name} fail busy / no range", f"{c['fail']['busy']} / {c['fail']['no_free_range']}")
+        t.add_row(f"cma {name} fail busy / no range / no memory",
+                  f"{c['fail']['busy']} / {c['fail']['no_free_range']} / {c['fail']['nomem']}")
         t.add_row(f"cma {name} busy retries", str(c["busy_retries"]))
         t.add_row(f"cma {name} latency p50 / max", f"{c['latency']['p50_ms']} / {c['latency']['max_ms']} ms")
     if not a.quiet:

@@ -159,6 +159,8 @@ _ALL = (
     Metric("cma_fail_busy", "cma_alloc fail: busy", _cma_fail("busy"), "cma_alloc() failures on -EBUSY"),
     Metric("cma_fail_no_free_range", "cma_alloc fail: no range", _cma_fail("no_free_range"),
            "cma_alloc() failures with no free range in the bitmap"),
+    Metric("cma_fail_nomem", "cma_alloc fail: no memory", _cma_fail("nomem"),
+           "cma_alloc() failures because alloc_contig_range() found no migration target (-ENOMEM)"),
     Metric("cma_fail_other", "cma_alloc fail: other", _cma_fail("other"), "cma_alloc() failures of other kinds"),
     Metric("cma_latency_p90_ms", "cma_alloc latency p90 (ms)", _cma_latency("p90_ms"),
            "90th percentile simulated latency of successful cma_alloc() calls"),

@@ -55,6 +55,7 @@ class CmaArea:
     successes: int = 0
     fail_no_range: int = 0  # -ENOMEM: no free aligned range (or too little available)
     fail_busy: int = 0  # -EBUSY: every candidate range was busy
+    fail_nomem: int = 0  # -ENOMEM from alloc_contig_range(): no migration target could be allocated
     fail_other: int = 0
     busy_retries: int = 0
     retry_sleeps: int = 0
@@ -122,6 +123,7 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
     ret = ENOMEM
     pfn = -1
     last_pfn = -1
+    contig_nomem = False
     for rnd in range(rounds + 1):
         start = 0
         ret = ENOMEM
@@ -145,6 +147,7 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
                 break
             area.bitmap[bitmap_no:bitmap_no + nbits] = False
             if ret != EBUSY:
+                contig_nomem = ret == ENOMEM
                 break
             area.busy_retries += 1
             if tracer:
@@ -164,6 +167,8 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
         m.C[int(m.C[mz.H_VM]) + mz.VM_CMA_ALLOC_FAIL] += 1
         if ret == EBUSY:
             area.fail_busy += 1
+        elif ret == ENOMEM and contig_nomem:
+            area.fail_nomem += 1
         elif ret == ENOMEM:
             area.fail_no_range += 1
         else:
@@ -231,7 +236,8 @@ def latency_summary(lat_ns: list[int]) -> dict[str, float]:
 def area_metrics(area: CmaArea) -> dict:
     return {
         "base_pfn": area.base_pfn, "count": area.count, "requests": area.requests, "success": area.successes,
-        "fail": {"no_free_range": area.fail_no_range, "busy": area.fail_busy, "other": area.fail_other},
+        "fail": {"no_free_range": area.fail_no_range, "busy": area.fail_busy, "nomem": area.fail_nomem,
+                 "other": area.fail_other},
         "busy_retries": area.busy_retries, "retry_sleeps": area.retry_sleeps,
         "pages_migrated": area.pages_migrated, "pinned_pages_skipped": area.pinned_skipped,
         "latency": latency_summary(area.latencies_ns),

@@ -165,7 +165,7 @@ def open_text(path: str | Path) -> IO[str]:
 
 # Errors of a compressed stream cut short (the lines before it are kept; the rest counts as truncated).
 STREAM_ERRORS = (EOFError, lzma.LZMAError, gzip.BadGzipFile, zlib.error)
-BLOCK_BYTES = 1 << 22  # text handed to the vectorized path at a time (about 30,000 lines)
+BLOCK_BYTES = 1 << 20  # text handed to the vectorized path at a time (about 7,500 lines)
 
 
 def read_blocks(raw: IO[bytes], size: int = BLOCK_BYTES, errors: list | None = None) -> Iterator[bytes]:
@@ -337,6 +337,7 @@ class TraceParser:
         self.stats = ParseStats(max_examples=max_examples)
         self.strings = Strings()
         self._gfp_cache: dict[str, int] = {}
+        self._gfp_bytes: dict[bytes, int] = {}  # the fast path's: -1 where `gfp` raises
         self._last_ns = -1
         self._seen_event = False
         self._nonevent = 0  # non-event lines before the first event line
@@ -662,20 +663,22 @@ class TraceParser:
         if st.first_ns < 0:
             st.first_ns = int(t[0])
 
-    def _block(self, buf: bytes, nbytes: int, base: int, lines: list[str] | None = None) -> np.ndarray:
+    def _block(self, buf: bytes, nbytes: int, base: int, lines: list[str] | None = None) -> tuple[np.ndarray, int]:
         """Records of the `nbytes` first bytes of `buf` (whole lines, the last ending in a newline),
         numbered from `base` + 1. The fast path decodes the lines it can; every other line goes
         through `_line` (the reference), and the two are merged in line order. `lines`: the same
-        lines as str (given when the bytes were encoded from them), else decoded from `buf`."""
+        lines as str (given when the bytes were encoded from them), else decoded from `buf`.
+        Returns the records and the number of lines."""
         a = np.frombuffer(buf, np.uint8, count=nbytes)
         nl = np.flatnonzero(a == 10)
         n = len(nl)
-        idx, fast = self._fast(a, nl)
+        idx, fast = self._fast(buf, a, nl)
         by_event = self.stats.by_event
         if len(idx):
-            for k, c in zip(*np.unique(fast[:, C_KIND], return_counts=True)):
-                name = KIND_NAMES[int(k)]
-                by_event[name] = by_event.get(name, 0) + int(c)
+            for k, c in enumerate(np.bincount(fast[:, C_KIND]).tolist()):
+                if c:
+                    name = KIND_NAMES[k]
+                    by_event[name] = by_event.get(name, 0) + c
             fast[:, C_LINE] = idx + (base + 1)
         first_fast = int(idx[0]) if len(idx) else n
         if len(idx) < n:
@@ -708,17 +711,18 @@ class TraceParser:
         else:
             out = fast
         self._order(out)
-        return out
+        return out, n
 
-    def _fast(self, a: np.ndarray, nl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _fast(self, buf: bytes, a: np.ndarray, nl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(line indices, records without line numbers) of the lines the vectorized path decodes.
 
         It takes the lines of the six kmem formats in the layouts `_split` takes without its
         regex (tokens separated by spaces, printable ASCII only), with values in the ranges
-        where the reference's decoding is plain arithmetic; it reproduces the reference's
-        decisions token for token (see `_split` and the field parsers), so the records are the
-        same. Everything else (other events, headers, bad lines, unusual values) is left to
-        the reference, which also counts the bad lines.
+        where the reference's decoding is plain arithmetic, and reproduces the reference's
+        decisions token for token (`_split`, the timestamp, the field parsers), so that the
+        records are the same. Everything else (other events, headers, bad lines, unusual
+        values) is left to the reference, which also counts the bad lines. Tokens are found
+        by one pass over the bytes; their values are read eight bytes at a time (`_Text`).
         """
         n = len(nl)
         empty = (np.zeros(0, dtype=np.int64), np.zeros((0, NCOL), dtype=np.int64))
@@ -726,19 +730,19 @@ class TraceParser:
             return empty
         N = len(a)
         tokc = (a - np.uint8(33)) <= 93  # printable ASCII other than space
+        okline = None
+        if N - int(np.count_nonzero(tokc)) - int(np.count_nonzero(a == 32)) - n:
+            # lines with a control byte, DEL or non-ASCII are not for the fast path
+            okline = np.ones(n, dtype=bool)
+            okline[np.searchsorted(nl, np.flatnonzero(~tokc & (a != 32) & (a != 10)))] = False
+        edges = np.flatnonzero(tokc[1:] != tokc[:-1]) + 1
+        if tokc[0]:
+            edges = np.concatenate(([0], edges))
+        ts_, te_ = edges[0::2], edges[1::2]  # token starts and ends (the block ends in a newline)
         ls = np.empty(n, dtype=np.int64)
         ls[0] = 0
         ls[1:] = nl[:-1] + 1
-        okline = None
-        nbad = N - int(np.count_nonzero(tokc)) - int(np.count_nonzero(a == 32)) - n
-        if nbad:  # lines with a control byte, DEL or non-ASCII: not for the fast path
-            okline = np.ones(n, dtype=bool)
-            okline[np.searchsorted(nl, np.flatnonzero(~tokc & (a != 32) & (a != 10)))] = False
-        e = np.flatnonzero(tokc[1:] != tokc[:-1]) + 1
-        if tokc[0]:
-            e = np.concatenate(([0], e))
-        ts_, te_ = e[0::2], e[1::2]
-        tf = np.searchsorted(ts_, ls)
+        tf = np.searchsorted(ts_, ls)  # first token of each line
         nt = np.diff(tf, append=len(ts_))
         cand = (nt >= 7) & (nt <= 14)
         if okline is not None:
@@ -747,14 +751,13 @@ class TraceParser:
         if len(ci) == 0:
             return empty
         tfc = tf[ci]
-        ntc = nt[ci]
+        tx = _Text(a)
+        B = tx.ap
+        O = _Text.PAD
 
         def tok(j):
             i = tfc + j
             return ts_[i], te_[i]
-
-        def at(idx):
-            return a.take(idx, mode="clip")
 
         s0, e0 = tok(0)
         s1, e1 = tok(1)
@@ -762,43 +765,36 @@ class TraceParser:
         s3, e3 = tok(3)
         s4, e4 = tok(4)
         # _split: the timestamp is token 3 (flags column) if it ends in ':' and starts with a digit, else token 2
-        k3 = (at(e3 - 1) == 58) & ((at(s3) - np.uint8(48)) <= 9)
-        k2 = (at(e2 - 1) == 58) & ((at(s2) - np.uint8(48)) <= 9)
+        k3 = (B[e3 + O - 1] == 58) & ((B[s3 + O] - np.uint8(48)) <= 9)
+        k2 = (B[e2 + O - 1] == 58) & ((B[s2 + O] - np.uint8(48)) <= 9)
         ok = k3 | k2
         # [cpu]
-        ok &= (at(s1) == 91) & (at(e1 - 1) == 93)
-        cpu, okv = _dec(a, s1 + 1, e1 - 1, 9)
+        ok &= (B[s1 + O] == 91) & (B[e1 + O - 1] == 93)
+        cpu, okv = tx.dec(e1 - 1, e1 - s1 - 2, 9)
         ok &= okv
-        # comm-pid: the part after the last '-' (or the whole token) must be all digits
-        W = 12
-        win = at(e0[:, None] - W + np.arange(W))
-        L0 = e0 - s0
-        isd = ((win - np.uint8(48)) <= 9) & (np.arange(W) >= (W - L0)[:, None])
-        run = np.where(isd.all(1), W, np.argmin(isd[:, ::-1], axis=1))
+        # comm-pid: what follows the last '-' (or the whole token) must be digits
+        run = _top_run(_in_range(tx.right(e0) & _M7F, 0x30, 0x39))
         ps = e0 - run
-        ok &= (run >= 1) & (run < W) & ((run == L0) | (at(ps - 1) == 45))
-        pid, okv = _dec(a, ps, e0, 11)
+        ok &= (run >= 1) & (run < 8) & ((run == e0 - s0) | (B[ps + O - 1] == 45))
+        pid, okv = tx.dec(e0, run, 7)
         ok &= okv
-        # timestamp: secs[.fraction]: (':' dropped)
-        sT = np.where(k3, s3, s2)
-        eT = np.where(k3, e3, e2) - 1
-        t_ns, okv = _ts(a, sT, eT)
+        # timestamp `secs[.fraction]:`
+        t_ns, okv = tx.timestamp(np.where(k3, s3, s2), np.where(k3, e3, e2) - 1)
         ok &= okv
-        # event name
+        # event name (`name:` or `kmem:name:`)
         sE = np.where(k3, s4, s3)
         eE = np.where(k3, e4, e3)
         LE = eE - sE
-        okE = ok & (at(eE - 1) == 58)
+        okE = ok & (B[eE + O - 1] == 58)
         kind = np.zeros(len(ci), dtype=np.int64)
         for name, k, _nf in _FAST_EVENTS:
             for pre in (b"", b"kmem:"):
                 r = np.flatnonzero(okE & (LE == len(pre) + len(name) + 1))
                 if len(r):
-                    lit = np.frombuffer(pre + name, np.uint8)
-                    same = (at(sE[r, None] + np.arange(len(lit))) == lit).all(1)
-                    kind[r[same]] = k
-        f0 = tfc + np.where(k3, 5, 4)  # first field token
-        nf = ntc - np.where(k3, 5, 4)
+                    kind[r[tx.starts(sE[r], pre + name)]] = k
+        nskip = np.where(k3, 5, 4)
+        f0 = tfc + nskip  # first field token
+        nf = nt[ci] - nskip
         out = np.full((len(ci), NCOL), ABSENT, dtype=np.int64)
         out[:, C_KIND] = kind
         out[:, C_TIME] = t_ns
@@ -806,87 +802,91 @@ class TraceParser:
         out[:, C_PID] = pid
         good = np.zeros(len(ci), dtype=bool)
         mt = self._mt_table
-        for _name, k, nfk in _FAST_EVENTS:
-            r = np.flatnonzero((kind == k) & (nf == nfk))
+        nfk = _FAST_NFIELDS[kind]
+        for extfrag in (False, True):
+            r = np.flatnonzero((kind == K_EXTFRAG) & (nf == 9) if extfrag else (kind > 0) & (nf == nfk)
+                               & (kind != K_EXTFRAG))
             if len(r) == 0:
                 continue
             fi = f0[r]
+            okr = ok[r]
 
-            def field(j, key):
-                s, e = ts_[fi + j], te_[fi + j]
-                return s + len(key), e, _prefix(a, s, e, key)
-
-            okr = np.ones(len(r), dtype=bool)
-
-            def num(j, key, hexa=False):
+            def field(j, key, sel=None):
+                """(value start, token end) of field j, which must start with `key`."""
                 nonlocal okr
-                s, e, okp = field(j, key)
-                v, okv = (_hex15 if hexa else _dec18)(a, s, e)
-                okr &= okp & okv
+                i = fi + j if sel is None else fi[sel] + j
+                s, e = ts_[i], te_[i]
+                okk = (e - s >= len(key)) & tx.starts(s, key)
+                if sel is None:
+                    okr &= okk
+                else:
+                    okr[sel] &= okk
+                return s + len(key), e
+
+            def num(j, key, hexa=False, sel=None):
+                nonlocal okr
+                s, e = field(j, key, sel)
+                v, okv = tx.hex(e, e - s) if hexa else tx.dec(e, e - s)
+                if sel is None:
+                    okr &= okv
+                else:
+                    okr[sel] &= okv
                 return v
 
-            def migratetype(j, key):
+            def migratetype(j, key, sel=None):
                 nonlocal okr
-                v = num(j, key)
-                m = mt[np.minimum(v, len(mt) - 1)]
-                okr &= (v < len(mt) - 1) & (m >= 0)  # mt's last entry is a -1 sentinel
+                v = num(j, key, sel=sel)
+                m = mt[np.clip(v, 0, len(mt) - 1)]  # (the table ends with a -1 for numbers past its end)
+                if sel is None:
+                    okr &= m >= 0
+                else:
+                    okr[sel] &= m >= 0
                 return m
 
-            cols = out[r]
-            if k == K_EXTFRAG:
-                _s, _e, okp = field(0, b"page=")
-                okr &= okp
+            if extfrag:
+                cols = out[r]
+                field(0, b"page=")
                 cols[:, C_PFN] = num(1, b"pfn=0x", True)
-                for j, key in enumerate(self._EXTFRAG_KEYS[2:5], start=2):
-                    cols[:, C_F0 + j - 2] = num(j, key.encode() + b"=")
+                for j, key in enumerate(self._EXTFRAG_KEYS[2:5]):
+                    cols[:, C_F0 + j] = num(2 + j, key.encode() + b"=")
                 cols[:, C_F0 + 3] = migratetype(5, b"alloc_migratetype=")
                 cols[:, C_F0 + 4] = migratetype(6, b"fallback_migratetype=")
                 cols[:, C_F0 + 5] = num(7, b"fragmenting=")
                 cols[:, C_F0 + 6] = num(8, b"change_ownership=")
-            else:
+                out[r] = cols
+            else:  # page=... pfn=0x... order=... [migratetype=... [gfp_flags=...|percpu_refill=...]]
+                kr = kind[r]
                 pfn = num(1, b"pfn=0x", True)
-                cols[:, C_PFN] = np.where(pfn == 0, -1, pfn) if k == K_PAGE_ALLOC else pfn
-                cols[:, C_F0] = num(2, b"order=")
-                if k in (K_PAGE_ALLOC, K_ZONE_LOCKED, K_PCPU_DRAIN):
-                    cols[:, C_F0 + 1] = migratetype(3, b"migratetype=")
-                if k == K_ZONE_LOCKED:
-                    cols[:, C_F0 + 2] = num(4, b"percpu_refill=")
-                elif k == K_PAGE_ALLOC:
-                    s, e, okp = field(4, b"gfp_flags=")
-                    g, okv = self._gfp_tokens(a, s, e)
-                    okr &= okp & okv
-                    cols[:, C_F0 + 2] = g
-            out[r] = cols
-            good[r] = okr & ok[r]
+                out[r, C_PFN] = np.where((pfn == 0) & (kr == K_PAGE_ALLOC), -1, pfn)
+                out[r, C_F0] = num(2, b"order=")
+                sel = np.flatnonzero(nfk[r] >= 4)
+                if len(sel):
+                    out[r[sel], C_F0 + 1] = migratetype(3, b"migratetype=", sel)
+                sel = np.flatnonzero(kr == K_ZONE_LOCKED)
+                if len(sel):
+                    out[r[sel], C_F0 + 2] = num(4, b"percpu_refill=", sel=sel)
+                sel = np.flatnonzero(kr == K_PAGE_ALLOC)
+                if len(sel):
+                    s, e = field(4, b"gfp_flags=", sel)
+                    g = self._gfp_tokens(buf, s, e)
+                    okr[sel] &= g >= 0
+                    out[r[sel], C_F0 + 2] = g
+            good[r] = okr
         keep = np.flatnonzero(good)
         return ci[keep], out[keep]
 
-    def _gfp_tokens(self, a: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """GFP masks of the strings a[s:e]: each distinct string decoded once with `gfp`
-        (strings are grouped by a hash, then compared byte for byte)."""
-        L = e - s
-        ok = L <= 256
-        W = (int(L.max()) + 8) // 8 * 8 if len(L) else 8
-        W = min(W, 264)
-        cols = np.arange(W)
-        m = a.take(s[:, None] + cols, mode="clip")
-        m[cols >= L[:, None]] = 0
-        words = m.view(np.uint64)
-        h = (words * _HASH_MUL[: W // 8]).sum(axis=1, dtype=np.uint64) ^ L.astype(np.uint64)
-        _u, first, inv = np.unique(h, return_index=True, return_inverse=True)
-        inv = inv.reshape(-1)
-        ok &= (words == words[first[inv]]).all(axis=1)
-        vals = np.zeros(len(first), dtype=np.int64)
-        okv = np.zeros(len(first), dtype=bool)
-        for u, f in enumerate(first.tolist()):
-            text = a[s[f]:e[f]].tobytes().decode("ascii")
+    def _gfp_tokens(self, buf: bytes, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """GFP masks of the strings buf[s:e], each distinct string decoded once with `gfp`; -1
+        where it does not decode (left to the reference, which counts it)."""
+        keys = [buf[i:j] for i, j in zip(s.tolist(), e.tolist())]
+        cache = self._gfp_bytes
+        for k in set(keys).difference(cache):
             try:
-                g = self.gfp(text)
+                g = self.gfp(k.decode("ascii"))
             except (_Bad, ValueError):
-                continue
-            if -(1 << 63) <= g < (1 << 63):
-                vals[u], okv[u] = g, True
-        return vals[inv], ok & okv[inv]
+                g = -1
+            cache[k] = g if 0 <= g < (1 << 63) else -1
+        return np.fromiter(map(cache.__getitem__, keys), dtype=np.int64, count=len(keys))
 
     def iter_arrays(self, source) -> Iterator[np.ndarray]:
         """Record arrays ([n, NCOL] int64, sizes as they come) from a path (plain, .gz, .xz) or
@@ -928,8 +928,8 @@ class TraceParser:
                 rest = b[cut:]
                 if cut == 0:
                     continue
-                arr = self._block(b, cut, lineno)
-                lineno += b.count(b"\n", 0, cut)
+                arr, nb = self._block(b, cut, lineno)
+                lineno += nb
                 if len(arr):
                     yield arr
             if errors:  # compressed stream cut short: a partial last line is not used
@@ -955,7 +955,7 @@ class TraceParser:
                 text = "".join(group)
                 if text.count("\n") == len(group) and all(ln[-1:] == "\n" for ln in group):
                     b = text.encode("utf-8", "surrogatepass")
-                    arr = self._block(b, len(b), lineno, group)
+                    arr, _nb = self._block(b, len(b), lineno, group)
                     lineno += len(group)
                 else:  # a line without its newline: one at a time, up to the one cut short
                     recs = []
@@ -1009,65 +1009,129 @@ _PADS = [(ABSENT,) * (9 - n) for n in range(10)]
 _FAST_EVENTS = ((b"mm_page_alloc", K_PAGE_ALLOC, 5), (b"mm_page_free", K_PAGE_FREE, 3),
                 (b"mm_page_free_batched", K_FREE_BATCHED, 3), (b"mm_page_alloc_zone_locked", K_ZONE_LOCKED, 5),
                 (b"mm_page_pcpu_drain", K_PCPU_DRAIN, 4), (b"mm_page_alloc_extfrag", K_EXTFRAG, 9))
-_HASH_MUL = (np.random.default_rng(0x5EED).integers(1, 1 << 62, size=33, dtype=np.int64).astype(np.uint64)
-             * np.uint64(2) + np.uint64(1))
+_FAST_NFIELDS = np.full(64, -1, dtype=np.int64)  # kind -> number of field tokens
+for _n, _k, _f in _FAST_EVENTS:
+    _FAST_NFIELDS[_k] = _f
 _P10 = 10 ** np.arange(19, dtype=np.int64)
-_HEXV = np.full(256, 255, dtype=np.uint8)
-_HEXV[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
-_HEXV[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
-_HEXV[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
-_P16 = 16 ** np.arange(16, dtype=np.int64)
+
+# --- eight bytes at a time (SWAR): a word holds 8 bytes of text, the first one in its low byte ---------------
+_B1 = 0x0101010101010101
+_M80 = np.uint64(0x80 * _B1)
+_M7F = np.uint64(0x7F * _B1)
+_ZEROS = np.uint64(0x30 * _B1)  # '00000000'
+_DOTS = np.uint64(0x2E * _B1)
+_CASE = np.uint64(0x20 * _B1)
+_TOP = np.array([((1 << 64) - 1) ^ ((1 << (8 * (8 - k))) - 1) for k in range(9)], dtype=np.uint64)  # last k bytes
+_LOW = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)  # first k bytes
 
 
-def _digits(a: np.ndarray, s: np.ndarray, e: np.ndarray, maxw: int, base: int) -> tuple[np.ndarray, np.ndarray]:
-    """Values of the digit strings a[s:e] (1 to `maxw` digits in `base` 10 or 16), and where valid."""
-    L = e - s
-    ok = (L >= 1) & (L <= maxw)
-    if len(L) == 0:
-        return np.zeros(0, dtype=np.int64), ok
-    W = int(min(max(int(L.max()), 1), maxw))
-    cols = np.arange(W)
-    m = a.take(e[:, None] - W + cols, mode="clip")
-    inside = cols >= (W - L)[:, None]
-    d = _HEXV[m] if base == 16 else m - np.uint8(48)
-    ok &= ((d < base) | ~inside).all(axis=1)
-    d = np.where(inside & (d < base), d, 0).astype(np.int64)
-    pw = (_P16 if base == 16 else _P10)[W - 1::-1]
-    return d @ pw, ok
+def _in_range(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """0x80 in each byte of x with lo <= byte <= hi (bytes below 0x80)."""
+    return (x + np.uint64((0x80 - lo) * _B1)) & ~(x + np.uint64((0x7F - hi) * _B1)) & _M80
 
 
-def _dec(a, s, e, maxw):
-    return _digits(a, s, e, maxw, 10)
+def _zero_bytes(x: np.ndarray) -> np.ndarray:
+    """0x80 in each byte of x that is zero (any byte values)."""
+    return ~(((x & _M7F) + _M7F) | x) & _M80
 
 
-def _dec18(a, s, e):
-    return _digits(a, s, e, 18, 10)
+def _top_run(m: np.ndarray) -> np.ndarray:
+    """How many of the last bytes (from the 8th down) are marked 0x80 in m, without a gap."""
+    y = ~m & _M80
+    y |= y >> np.uint64(8)
+    y |= y >> np.uint64(16)
+    y |= y >> np.uint64(32)
+    return 8 - np.bitwise_count(y).astype(np.int64)
 
 
-def _hex15(a, s, e):
-    return _digits(a, s, e, 15, 16)
+def _dec8(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Value of the decimal digits in the last k (0..8) bytes of x, and where they are all digits."""
+    keep = _TOP[k]
+    x = (x & keep) | (_ZEROS & ~keep)
+    ok = _in_range(x, 0x30, 0x39) == _M80
+    d = x - _ZEROS
+    d = (d * np.uint64(10) + (d >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    d = (d * np.uint64(100) + (d >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    d = (d * np.uint64(10000) + (d >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    return d.astype(np.int64), ok
 
 
-def _ts(a: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nanoseconds of `secs[.fraction]` in a[s:e]: up to 9 digits each side."""
-    L = e - s
-    W = int(min(max(int(L.max()), 1), 24)) if len(L) else 1
-    cols = np.arange(W)
-    m = a.take(s[:, None] + cols, mode="clip")
-    dot = (m == 46) & (cols < L[:, None])
-    has = dot.any(axis=1)
-    dp = np.where(has, np.argmax(dot, axis=1), L)
-    secs, ok = _dec(a, s, s + dp, 9)
-    frac, okf = _dec(a, s + dp + 1, e, 9)
-    nf = np.clip(e - s - dp - 1, 0, 9)
-    ok &= (L <= 24) & np.where(has, okf, True)
-    return secs * 1_000_000_000 + np.where(has, frac * _P10[9 - nf], 0), ok
+def _hex8(x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Value of the hex digits (either case) in the last k (0..8) bytes of x, and where valid."""
+    keep = _TOP[k]
+    x = (x & keep) | (_ZEROS & ~keep)
+    c = x | _CASE  # 'A'-'F' -> 'a'-'f'; digits unchanged (bytes below 0x20 are not in a fast line)
+    alpha = _in_range(c, 0x61, 0x66)
+    ok = (_in_range(c, 0x30, 0x39) | alpha) == _M80
+    d = (c & np.uint64(0x0F * _B1)) + (alpha >> np.uint64(7)) * np.uint64(9)
+    d = ((d << np.uint64(4)) | (d >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    d = ((d << np.uint64(8)) | (d >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    d = ((d << np.uint64(16)) | (d >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    return d.astype(np.int64), ok
 
 
-def _prefix(a: np.ndarray, s: np.ndarray, e: np.ndarray, lit: bytes) -> np.ndarray:
-    """Where the token a[s:e] starts with `lit` (and is at least that long)."""
-    v = np.frombuffer(lit, np.uint8)
-    return (e - s >= len(v)) & (a.take(s[:, None] + np.arange(len(v)), mode="clip") == v).all(axis=1)
+class _Text:
+    """A block of text with word access: `right(e)` is the 8 bytes before offset e, `left(s)`
+    the 8 bytes from s, as little-endian uint64 (zero bytes beyond the block's ends)."""
+
+    PAD = 16
+
+    def __init__(self, a: np.ndarray):
+        n = len(a)
+        self.ap = np.zeros(n + 2 * self.PAD, dtype=np.uint8)
+        self.ap[self.PAD:self.PAD + n] = a
+        # one (unaligned) word starting at every byte
+        self.w = np.ndarray((n + 2 * self.PAD - 7,), dtype="<u8", buffer=self.ap, strides=(1,))
+
+    def left(self, s: np.ndarray) -> np.ndarray:
+        return self.w[s + self.PAD]
+
+    def right(self, e: np.ndarray) -> np.ndarray:
+        return self.w[e + (self.PAD - 8)]
+
+    def starts(self, s: np.ndarray, lit: bytes) -> np.ndarray:
+        """Where the text at s begins with `lit`."""
+        ok = np.ones(len(s), dtype=bool)
+        for i in range(0, len(lit), 8):
+            part = lit[i:i + 8]
+            ok &= (self.left(s + i) & _LOW[len(part)]) == np.uint64(int.from_bytes(part, "little"))
+        return ok
+
+    def _num(self, f8, e: np.ndarray, k: np.ndarray, maxd: int, scale: int):
+        v, ok = f8(self.right(e), np.clip(k, 0, 8))
+        ok &= (k >= 1) & (k <= maxd)
+        big = np.flatnonzero(k > 8)
+        if len(big):
+            vh, okh = f8(self.right(e[big] - 8), np.clip(k[big] - 8, 0, 8))
+            v[big] += vh * scale
+            ok[big] &= okh
+        return v, ok
+
+    def dec(self, e: np.ndarray, k: np.ndarray, maxd: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Value of the k decimal digits before e (1 <= k <= maxd <= 16), and where valid."""
+        return self._num(_dec8, e, k, maxd, 10 ** 8)
+
+    def hex(self, e: np.ndarray, k: np.ndarray, maxd: int = 15) -> tuple[np.ndarray, np.ndarray]:
+        """Value of the k hex digits before e (1 <= k <= maxd <= 15), and where valid."""
+        return self._num(_hex8, e, k, maxd, 1 << 32)
+
+    def timestamp(self, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nanoseconds of `secs[.fraction]` in [s, e): 1-9 digits each side, at most 16 bytes; as
+        the reference: the fraction is padded or cut to 9 digits."""
+        k = e - s
+        lo, hi = self.right(e), self.right(e - 8)
+        zl = _zero_bytes(lo ^ _DOTS) & _TOP[np.clip(k, 0, 8)]
+        zh = _zero_bytes(hi ^ _DOTS) & _TOP[np.clip(k - 8, 0, 8)]
+        ndot = np.bitwise_count(zl).astype(np.int64) + np.bitwise_count(zh)
+        has = ndot == 1
+        # digits after the dot: the bytes above it in its word
+        f = np.where(zl != 0, 7 - (np.bitwise_count(zl - np.uint64(1)) >> 3).astype(np.int64),
+                     15 - (np.bitwise_count(zh - np.uint64(1)) >> 3).astype(np.int64))
+        f = np.where(has, f, 0)
+        frac, okf = self.dec(e, f, 9)
+        secs, ok = self.dec(np.where(has, e - f - 1, e), np.where(has, k - f - 1, k), 9)
+        ok &= (k <= 16) & (ndot <= 1) & (okf | ~has)
+        return secs * 1_000_000_000 + np.where(has, frac * _P10[9 - np.clip(f, 0, 9)], 0), ok
 
 
 def _rechunk(arrays: Iterable[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
