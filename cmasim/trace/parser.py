@@ -168,27 +168,87 @@ STREAM_ERRORS = (EOFError, lzma.LZMAError, gzip.BadGzipFile, zlib.error)
 BLOCK_BYTES = 1 << 20  # text handed to the vectorized path at a time (about 7,500 lines)
 
 
-def read_blocks(raw: IO[bytes], size: int = BLOCK_BYTES, errors: list | None = None) -> Iterator[bytes]:
-    """The bytes of `raw` in pieces of about `size`. A compressed stream cut short ends the
-    pieces after everything decoded before the cut, and its error is appended to `errors`."""
-    parts: list[bytes] = []
-    n = 0
-    try:
-        while True:
-            b = raw.read1(size)
-            if not b:
-                break
-            parts.append(b)
-            n += len(b)
-            if n >= size:
-                yield b"".join(parts)
-                parts, n = [], 0
-    except STREAM_ERRORS as e:
-        if errors is None:
-            raise
-        errors.append(e)
-    if parts:
-        yield b"".join(parts)
+def read_blocks(path: str | Path, size: int = BLOCK_BYTES, errors: list | None = None) -> Iterator[bytes]:
+    """The (decompressed) bytes of a plain, .gz or .xz file in pieces of about `size`.
+
+    The same data as `open_raw` gives, decompressed in large steps (each releases the GIL
+    for a long time, so that a reader thread overlaps the parse): every stream or member in
+    turn, zero padding after a gzip member and anything after an xz stream skipped as
+    `gzip`/`lzma` do. A stream cut short or corrupt ends the pieces after what decoded
+    before it, and its error is appended to `errors` (raised if `errors` is None).
+    """
+    open_raw(path).close()  # the trace.dat check
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        f.seek(0)
+        fmt = "gz" if magic.startswith(b"\x1f\x8b") else "xz" if magic.startswith(b"\xfd7zXZ\x00") else ""
+        try:
+            if not fmt:
+                while b := f.read(size):
+                    yield b
+            elif fmt == "xz":
+                yield from _xz_blocks(f, size)
+            else:
+                yield from _gz_blocks(f, size)
+        except STREAM_ERRORS as e:
+            if errors is None:
+                raise
+            errors.append(e)
+
+
+_IN_BYTES = 1 << 18  # compressed input read at a time
+
+
+def _xz_blocks(f: IO[bytes], size: int) -> Iterator[bytes]:
+    dec = lzma.LZMADecompressor()
+    first = True
+    while True:
+        if dec.eof:  # another stream may follow; anything else after a stream is ignored (as lzma.open)
+            data = dec.unused_data or f.read(_IN_BYTES)
+            if not data:
+                return
+            dec = lzma.LZMADecompressor()
+            first = False
+        elif dec.needs_input:
+            data = f.read(_IN_BYTES)
+            if not data:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        else:
+            data = b""
+        try:
+            out = dec.decompress(data, size)
+        except lzma.LZMAError:
+            if first:
+                raise
+            return
+        if out:
+            yield out
+
+
+def _gz_blocks(f: IO[bytes], size: int) -> Iterator[bytes]:
+    dec = zlib.decompressobj(31)
+    data = b""
+    while True:
+        if dec.eof:  # another member may follow, after zero padding (as gzip.open)
+            data = dec.unused_data.lstrip(b"\x00")
+            while not data:
+                more = f.read(_IN_BYTES)
+                if not more:
+                    return
+                data = more.lstrip(b"\x00")
+            dec = zlib.decompressobj(31)
+        else:
+            data = dec.unconsumed_tail or f.read(_IN_BYTES)
+        if not data:
+            out = dec.flush()
+            if out:
+                yield out
+            if not dec.eof:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            continue
+        out = dec.decompress(data, size)
+        if out:
+            yield out
 
 
 def prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -580,7 +640,11 @@ class TraceParser:
         except (ValueError, KeyError, IndexError):
             st.add_bad("garbled", lineno)
             return None
-        return ev, (kind, t_ns, cpu, pid) + vals + _PADS[len(vals)] + (lineno,)
+        rec = (kind, t_ns, cpu, pid) + vals + _PADS[len(vals)] + (lineno,)
+        if max(rec) > _I64_MAX or min(rec) < -_I64_MAX - 1:  # a number past the int64 columns
+            st.add_bad("garbled", lineno)
+            return None
+        return ev, rec
 
     def _begin(self) -> float:
         self._nonevent = 0
@@ -770,7 +834,7 @@ class TraceParser:
         ok = k3 | k2
         # [cpu]
         ok &= (B[s1 + O] == 91) & (B[e1 + O - 1] == 93)
-        cpu, okv = tx.dec(e1 - 1, e1 - s1 - 2, 9)
+        cpu, okv = tx.dec(e1 - 1, np.maximum(e1 - s1 - 2, 0), 9)
         ok &= okv
         # comm-pid: what follows the last '-' (or the whole token) must be digits
         run = _top_run(_in_range(tx.right(e0) & _M7F, 0x30, 0x39))
@@ -836,7 +900,7 @@ class TraceParser:
             def migratetype(j, key, sel=None):
                 nonlocal okr
                 v = num(j, key, sel=sel)
-                m = mt[np.clip(v, 0, len(mt) - 1)]  # (the table ends with a -1 for numbers past its end)
+                m = mt[np.minimum(v, len(mt) - 1)]  # (the table ends with a -1 for numbers past its end)
                 if sel is None:
                     okr &= m >= 0
                 else:
@@ -872,6 +936,8 @@ class TraceParser:
                     okr[sel] &= g >= 0
                     out[r[sel], C_F0 + 2] = g
             good[r] = okr
+        if good.all():
+            return ci, out
         keep = np.flatnonzero(good)
         return ci[keep], out[keep]
 
@@ -897,9 +963,8 @@ class TraceParser:
         return self._iter_lines(source)
 
     def _iter_path(self, path: str | Path) -> Iterator[np.ndarray]:
-        raw = open_raw(path)
         errors: list = []
-        blocks = prefetch(read_blocks(raw, BLOCK_BYTES, errors))
+        blocks = prefetch(read_blocks(path, BLOCK_BYTES, errors))
         try:
             first = b""
             for b in blocks:  # the first line, for the binary-data check
@@ -913,7 +978,6 @@ class TraceParser:
             yield from self._iter_bytes(itertools.chain((first,) if first else (), blocks), errors)
         finally:
             blocks.close()
-            raw.close()
 
     def _iter_bytes(self, blocks: Iterable[bytes], errors: list) -> Iterator[np.ndarray]:
         st = self.stats
@@ -1004,6 +1068,7 @@ class TraceParser:
 
 
 _STOP = object()
+_I64_MAX = (1 << 63) - 1
 _PADS = [(ABSENT,) * (9 - n) for n in range(10)]
 # The fast path's events: (name, kind, number of field tokens).
 _FAST_EVENTS = ((b"mm_page_alloc", K_PAGE_ALLOC, 5), (b"mm_page_free", K_PAGE_FREE, 3),
@@ -1098,11 +1163,17 @@ class _Text:
         return ok
 
     def _num(self, f8, e: np.ndarray, k: np.ndarray, maxd: int, scale: int):
+        if len(k) and f8 is _dec8 and int(k.max()) <= 2:  # one or two digits (orders, migratetypes, flags)
+            d1 = self.ap[e + (self.PAD - 1)] - np.uint8(48)
+            d2 = self.ap[e + (self.PAD - 2)] - np.uint8(48)
+            two = k == 2
+            ok = (k >= 1) & (d1 <= 9) & ((d2 <= 9) | ~two)
+            return d1.astype(np.int64) + np.where(two, d2.astype(np.int64) * 10, 0), ok
         v, ok = f8(self.right(e), np.clip(k, 0, 8))
         ok &= (k >= 1) & (k <= maxd)
         big = np.flatnonzero(k > 8)
         if len(big):
-            vh, okh = f8(self.right(e[big] - 8), np.clip(k[big] - 8, 0, 8))
+            vh, okh = f8(self.right(e[big] - 8), np.minimum(k[big] - 8, 8))
             v[big] += vh * scale
             ok[big] &= okh
         return v, ok
@@ -1120,7 +1191,7 @@ class _Text:
         the reference: the fraction is padded or cut to 9 digits."""
         k = e - s
         lo, hi = self.right(e), self.right(e - 8)
-        zl = _zero_bytes(lo ^ _DOTS) & _TOP[np.clip(k, 0, 8)]
+        zl = _zero_bytes(lo ^ _DOTS) & _TOP[np.minimum(k, 8)]
         zh = _zero_bytes(hi ^ _DOTS) & _TOP[np.clip(k - 8, 0, 8)]
         ndot = np.bitwise_count(zl).astype(np.int64) + np.bitwise_count(zh)
         has = ndot == 1
@@ -1131,7 +1202,7 @@ class _Text:
         frac, okf = self.dec(e, f, 9)
         secs, ok = self.dec(np.where(has, e - f - 1, e), np.where(has, k - f - 1, k), 9)
         ok &= (k <= 16) & (ndot <= 1) & (okf | ~has)
-        return secs * 1_000_000_000 + np.where(has, frac * _P10[9 - np.clip(f, 0, 9)], 0), ok
+        return secs * 1_000_000_000 + np.where(has, frac * _P10[9 - np.minimum(f, 9)], 0), ok
 
 
 def _rechunk(arrays: Iterable[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
