@@ -11,7 +11,7 @@ workload's later free reaches the new page; when reclaim takes a block away,
 `handle_drop` forgets it (dense mode swap-removes it from LIVE[0:NLIVE]).
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     H_HANDLE, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_NLIVE, H_OWNER,
     OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_FREE_PENDING, OW_SLAB, OW_SLAB_RECLAIMABLE, OW_KIND_MASK, OW_PIN_MASK, OW_PIN_SHIFT,
@@ -21,27 +21,27 @@ from cmasim.mm.rmqueue import free_pages
 from cmasim.mm.freelist import pi_order, pinfo, vm_add
 
 
-@kjit
+@kjit_inline
 def owner(S, C, p):
     return S[C[H_OWNER] + p]
 
 
-@kjit
+@kjit_inline
 def set_owner(S, C, p, w):
     S[C[H_OWNER] + p] = w
 
 
-@kjit
+@kjit_inline
 def owner_kind(w):
     return w & OW_KIND_MASK
 
 
-@kjit
+@kjit_inline
 def pin_count(w):
     return (w >> OW_PIN_SHIFT) & OW_PIN_MASK
 
 
-@kjit
+@kjit_inline
 def folio_is_movable(w):
     """PageLRU()/__PageMovable(): anonymous and page-cache folios can be migrated."""
     k = w & OW_KIND_MASK
@@ -58,12 +58,12 @@ def default_owner(gfp_mt):
     return OW_SLAB
 
 
-@kjit
+@kjit_inline
 def folio_maybe_dma_pinned(w):
     return ((w >> OW_PIN_SHIFT) & OW_PIN_MASK) > 0
 
 
-@kjit
+@kjit_inline
 def handle_of(S, C, p):
     return S[C[H_HANDLE] + p]
 

@@ -9,7 +9,7 @@ Every function takes the packed state explicitly: ``S`` (int32) and ``C`` (int64
 `cmasim.mm.mmzone`. Trace records are appended to the tail of ``C`` by `trace_emit`.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     H_LCNT, H_N, H_PB, H_PINFO, H_PREV, H_ZONE, H_LPZ, H_TRACE_ON, H_TRACE_N, H_TRACE_CAP,
     H_TRACE_LOST, H_NOW, H_CPU, H_POL, H_VM,
@@ -22,7 +22,7 @@ from cmasim.mm.mmzone import (
 
 
 # --- intrusive doubly-linked lists ----------------------------------------------------------
-@kjit
+@kjit_inline
 def list_add_head(S, C, lst, p):
     """list_add(): insert page `p` after the sentinel of list `lst`; count one block."""
     prev = C[H_PREV]
@@ -35,7 +35,7 @@ def list_add_head(S, C, lst, p):
     C[C[H_LCNT] + lst] += 1
 
 
-@kjit
+@kjit_inline
 def list_add_tail(S, C, lst, p):
     """list_add_tail(): insert page `p` before the sentinel of list `lst`."""
     prev = C[H_PREV]
@@ -48,7 +48,7 @@ def list_add_tail(S, C, lst, p):
     C[C[H_LCNT] + lst] += 1
 
 
-@kjit
+@kjit_inline
 def list_del(S, C, lst, p):
     """list_del(): unlink page `p` from list `lst` (O(1), any position)."""
     prev = C[H_PREV]
@@ -61,7 +61,7 @@ def list_del(S, C, lst, p):
     C[C[H_LCNT] + lst] -= 1
 
 
-@kjit
+@kjit_inline
 def list_first(S, C, lst):
     """list_first_entry_or_null(): the head page of `lst`, or -1."""
     s = C[H_N] + lst
@@ -71,7 +71,7 @@ def list_first(S, C, lst):
     return nx
 
 
-@kjit
+@kjit_inline
 def list_last(S, C, lst):
     """list_last_entry(): the tail page of `lst`, or -1."""
     s = C[H_N] + lst
@@ -81,60 +81,60 @@ def list_last(S, C, lst):
     return pv
 
 
-@kjit
+@kjit_inline
 def list_empty(C, lst):
     return C[C[H_LCNT] + lst] == 0
 
 
 # --- page words -------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def set_pinfo(S, C, p, order, state, aux, lst):
     S[C[H_PINFO] + p] = order | (state << PI_STATE_SHIFT) | (aux << PI_AUX_SHIFT) | (lst << PI_LIST_SHIFT)
 
 
-@kjit
+@kjit_inline
 def clear_pinfo(S, C, p):
     S[C[H_PINFO] + p] = 0
 
 
-@kjit
+@kjit_inline
 def pinfo(S, C, p):
     return S[C[H_PINFO] + p]
 
 
-@kjit
+@kjit_inline
 def pi_order(w):
     return w & PI_ORDER_MASK
 
 
-@kjit
+@kjit_inline
 def pi_state(w):
     return (w >> PI_STATE_SHIFT) & 3
 
 
-@kjit
+@kjit_inline
 def pi_aux(w):
     return (w >> PI_AUX_SHIFT) & 7
 
 
-@kjit
+@kjit_inline
 def pi_list(w):
     return w >> PI_LIST_SHIFT
 
 
 # --- pageblock words -------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def pageblock_zone(S, C, p):
     """Zone slot of the pageblock holding `p` (page_zone())."""
     return (S[C[H_PB] + (p >> PAGEBLOCK_ORDER)] >> PB_ZONE_SHIFT) & 0xF
 
 
-@kjit
+@kjit_inline
 def zone_base(C, zslot):
     return C[H_ZONE] + zslot * ZS
 
 
-@kjit
+@kjit_inline
 def get_pfnblock_migratetype(S, C, p):
     """get_pfnblock_migratetype(): ISOLATE while the isolate bit is set (v6.17+), else the type bits."""
     w = S[C[H_PB] + (p >> PAGEBLOCK_ORDER)]
@@ -143,7 +143,7 @@ def get_pfnblock_migratetype(S, C, p):
     return w & PB_MT_MASK
 
 
-@kjit
+@kjit_inline
 def get_pageblock_type_bits(S, C, p):
     """The 3 migratetype bits, ignoring the isolate bit (the type that survives isolation)."""
     return S[C[H_PB] + (p >> PAGEBLOCK_ORDER)] & PB_MT_MASK
@@ -167,29 +167,29 @@ def change_pageblock_range(S, C, p, start_order, mt):
         set_pageblock_migratetype(S, C, p + (i << PAGEBLOCK_ORDER), mt)
 
 
-@kjit
+@kjit_inline
 def migratetype_is_mergeable(mt):
     return mt < 3
 
 
 # --- list ids -----------------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def free_list_id(C, zslot, order, mt):
     return zslot * C[H_LPZ] + order * MIGRATE_TYPES + mt
 
 
-@kjit
+@kjit_inline
 def pcp_list_id(C, zslot, cpu, pindex):
     return zslot * C[H_LPZ] + NR_BUDDY_LISTS + cpu * NR_PCP_LISTS_MAX + pindex
 
 
-@kjit
+@kjit_inline
 def free_list_mt(C, lst):
     return (lst % C[H_LPZ]) % MIGRATE_TYPES
 
 
 # --- accounting -----------------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def account_freepages(C, zb, nr, mt):
     """account_freepages() (v6.10+): counters follow the list a page is on; ISOLATE lists uncounted."""
     if mt == MIGRATE_ISOLATE:
@@ -248,12 +248,12 @@ def move_to_free_list(S, C, zslot, p, order, old_mt, new_mt):
     account_freepages(C, zb, 1 << order, new_mt)
 
 
-@kjit
+@kjit_inline
 def policy_version(C):
     return C[C[H_POL] + PL_VERSION]
 
 
-@kjit
+@kjit_inline
 def vm_add(C, idx, n):
     C[C[H_VM] + idx] += n
 

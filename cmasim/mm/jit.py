@@ -30,7 +30,7 @@ def _wipe_stale_cache() -> None:
         p = _PKG / rel
         if p.exists():
             h.update(p.read_bytes())
-    h.update(b"error_model=numpy")  # jit options are part of the cache identity
+    h.update(b"error_model=numpy;inline-helpers")  # jit options are part of the cache identity
     digest = h.hexdigest()[:16]
     stamp = _PKG / "__pycache__" / "cmasim-core.hash"
     try:
@@ -63,8 +63,15 @@ if JIT:
         """Compile `fn` with numba (cached, nogil); see module docstring."""
         return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
+    def kjit_inline(fn):
+        """Like `kjit`, inlined at numba IR level into every caller: for the few-line helpers
+        of the hot path (list links, page words), where a call costs more than the body."""
+        return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
+
 else:
 
     def kjit(fn):
         """Interpreted mode: return `fn` unchanged."""
         return fn
+
+    kjit_inline = kjit

@@ -17,7 +17,7 @@ Simplifications (docs/model.md): no compaction capture, no guard pages, no page
 reporting, no shuffling; highatomic reserves are never created (the lists exist).
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     H_LAST_MT, H_POL, H_RMQM,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE,
@@ -147,7 +147,7 @@ def page_del_and_expand(S, C, zslot, p, low, high, mt):
     account_freepages(C, zone_base(C, zslot), -nr, mt)
 
 
-@kjit
+@kjit_inline
 def pcp_allowed_order(order):
     """pcp_allowed_order(): orders 0..PAGE_ALLOC_COSTLY_ORDER and the THP order."""
     return order <= 3 or order == PAGEBLOCK_ORDER
@@ -172,7 +172,7 @@ def __rmqueue_smallest(S, C, zslot, order, mt):
 
 
 # --- fallback ---------------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def fallback_type(C, mt, i):
     """fallbacks[mt][i] from the policy record."""
     return C[C[H_POL] + PL_FALLBACK + mt * 2 + i]

@@ -13,7 +13,7 @@ Simplifications: the pcp trylock never fails; ZONE_RECLAIM_ACTIVE is never set (
 kswapd yet); page checks (check_new_pages) always pass.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     H_NCPU, H_NZONES, H_PCP, H_POL, H_RMQM, H_LAST_MT, H_CPU,
     MIGRATE_ISOLATE, PAGE_ALLOC_COSTLY_ORDER, PCP_BATCH_SCALE_MAX,
@@ -34,12 +34,12 @@ from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __free_one_page, __rmqueue
 from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
 
 
-@kjit
+@kjit_inline
 def pcp_base(C, zslot, cpu):
     return C[H_PCP] + (zslot * C[H_NCPU] + cpu) * PS
 
 
-@kjit
+@kjit_inline
 def order_to_pindex(C, order, mt):
     """order_to_pindex() as policy data; -1 when (order, mt) has no per-CPU list."""
     return C[C[H_POL] + PL_PCP_PINDEX + order * MIGRATE_TYPES + mt]
@@ -85,7 +85,7 @@ def nr_pcp_alloc(C, zb, pc, order):
     return batch
 
 
-@kjit
+@kjit_inline
 def clamp(x, lo, hi):
     if x < lo:
         return lo

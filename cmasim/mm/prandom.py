@@ -4,11 +4,11 @@ A 32-bit xorshift (Marsaglia) kept in C[H_RNG], seeded explicitly per run; integ
 so compiled and interpreted runs draw the same sequence.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import H_RNG
 
 
-@kjit
+@kjit_inline
 def prandom_u32(C):
     x = C[H_RNG]
     x ^= (x << 13) & 0xFFFFFFFF
