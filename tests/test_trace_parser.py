@@ -1,15 +1,20 @@
 """The ftrace text parser: every event format, each kernel flavour's migratetype numbering,
-each kind of bad line, compressed inputs, the columnar cache and the ftrace writer round trip."""
+each kind of bad line, compressed inputs, the columnar cache, the vectorized fast path against
+the reference per-line path, and the ftrace writer round trip (records and a whole simulated run)."""
 
 from __future__ import annotations
 
+import collections
 import gzip
 import itertools
+import json
 import lzma
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cmasim import gfp
 from cmasim.mm import mmzone as mz
@@ -243,13 +248,13 @@ def test_plain_gz_xz(tmp_path, suffix, opener):
     assert list(arr[:, 0]) == [P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_PCPU_DRAIN] and not p.stats.bad
 
 
-def _slice(name: str, n: int, tmp_path: Path) -> Path:
+def _slice(name: str, n: int, tmp_path: Path, skip: int = 0) -> Path:
     src = TRACES / name / "trace.txt.xz"
     if not src.exists():
         pytest.skip("shared traces not available")
-    out = tmp_path / f"{name}-{n}.txt"
+    out = tmp_path / f"{name}-{skip}-{n}.txt"
     with P.open_text(src) as f, open(out, "w") as fo:
-        fo.writelines(itertools.islice(f, n))
+        fo.writelines(itertools.islice(f, skip, skip + n))
     return out
 
 
@@ -324,3 +329,423 @@ def test_ftrace_writer_round_trip():
             (mz.TR_MM_PAGE_ALLOC_EXTFRAG, [4, 5, 6, 7, 8], [5, 6, 8, 9, 11])):
         sel = recs[:, 0] == kind
         assert (arr[sel][:, cols_parsed] == recs[sel][:, cols_sim]).all(), kind
+
+
+def test_ftrace_writer_round_trip_migrate_isolation_compaction():
+    """format_records' mm_migrate_pages, test_pages_isolated and mm_compaction_begin/end lines
+    parse back to the written values."""
+    from cmasim.trace.ftrace import COMPACT_STATUS, MIGRATE_MODES, MIGRATE_REASONS, format_records
+
+    recs = np.array([
+        # kind, time, cpu, pfn, f0..f5 (the core's TR_* layout)
+        [mz.TR_MM_MIGRATE_PAGES, 1_000_000, 0, 0, 512, 3, mz.MIGRATE_SYNC, mz.MR_CONTIG_RANGE, 0, 0],
+        [mz.TR_MM_MIGRATE_PAGES, 1_001_000, 1, 0, 7, 0, mz.MIGRATE_ASYNC, mz.MR_COMPACTION, 0, 0],
+        [mz.TR_MM_MIGRATE_PAGES, 1_002_000, 1, 0, 1, 1, mz.MIGRATE_SYNC_LIGHT, mz.MR_LONGTERM_PIN, 0, 0],
+        [mz.TR_TEST_PAGES_ISOLATED, 1_003_000, 0, 0x80000, 0x80400, 0x80400, 0, 0, 0, 0],
+        [mz.TR_TEST_PAGES_ISOLATED, 1_004_000, 0, 0x80000, 0x80400, 0x80123, 0, 0, 0, 0],
+        [mz.TR_COMPACTION_BEGIN, 1_005_000, 1, 0x100000, 0x100200, 0x1BFE00, 0x1C0000, 0, 0, 0],
+        [mz.TR_COMPACTION_END, 1_006_000, 1, 0x100000, 0x100400, 0x1BFC00, 0x1C0000, 1, 3, 0],
+        [mz.TR_COMPACTION_END, 1_007_000, 0, 0, 0x200, 0x7E00, 0x8000, 0, 4, 0],
+    ], dtype=np.int64)
+    lines = list(format_records(recs))
+    for fast in (True, False):
+        arr, p = P.parse_lines(lines, "mainline", fast=fast)
+        assert not p.stats.bad and len(arr) == len(recs)
+        names = p.strings.names
+        assert (arr[:, P.C_TIME] == recs[:, 1]).all() and (arr[:, P.C_CPU] == recs[:, 2]).all()
+        assert list(arr[:, P.C_KIND]) == [P.K_MIGRATE_PAGES] * 3 + [P.K_TEST_PAGES_ISOLATED] * 2 + [
+            P.K_COMPACTION_BEGIN] + [P.K_COMPACTION_END] * 2
+        for r, rec in zip(arr[:3], recs[:3]):
+            assert r[P.C_PFN] == -1 and list(r[5:7]) == list(rec[4:6]) and list(r[7:11]) == [0, 0, 0, 0]
+            assert names[r[11]] == MIGRATE_MODES[rec[6]] and names[r[12]] == MIGRATE_REASONS[rec[7]]
+        for r, rec in zip(arr[3:5], recs[3:5]):
+            assert list(r[4:8]) == [rec[3], rec[4], rec[5], int(rec[5] >= rec[4])]
+        for r, rec in zip(arr[5:], recs[5:]):
+            assert list(r[4:9]) == [rec[3], rec[4], rec[5], rec[6], int(rec[7] != 0)]
+            if r[P.C_KIND] == P.K_COMPACTION_END:
+                assert names[r[9]] == COMPACT_STATUS[rec[8]]
+
+
+# --- a whole simulated run, traced, parses back ------------------------------------------------------------
+# Churn near the watermarks with THP-order requests (direct compaction); a device calling
+# cma_alloc/cma_release on a CMA area that movable pages borrow (migration, isolation) while
+# short-term pinners make some ranges busy (busy retries).
+ROUND_TRIP = """description = "round trip of the ftrace writer"
+seed = 3
+
+[machine]
+memory = "128MiB"
+cpus = 2
+
+[[cma]]
+name = "reserved"
+size = "32MiB"
+
+[workload]
+duration_s = 0.25
+
+[workload.churn]
+events = 20000
+target_usage = 0.85
+order0 = 0.80
+order1_3 = 0.12
+high_order = 9
+movable = 0.80
+unmovable = 0.15
+event_interval_ns = 5000
+
+[[workload.device]]
+name = "gpu"
+area = "reserved"
+size_mib = [2, 12]
+interval_ms = 40
+hold_ms = 20
+align_order = 8
+start_ms = 20
+
+[[workload.pinner]]
+threads = 32
+hold_us = 500
+gap_us = 0
+"""
+
+
+def test_simulated_run_trace_parses_back(tmp_path):
+    """`run_scenario(..., trace=True)` writes every event kind the simulator has (the core's
+    records and the cma_* lines); the parser recognises each, with no bad line, and the field
+    values agree with the run's metrics."""
+    from cmasim.policy import get_policy
+    from cmasim.run import run_scenario
+    from cmasim.scenario import load_scenario_text
+
+    out = tmp_path / "run"
+    met = run_scenario(load_scenario_text(ROUND_TRIP, "round-trip.toml"), get_policy("linux-6.18"), out_dir=out,
+                       trace=True)
+    assert met == json.loads((out / "metrics.json").read_text()) | {"wall_s": met["wall_s"]}
+    text = (out / "trace.txt").read_text()
+    written = collections.Counter(line.split(": ", 2)[1] for line in text.splitlines())
+    arr, p = P.parse_file(out / "trace.txt", "mainline")
+    st_ = p.stats
+    assert st_.bad == {} and st_.unknown_events == {} and st_.header_lines == 0
+    assert st_.lines == st_.events == len(arr) == met["trace"]["records"] == sum(written.values())
+    assert st_.by_event == dict(written)
+    # every kind the writer knows appears, and is recognised as that kind
+    assert set(written) == {"mm_page_alloc", "mm_page_free", "mm_page_alloc_zone_locked", "mm_page_pcpu_drain",
+                            "mm_page_alloc_extfrag", "mm_migrate_pages", "test_pages_isolated",
+                            "mm_compaction_begin", "mm_compaction_end", "cma_alloc_start", "cma_alloc_finish",
+                            "cma_alloc_busy_retry", "cma_release"}
+    kinds = collections.Counter(P.KIND_NAMES[k] for k in arr[:, P.C_KIND].tolist())
+    assert kinds == written
+    # the reference path reads the same
+    arr_ref, p_ref = P.parse_file(out / "trace.txt", "mainline", fast=False)
+    assert np.array_equal(arr, arr_ref) and p_ref.stats.bad == {}
+
+    names = p.strings.names
+    sim_ns = met["sim_time_s"] * 1e9
+    assert (np.diff(arr[:, P.C_TIME]) >= 0).all() and 0 <= arr[0, P.C_TIME] and arr[-1, P.C_TIME] <= sim_ns
+    assert ((arr[:, P.C_CPU] >= 0) & (arr[:, P.C_CPU] < 2)).all() and (arr[:, P.C_PID] == 1).all()
+
+    def sel(kind):
+        return arr[arr[:, P.C_KIND] == kind]
+
+    c, vm = met["counters"], met["vmstat"]
+    assert written["mm_page_alloc"] == c["alloc_calls"] and written["mm_page_free"] == c["free_calls"]
+    assert written["mm_page_alloc_extfrag"] == c["extfrag"]
+    alloc = sel(P.K_PAGE_ALLOC)
+    # A failed allocation prints pfn=0x0 as the kernel does (page=NULL); the simulator can also
+    # hand out pfn 0, which then reads as failed too: the printed page tells the two apart.
+    alloc_lines = [ln for ln in text.splitlines() if ": mm_page_alloc: " in ln]
+    assert sum("page=0000000000000000 pfn=0x0 " in ln for ln in alloc_lines) == c["alloc_fail"]
+    assert (alloc[:, P.C_PFN] == -1).sum() == sum(" pfn=0x0 " in ln for ln in alloc_lines)
+    assert set(alloc[:, 6].tolist()) <= {mz.MIGRATE_UNMOVABLE, mz.MIGRATE_MOVABLE, mz.MIGRATE_RECLAIMABLE}
+    managed = sum(z["managed"] for z in met["zones"].values())
+    for k in (P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
+        pfn = sel(k)[:, P.C_PFN]
+        assert ((pfn >= 0) & (pfn < managed)).all(), P.KIND_NAMES[k]
+    assert set(sel(P.K_ZONE_LOCKED)[:, 7].tolist()) <= {0, 1}
+
+    # cma_* lines against the area's counters
+    area = met["cma"]["reserved"]
+    base, count = area["base_pfn"], area["count"]
+    start, fin = sel(P.K_CMA_ALLOC_START), sel(P.K_CMA_ALLOC_FINISH)
+    busy, rel = sel(P.K_CMA_BUSY_RETRY), sel(P.K_CMA_RELEASE)
+    assert len(start) == len(fin) == area["requests"] > 0
+    assert len(busy) == area["busy_retries"] > 0
+    assert {names[i] for i in np.concatenate([start[:, 5], fin[:, 5], busy[:, 5], rel[:, 5]])} == {"reserved"}
+    # v6.18 layout: request_count, align, available_count, total_count
+    assert (start[:, 7] == 8).all() and (start[:, 9] == count).all() and (start[:, 8] <= count).all()
+    assert (fin[:, 6] == start[:, 6]).all() and (fin[:, 7] == 8).all() and (fin[:, 9] == 1).all()
+    ok = fin[:, 8] == 0
+    assert ok.sum() == area["success"] and (~ok).sum() == sum(area["fail"].values())
+    assert fin[ok, 6].sum() == area["sysfs"]["alloc_pages_success"]
+    assert ((fin[ok, P.C_PFN] >= base) & (fin[ok, P.C_PFN] + fin[ok, 6] <= base + count)).all()
+    assert ((busy[:, P.C_PFN] >= base) & (busy[:, P.C_PFN] < base + count)).all()
+    assert len(rel) == ok.sum() and rel[:, 6].sum() == area["sysfs"]["release_pages_success"]
+    assert sorted(rel[:, P.C_PFN].tolist()) == sorted(fin[ok, P.C_PFN].tolist())
+
+    # migration for cma_alloc, isolation checks, compaction
+    mig = sel(P.K_MIGRATE_PAGES)
+    assert {names[i] for i in mig[:, 11]} <= {"MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC"}
+    contig = np.array([names[i] == "contig_range" for i in mig[:, 12]], dtype=bool)
+    assert mig[contig, 5].sum() == area["pages_migrated"] > 0
+    tpi = sel(P.K_TEST_PAGES_ISOLATED)
+    assert ((tpi[:, P.C_PFN] >= base) & (tpi[:, 5] <= base + count) & (tpi[:, P.C_PFN] < tpi[:, 5])).all()
+    assert (tpi[:, 7] == (tpi[:, 6] >= tpi[:, 5])).all() and tpi[:, 7].sum() >= area["success"]
+    cb, ce = sel(P.K_COMPACTION_BEGIN), sel(P.K_COMPACTION_END)
+    assert len(cb) == len(ce) >= vm["compact_stall"] > 0
+    for r in (cb, ce):
+        zs, zend = r[:, P.C_PFN], r[:, 7]
+        assert ((zs < zend) & (zs <= r[:, 5]) & (r[:, 5] <= zend) & (zs <= r[:, 6]) & (r[:, 6] <= zend)).all()
+        assert set(r[:, 8].tolist()) <= {0, 1}
+    assert {names[i] for i in ce[:, 9]} <= {"skipped", "continue", "complete", "success"}
+
+
+# --- the fast path gives what the reference gives ------------------------------------------------------------
+def _outcome(fn):
+    """(records, statistics, strings) of a parse, or the exception it raised, as text."""
+    try:
+        arr, p = fn()
+    except Exception as e:  # noqa: BLE001 (compared, not hidden)
+        return f"{type(e).__name__}: {e}"
+    d = p.stats.to_dict()
+    d.pop("lines_per_s")
+    return arr, d, p.strings.names
+
+
+def assert_same(fast, ref):
+    if isinstance(fast, str) or isinstance(ref, str):
+        assert fast == ref
+        return
+    assert fast[0].shape == ref[0].shape
+    diff = np.flatnonzero((fast[0] != ref[0]).any(axis=1))
+    assert len(diff) == 0, f"first differing record: fast {fast[0][diff[0]]} reference {ref[0][diff[0]]}"
+    assert fast[1] == ref[1]
+    assert fast[2] == ref[2]
+
+
+@pytest.fixture
+def fast_lines(monkeypatch):
+    """Counts the lines the vectorized path decoded itself."""
+    n = [0]
+    orig = P.TraceParser._fast
+
+    def counted(self, *a):
+        idx, recs = orig(self, *a)
+        n[0] += len(idx)
+        return idx, recs
+
+    monkeypatch.setattr(P.TraceParser, "_fast", counted)
+    return n
+
+
+@pytest.mark.parametrize("name,skip,n", [("thp-mix", 0, 40_000), ("pybuild", 120_000, 40_000)])
+def test_fast_path_matches_reference_on_real_traces(tmp_path, fast_lines, name, skip, n):
+    f = _slice(name, n, tmp_path, skip)
+    fast = _outcome(lambda: P.parse_file(f, "mainline-nocma"))
+    assert fast_lines[0] >= 0.99 * n  # (nearly) every line took the fast path
+    ref = _outcome(lambda: P.parse_file(f, "mainline-nocma", fast=False))
+    assert_same(fast, ref)
+    assert fast[1]["events"] == n and fast[1]["bad"] == {}
+    # and from the lines in memory
+    lines = f.read_text().splitlines(keepends=True)
+    assert_same(_outcome(lambda: P.parse_lines(lines, "mainline-nocma")), ref)
+
+
+PREFIXES = [
+    PFX, PFX_NOFLAGS,
+    "          python3-5835    (   5835) [001] d..2.   334.674496: ",  # record-tgid (regex)
+    "   Web Content-5835    [001] d..2.   334.674496: ",  # comm with a space (regex)
+    "          python3-5835  [001]  334.674496: ",  # trace-cmd report
+    "          python3-5835  [001] d..2  334.674496: ",
+    "python3-5835 [001] 334.674496123: ",  # nanoseconds
+    "kworker/u8:2-12 [000] ..... 1.5: ",  # one decimal
+    "a-b-12 [7] X 99: ",  # no decimals (counter clock); comm with '-'
+    "-12 [0] 1.000001: ", "12 [0] 1.000001: ",  # empty comm; no '-' at all
+    "<idle>-0     [000] d.h1. 12345678.000001: ",
+    "          python3-5835    [001] d..2.   334.674496: kmem:",  # perf-style system prefix
+    "          python3-5835    [001] d..2.   334.674496.5: ",  # two dots (garbled)
+    "          python3-5835    [001] d..2.   334.1234567890: ",  # ten decimals (cut to 9)
+    "          python3-123456789 [001] d..2.   334.674496: ",  # a long pid
+    "          python3-5835    [1234567890] d..2.   334.674496: ",
+    "          pythön3-5835    [001] d..2.   334.674496: ",  # non-ASCII comm
+    "\tpython3-5835\t[001]\td..2.\t334.674496:\t",  # tabs
+]
+EXTRA = [
+    "mm_page_alloc: page=0 pfn=0x0 order=0 migratetype=0 gfp_flags=",
+    "mm_page_alloc: page=0 pfn=0xFFfF order=10 migratetype=4 gfp_flags=0x1234|GFP_KERNEL",
+    "mm_page_alloc: page=0 pfn=0xfffffffffffffff order=0 migratetype=1 gfp_flags=none",  # 15 hex digits
+    "mm_page_alloc: page=0 pfn=0xffffffffffffffff order=0 migratetype=1 gfp_flags=0",  # past int64: garbled
+    "mm_page_alloc: page=0 pfn=0x10 order=0 migratetype=1 gfp_flags=__GFP_BOGUS",  # bad_gfp
+    "mm_page_alloc: page=0 pfn=0x10 order=0 migratetype=1 gfp_flags=0xzz",  # garbled
+    "mm_page_alloc: page=0 pfn=0x10 order=1234567890123456 migratetype=1 gfp_flags=GFP_NOWAIT",
+    "mm_page_alloc: page=0 pfn=0x10 order=12345678901234567 migratetype=1 gfp_flags=GFP_NOWAIT",
+    "mm_page_alloc: page=0 pfn=0x10 order=0 migratetype=01 gfp_flags=GFP_KERNEL|__GFP_NOLOCKDEP",
+    "mm_page_free: page=0 pfn=0x1_0 order=0", "mm_page_free: page=0 pfn=0x10 order=+1",
+    "mm_page_free: page=0 pfn=0x0x10 order=0", "mm_page_free: page=0 pfn=0x10 order=-1",
+    "mm_page_free: page=0 pfn=0x10 order=", "mm_page_free: page=0 pfn=0x order=1",
+    "mm_page_free: page=0 pfn=0x10 order=1 extra=2", "mm_page_free: pfn=0x10 order=1",
+    "mm_page_free:page=0 pfn=0x10 order=1",  # glued
+    "mm_page_free_batched: page=0 pfn=0x10 order=0    ",  # trailing spaces
+    "mm_page_pcpu_drain: page=0 pfn=0x10 order=0 migratetype=6",  # bad_migratetype in every flavour
+    "mm_page_pcpu_drain: page=0 pfn=0x10 order=0 migratetype=5",  # bad under mainline-nocma
+    "mm_page_alloc_zone_locked: page=0 pfn=0x10 order=3 migratetype=2 percpu_refill=0",
+    "mm_page_alloc_zone_locked: page=0 pfn=0x10 order=3 migratetype=2 percpu_refill=x",
+    ("mm_page_alloc_extfrag: page=0 pfn=0x200 alloc_order=0 fallback_order=9 pageblock_order=9 "
+     "alloc_migratetype=1 fallback_migratetype=9 fragmenting=0 change_ownership=0"),
+    ("mm_page_alloc_extfrag: page= pfn=200 alloc_order=0 fallback_order=9 pageblock_order=9 "
+     "alloc_migratetype=1 fallback_migratetype=0 fragmenting=1 change_ownership=0"),
+    "sched_switch: prev_comm=x prev_pid=1", "mm_compaction_wakeup_kcompactd: nid=0 order=9 classzone_idx=Normal",
+]
+OTHER = ["# tracer: nop", "#", "", "   ", "CPU:1 [LOST 3 EVENTS]", "version = 6", "cpus=2", "CPU 0 is empty",
+         "garbage here", "          python3-5835    [001] d..2.   334.674496: mm_page_free: page=0 pfn=0x1",
+         "\r", "x" * 300]
+MUTATIONS = list("0123456789abcdefABCDEFxX:-.=_ |[]()") + ["\t", "\r", "é", "\x00", "\x1c", "  ", "0x", "\xa0",
+                                                             "\x85", "９", "\ud800"]
+
+
+def _mutate(rng, line: str) -> str:
+    s = list(line)
+    for _ in range(int(rng.integers(1, 4))):
+        op, i = int(rng.integers(0, 5)), int(rng.integers(0, len(s) + 1))
+        if op == 0 and s:
+            s[min(i, len(s) - 1)] = str(rng.choice(MUTATIONS))
+        elif op == 1 and s:
+            del s[min(i, len(s) - 1)]
+        elif op == 2:
+            s.insert(i, str(rng.choice(MUTATIONS)))
+        elif op == 3:
+            s.insert(i, "".join(map(str, rng.integers(0, 10, int(rng.integers(1, 22))))))
+        else:
+            s.insert(i, " ")
+    return "".join(s)
+
+
+def synthetic_lines(seed: int, n: int = 3000) -> list[str]:
+    """Every event format in every prefix layout, values at the edges of the fast path's ranges,
+    every kind of bad line, and random mutations of them; times mostly rising."""
+    rng = np.random.default_rng(seed)
+    events = list(LINES.values()) + EXTRA
+    out = [ln + "\n" for ln in OTHER[:4]]
+    t = 1.0
+    for _ in range(n):
+        if rng.random() < 0.04:
+            out.append(str(rng.choice(OTHER)) + "\n")
+            continue
+        pfx = str(rng.choice(PREFIXES))
+        t += float(rng.random()) * (1 if rng.random() < 0.9 else -3)
+        if "334.674496: " in pfx and rng.random() < 0.8:
+            pfx = pfx.replace("334.674496", f"{max(t, 0):.6f}")
+        line = pfx + str(rng.choice(events))
+        if rng.random() < 0.4:
+            line = _mutate(rng, line)
+        out.append(line.replace("\n", "") + "\n")
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("flavour", list(P.FLAVOURS))
+def test_fast_path_matches_reference_on_synthetic_lines(fast_lines, seed, flavour):
+    lines = synthetic_lines(seed)
+    lines.append(PFX + LINES["mm_page_free"][:30])  # the last line cut short
+    ref = _outcome(lambda: P.parse_lines(lines, flavour, fast=False))
+    fast = _outcome(lambda: P.parse_lines(lines, flavour))
+    assert_same(fast, ref)
+    # the set covers every kind of bad line and every event kind; both paths had work to do
+    assert set(ref[1]["bad"]) == set(P.BAD_KINDS)
+    assert set(ref[1]["by_event"]) >= set(P.KIND_NAMES.values()) - {"compaction:*"}
+    assert 0.1 * len(ref[0]) < fast_lines[0] < 0.9 * len(ref[0])
+
+
+def _damaged(blob: bytes, at: float) -> bytes:
+    b = bytearray(blob)
+    b[int(len(b) * at)] ^= 0xFF
+    return bytes(b)
+
+
+@pytest.mark.parametrize("variant", ["plain", "gz", "xz", "xz_cut", "gz_cut", "xz_multi", "gz_multi_padded",
+                                     "xz_trailing_garbage", "gz_trailing_garbage", "xz_damaged", "gz_damaged",
+                                     "xz_second_stream_damaged", "bad_utf8", "cut_mid_line", "not_a_trace",
+                                     "binary", "empty"])
+def test_fast_path_matches_reference_on_files(tmp_path, variant):
+    lines = synthetic_lines(7, 2000)
+    data = "".join(lines).encode("utf-8", "surrogatepass")
+    if variant == "bad_utf8":
+        b = bytearray(data)
+        for i in np.random.default_rng(3).integers(0, len(b), 40):
+            b[i] = 0xC3 if i % 2 else 0xFF
+        data = bytes(b)
+    elif variant == "cut_mid_line":
+        data = data[: len(data) * 2 // 3 + 7]
+    elif variant == "not_a_trace":
+        data = b"".join(b"just some words %d\n" % i for i in range(300))
+    elif variant == "binary":
+        data = b"\x00\x01garbage\n" + data
+    elif variant == "empty":
+        data = b""
+    blob = {
+        "gz": lambda: gzip.compress(data), "xz": lambda: lzma.compress(data),
+        "xz_cut": lambda: lzma.compress(data)[:len(lzma.compress(data)) * 2 // 3],
+        "gz_cut": lambda: gzip.compress(data)[:len(gzip.compress(data)) * 2 // 3],
+        "xz_multi": lambda: lzma.compress(data[:5000]) + lzma.compress(data[5000:]),
+        "gz_multi_padded": lambda: gzip.compress(data[:5000]) + gzip.compress(data[5000:]) + b"\0" * 16,
+        "xz_trailing_garbage": lambda: lzma.compress(data) + b"garbage!",
+        "gz_trailing_garbage": lambda: gzip.compress(data) + b"garbage!",
+        "xz_damaged": lambda: _damaged(lzma.compress(data), 0.7),
+        "gz_damaged": lambda: _damaged(gzip.compress(data), 0.7),
+        "xz_second_stream_damaged": lambda: lzma.compress(data[:5000]) + _damaged(lzma.compress(data[5000:]), 0.5),
+    }.get(variant, lambda: data)()
+    f = tmp_path / f"trace-{variant}"
+    f.write_bytes(blob)
+    for flavour in ("mainline", "android"):
+        ref = _outcome(lambda fl=flavour: P.parse_file(f, fl, fast=False))
+        assert_same(_outcome(lambda fl=flavour: P.parse_file(f, fl)), ref)
+    if variant.endswith(("_cut", "_damaged")):
+        assert ref[1]["bad"]["truncated"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(LINES.values()) + EXTRA), st.sampled_from(PREFIXES),
+       st.lists(st.tuples(st.integers(0, 400), st.sampled_from(MUTATIONS + ["", "1", "0", "9" * 17])), max_size=3),
+       st.sampled_from(list(P.FLAVOURS)))
+def test_fast_path_matches_reference_on_mutated_lines(event, prefix, edits, flavour):
+    line = prefix + event
+    for pos, text in edits:
+        pos = min(pos, len(line))
+        line = line[:pos] + text + line[pos + 1:]
+    lines = [PFX + LINES["mm_page_alloc"] + "\n", line.replace("\n", "") + "\n", PFX + LINES["mm_page_free"] + "\n"]
+    assert_same(_outcome(lambda: P.parse_lines(lines, flavour)), _outcome(lambda: P.parse_lines(lines, flavour,
+                                                                                                 fast=False)))
+
+
+def test_fast_path_streams_in_constant_memory():
+    """Lines are read a batch at a time: the first chunk comes out of an endless input."""
+    def endless():
+        for i in itertools.count():
+            yield f"          python3-5835    [001] d..2.   {i // 1000}.{i % 1000:06d}: mm_page_free: page=0 " \
+                  f"pfn=0x{i:x} order=0\n"
+
+    p = P.TraceParser()
+    first = next(p.iter_chunks(endless(), chunk=5000))
+    assert first.shape == (5000, P.NCOL) and list(first[:3, P.C_PFN]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("lines", [
+    [], ["\n"], ["hello\n", "world"], ["hello\n"] * 250,
+    [PFX + LINES["mm_page_free"] + "\n", PFX + LINES["mm_page_free"][:20]],  # cut short at the end
+    [PFX + LINES["mm_page_free"], PFX + LINES["mm_page_free"] + "\n"],  # cut short first: the rest is not read
+    [PFX + LINES["mm_page_free"] + "\n" + PFX + LINES["mm_page_alloc"] + "\n", PFX + LINES["mm_page_free"] + "\n"],
+    [PFX + LINES["mm_page_free"] + "\r\n", PFX + "\udcff" + LINES["mm_page_free"] + "\n"],
+])
+def test_fast_path_matches_reference_on_odd_line_lists(lines):
+    assert_same(_outcome(lambda: P.parse_lines(lines)), _outcome(lambda: P.parse_lines(lines, fast=False)))
+
+
+@pytest.mark.parametrize("prefix", [PFX, PFX_NOFLAGS, "          python3-5835  [001]  334.674496123: ",
+                                    "          python3-5835    [001] d..2.   334.674496: kmem:"])
+def test_fast_path_takes_the_kmem_formats(fast_lines, prefix):
+    keys = ["mm_page_alloc", "mm_page_free", "mm_page_free_batched", "mm_page_alloc_zone_locked",
+            "mm_page_pcpu_drain", "mm_page_alloc_extfrag"]
+    lines = [prefix + LINES[k] + "\n" for k in keys]
+    arr, p = P.parse_lines(lines)
+    assert fast_lines[0] == len(lines) and not p.stats.bad
+    assert_same(_outcome(lambda: (arr, p)), _outcome(lambda: P.parse_lines(lines, fast=False)))
