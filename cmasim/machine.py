@@ -20,7 +20,8 @@ from cmasim.mm.cma import CmaArea
 from cmasim.mm.folio import default_owner, folio_put, live_add
 from cmasim.mm.gup import pin_user_page
 from cmasim.mm.debug import check_state
-from cmasim.mm.page_alloc import __free_one_page as free_one_block, free_pages_core_range
+from cmasim.mm.freelist import set_pinfo
+from cmasim.mm.page_alloc import __free_one_page as free_one_block, free_pages_core_range, page_del_and_expand
 from cmasim.mm.pcp import drain_all_pages
 from cmasim.policy import Policy
 from cmasim.workload.pinner import pinners_start
@@ -89,6 +90,8 @@ class MachineConfig:
     timer_capacity: int = 4096  # outstanding timers (pins); a full heap refuses and counts
     pinners: list[dict] = field(default_factory=list)  # see cmasim.workload.pinner
     reserved_pages: int = 0  # kernel memory allocated at boot (unmovable, never freed)
+    reserve_pfn0: bool = False  # pfn 0 is firmware-reserved on x86 and never handed out; scenario
+    # runs set it so that a trace's pfn=0x0 (a failed allocation) stays unambiguous
     sparse_handles: bool = False  # handle ids chosen by the caller (run_events, replay) instead of dense churn
     extra: dict = field(default_factory=dict)
 
@@ -171,6 +174,8 @@ class Machine:
             z = self.zone_of(lo)
             for pb in range(lo, hi, mz.PAGEBLOCK_NR_PAGES):
                 free_one_block(S, C, z, pb, mz.PAGEBLOCK_ORDER, mz.MIGRATE_CMA, False)
+        if cfg.reserve_pfn0:
+            self._reserve_pfn0()
         self._reserve_boot_memory(cfg.reserved_pages)
         # Boot-time frees and allocations are not part of the workload's statistics.
         C[off_vm:off_vm + mz.NR_VM] = 0
@@ -269,6 +274,18 @@ class Machine:
                 S[pb + b] = (S[pb + b] & ~mz.PB_MT_MASK) | mz.MIGRATE_CMA
             z = self.zone_of(base)
             C[int(C[mz.H_ZONE]) + z * mz.ZS + mz.Z_CMA_PAGES] += count
+
+    def _reserve_pfn0(self) -> None:
+        """Keep pfn 0 out of the allocator: split it off its boot free block and mark it allocated
+        (memblock-reserved low memory; the real DMA zone starts at pfn 1)."""
+        S, C = self.S, self.C
+        w = int(S[int(C[mz.H_PINFO])])
+        order = w & mz.PI_ORDER_MASK
+        lst = w >> mz.PI_LIST_SHIFT
+        mt = (lst % int(C[mz.H_LPZ])) % mz.MIGRATE_TYPES
+        page_del_and_expand(S, C, 0, 0, 0, order, mt)
+        set_pinfo(S, C, 0, 0, mz.PG_ALLOC, mz.MIGRATE_UNMOVABLE, 0)
+        S[int(C[mz.H_OWNER])] = mz.OW_SLAB
 
     def _reserve_boot_memory(self, pages: int) -> None:
         """Kernel memory taken at boot (text, memmap, early slab): unmovable blocks, largest first."""
