@@ -237,8 +237,6 @@ def place_cma(zones: list[tuple[str, int]], areas: list[CmaAreaSpec]) -> list[tu
 
 def _check_sizes(sc: Scenario) -> None:
     m = sc.machine
-    if m.zones is None and m.memory is None:
-        pass
     checks = [("machine.memory", m.memory)] if m.memory is not None else []
     if m.zones:
         checks += [(f"machine.zones.{k}", v) for k, v in m.zones.items()]

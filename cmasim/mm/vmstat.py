@@ -124,7 +124,7 @@ def render_zoneinfo(m, node: int = 0) -> str:
     v = m.policy.version
     out = []
     for z in range(m.nr_zones):
-        f = lambda k: m.zone_field(z, k)  # noqa: E731
+        f = lambda k, z=z: m.zone_field(z, k)  # noqa: E731
         boost = f(mz.Z_BOOST)
         out.append(f"Node {node}, zone {m.zone_names[z]:>8}\n")
         out.append(f"  pages free     {f(mz.Z_NR_FREE)}\n")
