@@ -332,6 +332,8 @@ class Machine:
         w = int(self.S[int(self.C[mz.H_PINFO]) + pfn]) if 0 <= pfn < self.n_pages else 0
         if (w >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC:
             return -22
+        if int(self.S[int(self.C[mz.H_OWNER]) + pfn]) & mz.OW_FREE_PENDING:
+            return -22  # already freed by its owner; released at unpin
         return int(folio_put(self.S, self.C, cpu, pfn))
 
     def pin(self, pfn: int, duration_ns: int, longterm: bool = False, cpu: int = 0) -> int:

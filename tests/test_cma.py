@@ -225,3 +225,37 @@ def test_kswapd_keeps_free_pages_between_watermarks():
     assert m.vm(mz.VM_PGSTEAL_KSWAPD) > 0 and m.vm(mz.VM_KSWAPD_WAKE) > 0
     assert low <= free, (free, low, high)
     assert free <= high + 2 * 32 + 64, (free, low, high)
+
+
+def test_page_freed_while_waiting_for_migration_is_not_a_busy_retry():
+    """A pinned page on the migration list whose owner freed it is released at unpin while
+    alloc_contig_range() runs: migrate_folio_unmap() treats that as done, not as -EBUSY."""
+    m = Machine(MachineConfig(zones=[("DMA32", 4096), ("Normal", 8192)], nr_cpus=2,
+                              cma_areas=[("c", 4096, 4096, 0)], reclaim=False, compaction=False),
+                get_policy("linux-6.18"))
+    in_range = sorted(p for p in (m.alloc(0, G.GFP_HIGHUSER_MOVABLE, 0, owner=mz.OW_FILE_DIRTY)
+                                  for _ in range(3000)) if 6144 <= p < 6144 + 512)
+    victim = in_range[0]
+    a = m.area("c")
+    assert cma_alloc(m, a, 2048, 0)[1] == 0
+    assert m.pin(victim, duration_ns=40_000) == victim
+    assert m.free(victim) == 0
+    assert m.free(victim) == -22  # already freed by its owner
+    pfn, ret, _ = cma_alloc(m, a, 512, 0)
+    m.check()
+    assert (pfn, ret) == (6144, 0) and a.busy_retries == 0
+
+
+def test_release_of_a_pinned_device_page_waits_for_the_unpin():
+    m = machine()
+    a = m.area("reserved")
+    pfn, ret, _ = cma_alloc(m, a, 1, 0)
+    assert ret == 0
+    assert m.pin(pfn, duration_ns=1_000_000) == pfn
+    cma_release(m, a, pfn, 1)
+    assert (int(m.S[int(m.C[mz.H_PINFO]) + pfn]) >> mz.PI_STATE_SHIFT) & 3 == mz.PG_ALLOC
+    q = m.alloc(0, G.GFP_HIGHUSER_MOVABLE)
+    assert q != pfn
+    m.advance(m.now_ns + 2_000_000)
+    m.check()
+    assert (int(m.S[int(m.C[mz.H_PINFO]) + pfn]) >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC

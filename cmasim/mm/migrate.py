@@ -28,6 +28,7 @@ ENOMEM = -12
 EBUSY = -16
 EINVAL = -22
 EFAULT = -14
+EGONE = -1000  # the folio was freed from under us while it waited on the list: done, not failed
 NR_MAX_MIGRATE_PAGES_RETRY = 10
 
 
@@ -41,7 +42,9 @@ def migrate_folio(S, C, cpu, src, gfp):
     """Move one allocated block; returns the new head pfn, EAGAIN (pinned / not movable) or ENOMEM."""
     w = pinfo(S, C, src)
     if pi_state(w) != PG_ALLOC:
-        return EINVAL
+        # migrate_folio_unmap(): "Folio was freed from under us. So we are done." (its owner
+        # freed it at unpin, or reclaim took it, while simulated time passed).
+        return EGONE
     ow = S[C[H_OWNER] + src]
     if not folio_is_movable(ow) or folio_maybe_dma_pinned(ow):
         C[H_COST_NS] += NR_MAX_MIGRATE_PAGES_RETRY * C[C[H_PARAM] + T_MIGRATE_COST_NS] // 4
@@ -79,6 +82,9 @@ def migrate_pages(S, C, cpu, pfns, n, gfp, mode, reason):
                 ok_pages += 1 << pi_order(pinfo(S, C, r))
                 pfns[i] = -1
                 pfns[n + i] = r
+            elif r == EGONE:
+                pfns[i] = -1
+                pfns[n + i] = -1
             elif r == EAGAIN:
                 retry = True
             elif r == ENOMEM:
