@@ -190,7 +190,7 @@ class Machine:
         swap = cfg.swap_bytes if cfg.swap_bytes is not None else cfg.total_pages * mz.PAGE_SIZE // 4
         vals = {mz.T_MIGRATE_COST_NS: cfg.migrate_cost_ns, mz.T_KSWAPD_RATE: cfg.kswapd_rate_pages_s,
                 mz.T_KSWAPD_PERIOD_NS: cfg.kswapd_period_ns, mz.T_SWAP_FREE: swap // mz.PAGE_SIZE,
-                mz.T_DIRECT_RECLAIM_BATCH: 32, mz.T_RECLAIM_ENABLED: int(cfg.reclaim),
+                mz.T_RECLAIM_ENABLED: int(cfg.reclaim),
                 mz.T_COMPACTION_ENABLED: int(cfg.compaction), mz.T_KCOMPACTD_PERIOD_NS: cfg.kcompactd_period_ns,
                 mz.T_CLEAN_DROP_COST_NS: cfg.clean_drop_cost_ns, mz.T_SWAP_COST_NS: cfg.swap_cost_ns,
                 mz.T_DRAIN_COST_NS: cfg.drain_cost_ns, mz.T_ISOLATE_COST_NS: cfg.isolate_cost_ns}

@@ -109,10 +109,10 @@ def alloc_pages(S, C, cpu, order, gfp):
     mt = gfp_migratetype(gfp)
     highest = gfp_zone(gfp)
     pref = preferred_zone(C, highest)
+    may_cma = gfp_to_alloc_flags_cma(C, gfp, 0) & ALLOC_CMA
     p = -1
     if pref >= 0:
-        af = ALLOC_WMARK_LOW | alloc_flags_nofragment(C, pref, gfp)
-        af = gfp_to_alloc_flags_cma(C, gfp, af)
+        af = ALLOC_WMARK_LOW | alloc_flags_nofragment(C, pref, gfp) | may_cma
         p = get_page_from_freelist(S, C, cpu, order, mt, af, highest, pref)
         if p < 0:
             vm_add(C, VM_SLOWPATH, 1)
@@ -120,7 +120,7 @@ def alloc_pages(S, C, cpu, order, gfp):
     if p >= 0:
         set_pinfo(S, C, p, order, PG_ALLOC, mt, 0)
         vm_add(C, VM_PGALLOC_PAGES, 1 << order)
-        if get_pageblock_type_bits(S, C, p) == MIGRATE_CMA and not (gfp_to_alloc_flags_cma(C, gfp, 0) & ALLOC_CMA):
+        if not may_cma and get_pageblock_type_bits(S, C, p) == MIGRATE_CMA:
             vm_add(C, VM_CMA_TO_NON_CMA, 1 << order)  # a CMA page for a request that may not use CMA
     else:
         vm_add(C, VM_ALLOC_FAIL, 1)

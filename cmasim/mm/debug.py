@@ -27,7 +27,7 @@ import numpy as np
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    H_HANDLE, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NPB, H_NZONES, H_OWNER,
+    H_HANDLE, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NZONES, H_OWNER,
     H_POL, H_PB, H_PREV,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES,
     NR_BUDDY_LISTS, NR_PAGE_ORDERS, NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE,
@@ -232,8 +232,6 @@ def check_state(S, C):
         live_pages += 1 << pi_order(pinfo(S, C, p))
     if live_pages != C[H_LIVE_PAGES]:
         return E_LIVE_PAGES, 0, C[H_LIVE_PAGES], live_pages
-    if C[H_NPB] < 0:
-        return E_ISOLATE_COUNT, 0, 0, 0
     return OK, 0, 0, 0
 
 
