@@ -22,19 +22,26 @@ def total_free(C):
 
 
 @kjit
+def touch_anon_page(S, C, cpu, gfp):
+    """One anonymous page fault on `cpu`: allocate, own and track an order-0 page; False if it failed."""
+    C[H_CPU] = cpu
+    p = alloc_pages(S, C, cpu, 0, gfp)
+    if p < 0:
+        return False
+    S[C[H_OWNER] + p] = OW_ANON
+    live_add(S, C, p)
+    return True
+
+
+@kjit
 def fill_anon(S, C, free_target, gfp, max_pages):
     """Allocate anonymous order-0 pages (round-robin over CPUs) until NR_FREE_PAGES <= free_target
     or max_pages were taken or an allocation fails. Returns pages allocated."""
     n = 0
     cpus = C[H_NCPU]
     while total_free(C) > free_target and n < max_pages:
-        cpu = n % cpus
-        C[H_CPU] = cpu
-        p = alloc_pages(S, C, cpu, 0, gfp)
-        if p < 0:
+        if not touch_anon_page(S, C, n % cpus, gfp):
             break
-        S[C[H_OWNER] + p] = OW_ANON
-        live_add(S, C, p)
         n += 1
     return n
 
@@ -53,11 +60,7 @@ def recycle_anon(S, C, pages, gfp):
         folio_put(S, C, freed % C[H_NCPU], p)
     got = 0
     while got < freed:
-        cpu = got % C[H_NCPU]
-        p = alloc_pages(S, C, cpu, 0, gfp)
-        if p < 0:
+        if not touch_anon_page(S, C, got % C[H_NCPU], gfp):
             break
-        S[C[H_OWNER] + p] = OW_ANON
-        live_add(S, C, p)
         got += 1
     return got
