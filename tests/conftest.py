@@ -10,5 +10,5 @@ from pathlib import Path
 os.environ.setdefault("CMASIM_JIT", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "data"  # real-kernel traces and oracle records, see data/README.md
 sys.path.insert(0, str(ROOT))

@@ -8,7 +8,7 @@ import re
 
 import jc
 import pytest
-from conftest import SHARED
+from conftest import DATA
 
 from cmasim.cli import main
 from cmasim.gfp import parse_gfp
@@ -134,7 +134,7 @@ def test_trace_regexes_match_the_real_kernel_trace():
     """The per-event regexes accept every line of the real 6.18 traces (so they are not too strict)."""
     seen = dict.fromkeys(FIELDS, 0)
     for run in ("thp-mix", "pybuild"):
-        with lzma.open(SHARED / "traces" / "linux-6.18-x86_64" / run / "trace.txt.xz", "rt") as f:
+        with lzma.open(DATA / "traces" / "linux-6.18-x86_64" / run / "trace.txt.xz", "rt") as f:
             for line in f:
                 ev = re.search(r": (mm_page_\w+): ", line)
                 if ev and ev.group(1) in LINE:

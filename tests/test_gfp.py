@@ -6,7 +6,7 @@ import lzma
 import re
 
 import pytest
-from conftest import SHARED
+from conftest import DATA
 
 from cmasim import gfp as g
 from cmasim.mm import mmzone as mz
@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - moved by a refactor
 def real_gfp_strings() -> set[str]:
     out = set()
     for run in ("thp-mix", "pybuild"):
-        with lzma.open(SHARED / "traces" / "linux-6.18-x86_64" / run / "trace.txt.xz", "rt") as f:
+        with lzma.open(DATA / "traces" / "linux-6.18-x86_64" / run / "trace.txt.xz", "rt") as f:
             out |= set(re.findall(r"gfp_flags=(\S+)", f.read()))
     return out
 
@@ -72,7 +72,7 @@ def test_gfp_zone(gfp, zone):
 
 def test_real_trace_migratetypes_follow_the_gfp_bits(real_gfps):
     # every mm_page_alloc line of the real trace: migratetype == gfp_migratetype(gfp_flags)
-    with lzma.open(SHARED / "traces" / "linux-6.18-x86_64" / "thp-mix" / "trace.txt.xz", "rt") as f:
+    with lzma.open(DATA / "traces" / "linux-6.18-x86_64" / "thp-mix" / "trace.txt.xz", "rt") as f:
         pairs = set(re.findall(r"migratetype=(\d+) gfp_flags=(\S+)", f.read()))
     assert len(pairs) > 5
     for mt, s in pairs:

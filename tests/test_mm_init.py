@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import SHARED
+from conftest import DATA
 
 from cmasim.mm import mm_init
 
-TRACES = SHARED / "traces" / "linux-6.18-x86_64"
+TRACES = DATA / "traces" / "linux-6.18-x86_64"
 ZONE_IDX = {"DMA": 0, "DMA32": 1, "Normal": 2, "Movable": 3}
 
 

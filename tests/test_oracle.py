@@ -1,4 +1,5 @@
-"""The model against the real Linux 6.1 cma_alloc() measurements in ../shared/oracle.
+"""The model against the real Linux 6.1 cma_alloc() measurements in data/oracle (copied from
+the project's shared material, see data/README.md).
 
 The built-in scenario `oracle-lkml-pins` sets up the same situation (1 GiB, 128 MiB CMA at
 pfn 228864, anonymous fill until 112 MiB is free, 12 cma_alloc calls of 32 and 64 MiB with
@@ -18,9 +19,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SHARED
+from conftest import DATA, ROOT
 
-ORACLE = SHARED / "oracle" / "linux-6.1-cma-qemu" / "lkml_pins"
+ORACLE = DATA / "oracle" / "linux-6.1-cma-qemu" / "lkml_pins"
 PHASES = {
     "nopin": ("nopin", []),
     "short": ("pins_short", []),
@@ -61,7 +62,6 @@ def oracle_phase(stem: str) -> dict:
 
 
 @pytest.mark.compiled
-@pytest.mark.skipif(not ORACLE.exists(), reason="../shared/oracle is not available")
 def test_model_makes_the_oracles_decisions():
     env = dict(os.environ, CMASIM_JIT="1", PYTHONPATH=str(ROOT))
     env.pop("NUMBA_DISABLE_JIT", None)

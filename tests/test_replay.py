@@ -1,5 +1,5 @@
 """Replay of kernel traces: requests drive the simulator, everything unusable is counted, and the
-fidelity statistics come out in the documented shape. Uses slices of the shared traces."""
+fidelity statistics come out in the documented shape. Uses slices of the real traces in data/traces."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from cmasim.trace.fidelity import buddyinfo_distance, fidelity_table, poisson_in
 from cmasim.trace.replay import replay
 from cmasim.trace.snapshot import load_snapshot
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-TRACES = SHARED / "traces" / "linux-6.18-x86_64"
+DATA = Path(__file__).resolve().parent.parent / "data"
+TRACES = DATA / "traces" / "linux-6.18-x86_64"
 THP = TRACES / "thp-mix"
 
-pytestmark = pytest.mark.skipif(not THP.exists(), reason="shared traces not available")
 
 PFX = "          python3-5835    [001] ..... "
 

@@ -1,4 +1,4 @@
-"""/proc snapshots: parsing the shared kernel files, and a Machine built to match them."""
+"""/proc snapshots: parsing the real kernel files in data/traces, and a Machine built to match them."""
 
 from __future__ import annotations
 
@@ -23,13 +23,11 @@ from cmasim.trace.snapshot import (
     place_small,
 )
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-THP = SHARED / "traces" / "linux-6.18-x86_64" / "thp-mix"
-
-needs_shared = pytest.mark.skipif(not THP.exists(), reason="shared traces not available")
+DATA = Path(__file__).resolve().parent.parent / "data"
+THP = DATA / "traces" / "linux-6.18-x86_64" / "thp-mix"
 
 
-@needs_shared
+
 def test_parse_shared_proc_files():
     bi = parse_buddyinfo((THP / "before.buddyinfo").read_text())
     assert bi[(0, "Normal")] == [4611, 749, 226, 177, 14, 19, 5, 3, 3, 0, 4]
@@ -46,7 +44,6 @@ def test_parse_shared_proc_files():
     assert n.protection == [0, 0, 0, 0, 0]
 
 
-@needs_shared
 def test_load_snapshot_flavour_and_sizes():
     s = load_snapshot(THP)
     assert s.flavour == "mainline-nocma" and s.nr_cpus == 2
@@ -58,7 +55,6 @@ def test_load_snapshot_flavour_and_sizes():
     assert s.buddyinfo()["Normal"] == [4611, 749, 226, 177, 14, 19, 5, 3, 3, 0, 4]
 
 
-@needs_shared
 def test_machine_matches_snapshot():
     s = load_snapshot(THP)
     st = build_machine(s, get_policy("linux-6.18"), headroom={"Normal": 4096})
@@ -88,7 +84,6 @@ def test_machine_matches_snapshot():
     assert int(st.pretrace.sum()) == total - nfree - pcp - sum(st.reserved_pages) - 4096
 
 
-@needs_shared
 def test_pretrace_and_online_blocks():
     s = load_snapshot(THP)
     st = build_machine(s, get_policy("linux-6.18"), headroom={"Normal": 2048})

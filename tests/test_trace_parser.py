@@ -21,8 +21,8 @@ from cmasim.mm import mmzone as mz
 from cmasim.trace import parser as P
 from cmasim.trace.columnar import CachedTrace, read_cache
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-TRACES = SHARED / "traces" / "linux-6.18-x86_64"
+DATA = Path(__file__).resolve().parent.parent / "data"
+TRACES = DATA / "traces" / "linux-6.18-x86_64"
 
 PFX = "          python3-5835    [001] d..2.   334.674496: "
 PFX_NOFLAGS = "          python3-5835    [001]   334.674496: "
@@ -250,8 +250,6 @@ def test_plain_gz_xz(tmp_path, suffix, opener):
 
 def _slice(name: str, n: int, tmp_path: Path, skip: int = 0) -> Path:
     src = TRACES / name / "trace.txt.xz"
-    if not src.exists():
-        pytest.skip("shared traces not available")
     out = tmp_path / f"{name}-{skip}-{n}.txt"
     with P.open_text(src) as f, open(out, "w") as fo:
         fo.writelines(itertools.islice(f, skip, skip + n))

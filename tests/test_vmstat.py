@@ -6,7 +6,7 @@ import re
 
 import jc
 import pytest
-from conftest import SHARED
+from conftest import DATA
 from helpers import (
     MOVABLE,
     POLICIES,
@@ -25,7 +25,7 @@ from cmasim import gfp as g
 from cmasim.mm import mmzone as mz
 from cmasim.mm import vmstat
 
-REAL = SHARED / "traces" / "linux-6.18-x86_64" / "thp-mix"
+REAL = DATA / "traces" / "linux-6.18-x86_64" / "thp-mix"
 
 
 def busy_machine(policy):
