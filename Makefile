@@ -10,12 +10,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[test]'
+	$(VENV)/bin/cmasim compile
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/cmasim run --scenario default --out results/default
+	$(VENV)/bin/cmasim run --scenario default --out results/default --force
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -15,51 +17,150 @@ from cmasim.policy import UnknownPolicy, describe_all, get_policy
 from cmasim.scenario import ScenarioError, builtin_scenarios, load_scenario, load_scenario_text
 from cmasim.compare import add_parser as add_compare_parser
 from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
+from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
+from cmasim.machine import MachineTooLarge
+from cmasim.outdir import Interrupted, OutputError
 
 err = Console(stderr=True)
 out = Console()
 
 
 def _fail(msg: str) -> int:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False)
+    """One error line (never wrapped, never read as markup) and exit status 2."""
+    err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     return 2
+
+
+def _num(v) -> str:
+    """One number format for every table: thousands separators, floats to 4 significant digits."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+@contextlib.contextmanager
+def compile_notice(quiet: bool = False, show=None):
+    """Say so before the core is compiled (not cached yet); `show(text)` gets the function being
+    compiled (numba's compile events), for a progress line."""
+    from cmasim.warmup import COLD_COMPILE_S, compile_listener, core_cached
+
+    if core_cached():
+        yield
+        return
+    err.print(f"compiling the allocator core once (about {COLD_COMPILE_S} s on 2 cores); later runs load it "
+              "from the cache. `make install` (or `cmasim compile`) does this ahead of time.", highlight=False)
+    if quiet or show is None:
+        yield
+        return
+    count = [0]
+
+    def on_compile(name: str) -> None:
+        count[0] += 1
+        show(f"compiling {name} ({count[0]} so far)")
+
+    with compile_listener(on_compile):
+        yield
+
+
+def _staged(out_dir: Path, force: bool):
+    from cmasim.outdir import staged_output
+
+    return staged_output(out_dir, force)
+
+
+NEXT_STEPS = (
+    ("compare policies on the same seeds", "cmasim compare --scenario default --policy linux-6.18 "
+                                           "--policy linux-6.18+pin-pending-migration --seeds 3"),
+    ("short-term pins against a GPU's CMA buffers", "cmasim run --scenario gpu-cma-short-pins --trace"),
+    ("replay a real 6.18 kernel trace", "cmasim replay data/traces/linux-6.18-x86_64/thp-mix/trace.txt.xz "
+                                        "--snapshot data/traces/linux-6.18-x86_64/thp-mix --fidelity"),
+)
 
 
 def cmd_run(a) -> int:
     from cmasim.run import run_scenario
+    from cmasim.warmup import core_cached, mark_cached
 
     sc = load_scenario(a.scenario, a.set)
     policy = get_policy(a.policy)
     seed = a.seed if a.seed is not None else sc.seed
     out_dir = Path(a.out) if a.out else Path("results") / f"{sc.name}-{policy.name}-seed{seed}"
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
-                  TimeRemainingColumn(), console=err, disable=a.quiet) as prog:
+    trace = False
+    if a.trace is not None:
+        trace = a.trace
+        if Path(trace).name != trace or trace in ("", ".", ".."):
+            return _fail(f"--trace {trace}: give a file name (it is written inside the --out folder)")
+    parse_events(a.trace_events)  # a bad event name fails before anything runs
+    was_cached = core_cached()
+    with _staged(out_dir, a.force) as tmp, \
+            Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
+                     TimeRemainingColumn(), console=err, disable=a.quiet, transient=True) as prog, \
+            compile_notice(a.quiet, lambda text: prog.update(task, sim=text)):
         task = prog.add_task(f"{sc.name} / {policy.name}", total=1, sim="")
-        metrics = run_scenario(sc, policy, seed, out_dir, trace=a.trace,
+        metrics = run_scenario(sc, policy, seed, tmp, trace=trace, trace_events=a.trace_events,
                                progress=lambda d, t: prog.update(task, completed=d, total=t,
                                                                   sim=f"{d / 1e9:.3f} s simulated"),
                                check_every=a.check_every)
+    if not was_cached:
+        mark_cached()
     t = Table(title=f"{sc.name} under {policy.name}, seed {seed}: {metrics['events']:,} events")
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k, v in metrics["vmstat"].items():
-        t.add_row(k, f"{v:,}")
+        t.add_row(k, _num(v))
     for k in ("hit_rate", "zone_lock_per_1000_allocs", "refills", "drains"):
-        t.add_row(f"pcp {k}", str(metrics["pcp"][k]))
+        t.add_row(f"pcp {k}", _num(metrics["pcp"][k]))
     for k in ("extfrag", "claims", "steals", "alloc_fail", "cma_blocks_allocated"):
-        t.add_row(k, f"{metrics['counters'][k]:,}")
+        t.add_row(k, _num(metrics["counters"][k]))
     for name, c in metrics["cma"].items():
-        t.add_row(f"cma {name} requests / ok", f"{c['requests']} / {c['success']}")
+        t.add_row(f"cma {name} requests / ok", f"{_num(c['requests'])} / {_num(c['success'])}")
         t.add_row(f"cma {name} fail busy / no range / no memory",
-                  f"{c['fail']['busy']} / {c['fail']['no_free_range']} / {c['fail']['nomem']}")
-        t.add_row(f"cma {name} busy retries", str(c["busy_retries"]))
-        t.add_row(f"cma {name} latency p50 / max", f"{c['latency']['p50_ms']} / {c['latency']['max_ms']} ms")
+                  f"{_num(c['fail']['busy'])} / {_num(c['fail']['no_free_range'])} / {_num(c['fail']['nomem'])}")
+        t.add_row(f"cma {name} busy retries", _num(c["busy_retries"]))
+        t.add_row(f"cma {name} latency p50 / max",
+                  f"{_num(c['latency']['p50_ms'])} / {_num(c['latency']['max_ms'])} ms")
     if not a.quiet:
         out.print(t)
-    if metrics["trace"]["lost"]:
-        err.print(f"[yellow]warning:[/] {metrics['trace']['lost']} trace records were lost (buffer full)")
+    tr = metrics["trace"]
+    if trace:
+        note = f"{tr['records']:,} trace records written"
+        if tr["lost"]:
+            err.print(f"[yellow]warning:[/] {note}, {tr['lost']:,} lost (the core's buffer filled between two "
+                      f"drains; each place is marked `CPU:N [LOST M EVENTS]` in the file); --trace-events "
+                      f"narrows what is recorded", highlight=False)
+        elif not a.quiet:
+            err.print(f"{note}, none lost", highlight=False)
     # Plain print: a long path must stay on one line for scripts that read it.
-    print(f"results: {out_dir}/metrics.json, {out_dir}/proc/" + (f", {out_dir}/trace.txt" if a.trace else ""))
+    print(f"results: {out_dir}/metrics.json, {out_dir}/proc/" + (f", {out_dir}/{tr['file']}" if trace else ""))
+    if not a.quiet:
+        print("next:")
+        for what, cmd in NEXT_STEPS:
+            print(f"  {cmd}\n      ({what})")
+    return 0
+
+
+def cmd_compile(a) -> int:
+    """Compile the core ahead of time (make install runs this)."""
+    import time
+
+    from cmasim.mm.jit import JIT
+    from cmasim.warmup import compile_core, core_cached
+
+    if not JIT:
+        print("interpreted mode (CMASIM_JIT=0): nothing to compile")
+        return 0
+    if core_cached() and not a.force:
+        print("the allocator core is already compiled and cached")
+        return 0
+    t0 = time.perf_counter()
+    with err.status("compiling", spinner="dots") as status, \
+            compile_notice(a.quiet, lambda text: status.update(text)):
+        compile_core()
+    print(f"compiled the allocator core in {time.perf_counter() - t0:.0f} s; runs now load it from the cache")
     return 0
 
 
@@ -106,30 +207,53 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cmasim")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cmasim", description="Linux page allocator and CMA simulator")
+    p.add_argument("--version", action="version", version=f"cmasim {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run one scenario under one policy")
-    r.add_argument("--scenario", default="default", help="built-in scenario name or a TOML file")
-    r.add_argument("--policy", default="linux-6.18")
-    r.add_argument("--seed", type=int)
-    r.add_argument("--out", help="output directory (default results/<scenario>-<policy>-seed<N>)")
-    r.add_argument("--trace", action="store_true", help="write an ftrace-format trace.txt")
+    r.add_argument("--scenario", default="default", help="built-in scenario name (see `cmasim scenarios`) or a "
+                                                          "TOML file (default: default)")
+    r.add_argument("--policy", default="linux-6.18",
+                   help="kernel policy record, optionally with '+' fixes, e.g. linux-6.18+pin-pending-migration "
+                        "(see `cmasim policies`; default: linux-6.18)")
+    r.add_argument("--seed", type=int, help="random seed of the workload (default: the scenario's seed)")
+    r.add_argument("--out", help="output folder, replaced only with --force "
+                                 "(default results/<scenario>-<policy>-seed<N>)")
+    r.add_argument("--force", action="store_true", help="replace a non-empty output folder whole")
+    r.add_argument("--trace", nargs="?", const="trace.txt", metavar="FILE",
+                   help="write an ftrace-format trace into the output folder (default name trace.txt; "
+                        "a name ending in .xz or .gz is compressed)")
+    r.add_argument("--trace-events", metavar="LIST",
+                   help="comma-separated events to trace (default all): " + ", ".join(ALL_EVENTS))
     r.add_argument("--check-every", type=float, default=0, metavar="MS",
                    help="run the invariant checker every MS simulated milliseconds")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="no progress bar, table or hints: only the results line")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario parameter, e.g. workload.pinner.0.threads=8 (repeatable)")
     r.set_defaults(fn=cmd_run)
     sub.add_parser("policies", help="list built-in policies").set_defaults(fn=cmd_policies)
     sub.add_parser("scenarios", help="list built-in scenarios").set_defaults(fn=cmd_scenarios)
     b = sub.add_parser("bench", help="measure the compiled core")
-    b.add_argument("--gib", type=int, default=1, choices=(1, 2, 4, 8, 16))
-    b.add_argument("--runs", type=int, default=3)
-    b.add_argument("--events", type=int, default=5_000_000)
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--gib", type=int, default=1, choices=(1, 2, 4, 8, 16), help="simulated memory (default 1)")
+    b.add_argument("--runs", type=int, default=3, help="measured runs, each on a fresh machine (default 3)")
+    b.add_argument("--events", type=int, default=5_000_000, help="churn events per run (default 5,000,000)")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
     b.set_defaults(fn=cmd_bench)
+    c = sub.add_parser("compile", help="compile the allocator core into numba's cache ahead of time")
+    c.add_argument("--force", action="store_true", help="compile (or load) even if the cache looks current")
+    c.add_argument("--quiet", action="store_true", help="no progress line")
+    c.set_defaults(fn=cmd_compile)
     add_trace_parsers(sub)
     add_compare_parser(sub)
     return p
@@ -141,10 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         return a.fn(a)
     except (ScenarioError, UnknownPolicy) as e:
         return _fail(str(e.args[0]) if isinstance(e, UnknownPolicy) else str(e))
-    except TRACE_ERRORS as e:
+    except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError)) as e:
         return _fail(str(e))
+    except Interrupted as e:
+        err.print(escape(str(e.args[0])), highlight=False, soft_wrap=True)
+        return 130
     except KeyboardInterrupt:
-        return _fail("interrupted")
+        err.print("interrupted", highlight=False)
+        return 130
 
 
 if __name__ == "__main__":

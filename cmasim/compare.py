@@ -1,11 +1,10 @@
 """`cmasim compare`: several policies on the same seeded scenario, with confidence intervals.
 
 `compare()` runs every policy on the same seeds (scenario seed + k, k = 0..seeds-1), each run
-through `cmasim.run.run_scenario` with its own output directory `<out>/runs/<policy>/seed<k>`,
+through `cmasim.run.run_scenario` with its own output directory `<out>/runs/<policy>/seed<seed>`,
 extracts the headline metrics (`METRICS`) from each run's metrics dict and writes, in `out`:
 
-- `compare.md`: one row per metric, one column per policy, "mean ± half-width of the 95%
-  confidence interval", a † where a policy does not differ significantly from the first policy
+- `compare.md`: one row per metric, one column per policy, "mean [95% confidence interval]", a † where a policy does not differ significantly from the first policy
   (the baseline), and a footer saying how that was decided;
 - `compare.csv`: long format, one line per (metric, policy);
 - `compare.json`: the same plus every per-seed value and the list of runs.
@@ -14,8 +13,10 @@ The files hold no wall-clock times and no absolute paths, so the same command gi
 bytes whatever the worker scheduling was. Only `cmd_compare` (the CLI side) prints.
 
 Statistics. Per policy and metric, over the n seeds where the metric is defined: the mean and
-the 95% confidence interval mean ± t(0.975, n-1) · s / sqrt(n) (Student t, s the sample standard
-deviation). A policy differs significantly from the baseline when Welch's unequal-variance
+a 95% confidence interval of the kind that suits the metric (`Metric.kind`, cmasim.stats): Wilson
+for rates (the value shown is then the proportion pooled over the runs), exact Poisson joined with
+the bootstrap for counts, the percentile bootstrap of the mean for other values; none leaves the
+range the quantity can take. A policy differs significantly from the baseline when Welch's unequal-variance
 t-test gives p < 0.05 (per cell, no correction for multiple comparisons). With n = 1 there is
 no interval and no test ("n=1", nothing marked). When both samples have zero variance the test
 degenerates: equal means count as not significant, different means as significant (the
@@ -27,7 +28,7 @@ Parallel runs. Runs are independent, so they go to a `ProcessPoolExecutor` with
 process, as most tests do). The compiled core takes ~100-170 s to compile cold and
 ~1 s to load from numba's on-disk cache in a fresh process, while a run of the built-in
 `default` scenario takes ~0.4 s. So the parent first runs a tiny scenario that touches every
-workload feature (`WARMUP_SCENARIO`) under each requested policy, compiling or loading the
+workload feature (`cmasim.warmup.compile_core`) under each requested policy, compiling or loading the
 core once, and the workers are then created with the "fork" start method: they inherit the
 compiled code and start at once. Measured on the 2-CPU development machine, `default`, 2
 policies x 3 seeds, time inside compare(): warm cache, fork + warm-up 2.0-2.1 s, fork without
@@ -74,6 +75,8 @@ class Metric:
     label: str
     extract: Callable[[dict], float | None]
     description: str
+    kind: str = "value"  # "rate", "count" or "value": which interval suits it (cmasim.stats)
+    parts: Callable[[dict], tuple[float, float] | None] | None = None  # a rate's (successes, trials) in one run
 
 
 def _areas(m: dict) -> list[dict]:
@@ -123,15 +126,21 @@ def _vmstat_sum(*keys: str) -> Callable[[dict], float | None]:
     return lambda m: sum(m.get("vmstat", {}).get(k, 0) for k in keys)
 
 
-def _cma_success_rate(m: dict) -> float | None:
+def _cma_success_parts(m: dict) -> tuple[float, float] | None:
     areas = _areas(m)
     req = sum(a.get("requests", 0) for a in areas)
-    return sum(a.get("success", 0) for a in areas) / req if req else None
+    return (sum(a.get("success", 0) for a in areas), req) if req else None
+
+
+def _cma_success_rate(m: dict) -> float | None:
+    parts = _cma_success_parts(m)
+    return parts[0] / parts[1] if parts else None
 
 
 _ALL = (
     Metric("cma_success_rate", "cma_alloc success rate", _cma_success_rate,
-           "successful cma_alloc() calls / calls, summed over CMA areas (undefined without calls)"),
+           "successful cma_alloc() calls / calls, summed over CMA areas (undefined without calls)", "rate",
+           _cma_success_parts),
     Metric("cma_busy_retries_per_request", "cma busy retries / request", _cma_per_request("busy_retries"),
            "alloc_contig_range() -EBUSY retries inside cma_alloc() per call"),
     Metric("cma_latency_p50_ms", "cma_alloc latency p50 (ms)", _cma_latency("p50_ms"),
@@ -139,60 +148,60 @@ _ALL = (
     Metric("cma_latency_p99_ms", "cma_alloc latency p99 (ms)", _cma_latency("p99_ms"),
            "99th percentile simulated latency of successful cma_alloc() calls"),
     Metric("cma_pages_migrated", "cma pages migrated", _cma_sum("pages_migrated"),
-           "pages migrated out of CMA ranges by cma_alloc()"),
+           "pages migrated out of CMA ranges by cma_alloc()", "count"),
     Metric("pcp_hit_rate", "per-CPU list hit rate", _get("pcp", "hit_rate"),
            "allocations served from a per-CPU list / allocations"),
     Metric("zone_lock_per_1000_allocs", "zone lock / 1000 allocs", _get("pcp", "zone_lock_per_1000_allocs"),
            "buddy-path allocations plus per-CPU refills per 1,000 allocations"),
     Metric("alloc_fail", "allocation failures", _get("counters", "alloc_fail"),
-           "page allocations that returned no page"),
+           "page allocations that returned no page", "count"),
     Metric("pgmigrate_success", "pgmigrate_success", _get("vmstat", "pgmigrate_success"),
-           "/proc/vmstat pgmigrate_success"),
-    Metric("compact_stall", "compact_stall", _get("vmstat", "compact_stall"), "/proc/vmstat compact_stall"),
-    Metric("oom_kill", "oom_kill", _get("vmstat", "oom_kill"), "/proc/vmstat oom_kill"),
+           "/proc/vmstat pgmigrate_success", "count"),
+    Metric("compact_stall", "compact_stall", _get("vmstat", "compact_stall"), "/proc/vmstat compact_stall", "count"),
+    Metric("oom_kill", "oom_kill", _get("vmstat", "oom_kill"), "/proc/vmstat oom_kill", "count"),
     Metric("cma_to_non_cma_alloc", "CMA page to non-__GFP_CMA alloc", _get("counters", "cma_to_non_cma_alloc"),
-           "CMA pages handed to allocations not allowed to use CMA (a contract violation under android)"),
+           "CMA pages handed to allocations not allowed to use CMA (a contract violation under android)", "count"),
     Metric("gfp_cma_thp_no_cma", "__GFP_CMA THP alloc without CMA page", _get("counters", "gfp_cma_thp_no_cma"),
-           "THP-order __GFP_CMA allocations that did not get a CMA page"),
+           "THP-order __GFP_CMA allocations that did not get a CMA page", "count"),
     # Not shown by default; ask for them with metrics=[...] / --metric.
-    Metric("cma_requests", "cma_alloc calls", _cma_sum("requests"), "cma_alloc() calls, summed over areas"),
-    Metric("cma_fail_busy", "cma_alloc fail: busy", _cma_fail("busy"), "cma_alloc() failures on -EBUSY"),
+    Metric("cma_requests", "cma_alloc calls", _cma_sum("requests"), "cma_alloc() calls, summed over areas", "count"),
+    Metric("cma_fail_busy", "cma_alloc fail: busy", _cma_fail("busy"), "cma_alloc() failures on -EBUSY", "count"),
     Metric("cma_fail_no_free_range", "cma_alloc fail: no range", _cma_fail("no_free_range"),
-           "cma_alloc() failures with no free range in the bitmap"),
+           "cma_alloc() failures with no free range in the bitmap", "count"),
     Metric("cma_fail_nomem", "cma_alloc fail: no memory", _cma_fail("nomem"),
-           "cma_alloc() failures because alloc_contig_range() found no migration target (-ENOMEM)"),
-    Metric("cma_fail_other", "cma_alloc fail: other", _cma_fail("other"), "cma_alloc() failures of other kinds"),
+           "cma_alloc() failures because alloc_contig_range() found no migration target (-ENOMEM)", "count"),
+    Metric("cma_fail_other", "cma_alloc fail: other", _cma_fail("other"), "cma_alloc() failures of other kinds", "count"),
     Metric("cma_latency_p90_ms", "cma_alloc latency p90 (ms)", _cma_latency("p90_ms"),
            "90th percentile simulated latency of successful cma_alloc() calls"),
     Metric("cma_latency_max_ms", "cma_alloc latency max (ms)", _cma_latency("max_ms"),
            "largest simulated latency of a successful cma_alloc() call (success-weighted over areas)"),
-    Metric("pcp_refills", "per-CPU refills", _get("pcp", "refills"), "rmqueue_bulk() refills of per-CPU lists"),
-    Metric("pcp_drains", "per-CPU drains", _get("pcp", "drains"), "per-CPU list drains back to the buddy"),
-    Metric("extfrag", "extfrag events", _get("counters", "extfrag"), "fallback allocations (mm_page_alloc_extfrag)"),
-    Metric("claims", "pageblock claims", _get("counters", "claims"), "fallbacks that claimed the pageblock"),
-    Metric("steals", "steals", _get("counters", "steals"), "fallbacks that took pages without claiming"),
-    Metric("pgmigrate_fail", "pgmigrate_fail", _get("vmstat", "pgmigrate_fail"), "/proc/vmstat pgmigrate_fail"),
-    Metric("compact_fail", "compact_fail", _get("vmstat", "compact_fail"), "/proc/vmstat compact_fail"),
+    Metric("pcp_refills", "per-CPU refills", _get("pcp", "refills"), "rmqueue_bulk() refills of per-CPU lists", "count"),
+    Metric("pcp_drains", "per-CPU drains", _get("pcp", "drains"), "per-CPU list drains back to the buddy", "count"),
+    Metric("extfrag", "extfrag events", _get("counters", "extfrag"), "fallback allocations (mm_page_alloc_extfrag)", "count"),
+    Metric("claims", "pageblock claims", _get("counters", "claims"), "fallbacks that claimed the pageblock", "count"),
+    Metric("steals", "steals", _get("counters", "steals"), "fallbacks that took pages without claiming", "count"),
+    Metric("pgmigrate_fail", "pgmigrate_fail", _get("vmstat", "pgmigrate_fail"), "/proc/vmstat pgmigrate_fail", "count"),
+    Metric("compact_fail", "compact_fail", _get("vmstat", "compact_fail"), "/proc/vmstat compact_fail", "count"),
     Metric("allocstall", "allocstall", _vmstat_sum("allocstall_dma", "allocstall_dma32", "allocstall_normal",
                                                    "allocstall_movable"),
-           "/proc/vmstat allocstall_*, summed (direct reclaim entries)"),
+           "/proc/vmstat allocstall_*, summed (direct reclaim entries)", "count"),
     Metric("pgsteal", "pgsteal", _vmstat_sum("pgsteal_kswapd", "pgsteal_direct"),
-           "/proc/vmstat pgsteal_kswapd + pgsteal_direct"),
-    Metric("pswpout", "pswpout", _get("vmstat", "pswpout"), "/proc/vmstat pswpout"),
+           "/proc/vmstat pgsteal_kswapd + pgsteal_direct", "count"),
+    Metric("pswpout", "pswpout", _get("vmstat", "pswpout"), "/proc/vmstat pswpout", "count"),
     Metric("nr_free_cma", "nr_free_cma at end", _get("vmstat", "nr_free_cma"), "free CMA pages at the end of the run"),
     Metric("thp_fault_fallback", "thp_fault_fallback", _get("vmstat", "thp_fault_fallback"),
-           "/proc/vmstat thp_fault_fallback"),
-    Metric("pin_fail", "pin failures", _get("counters", "pin_fail"), "pin attempts that failed"),
+           "/proc/vmstat thp_fault_fallback", "count"),
+    Metric("pin_fail", "pin failures", _get("counters", "pin_fail"), "pin attempts that failed", "count"),
     Metric("longterm_pin_on_cma", "long-term pins on CMA", _get("counters", "longterm_pin_on_cma"),
-           "long-term pins left on a CMA page"),
+           "long-term pins left on a CMA page", "count"),
     Metric("cma_idle_share", "CMA idle share", _get("workload", "cma_idle_share"),
            "mean share of the CMA areas left free (sampled every 10 ms of simulated time)"),
     Metric("non_cma_free_mean", "non-CMA free pages (mean)", _get("workload", "non_cma_free_mean"),
            "mean free pages outside CMA (what non-CMA allocations can use)"),
     Metric("cma_pin_busy_skips", "pinned pages met by cma_alloc", _cma_sum("pinned_pages_skipped"),
-           "pinned anonymous pages the migrate scanner skipped (each makes its range -EBUSY)"),
+           "pinned anonymous pages the migrate scanner skipped (each makes its range -EBUSY)", "count"),
     Metric("short_pin_migrated", "short pins that migrated first", _get("counters", "short_pin_migrated"),
-           "short-term pins whose page was migrated before pinning (candidate fixes)"),
+           "short-term pins whose page was migrated before pinning (candidate fixes)", "count"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -251,18 +260,30 @@ def t_quantile(q: float, df: float) -> float:
     return float(stats.t.ppf(q, df))
 
 
-def summarize(values: list[float], confidence: float = CONFIDENCE) -> dict:
-    """n, mean, sd and the Student-t confidence interval of `values` (None where undefined)."""
+def summarize(values: list[float], confidence: float = CONFIDENCE, kind: str = "value",
+              parts: list[tuple[float, float]] | None = None) -> dict:
+    """n, mean, sd and the confidence interval of `values` that suits the metric's `kind`
+    (cmasim.stats: Wilson for rates, exact Poisson joined with bootstrap for counts, bootstrap
+    for other values); None where undefined. A rate's mean is the proportion pooled over the
+    runs' (successes, trials) `parts`. `half_width` is half the interval's width (for rounding)."""
+    from cmasim import stats
+
     n = len(values)
-    res: dict[str, Any] = {"n": n, "mean": None, "sd": None, "half_width": None, "ci_low": None, "ci_high": None}
+    res: dict[str, Any] = {"n": n, "mean": None, "sd": None, "half_width": None, "ci_low": None, "ci_high": None,
+                           "interval": stats.METHOD[kind]}
     if n == 0:
         return res
-    mean = statistics.fmean(values)
-    res["mean"] = mean
+    num = den = None
+    if kind == "rate" and parts:
+        num, den = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        res["mean"] = num / den if den else statistics.fmean(values)
+    else:
+        res["mean"] = statistics.fmean(values)
     if n >= 2:
-        sd = math.sqrt(statistics.variance(values))
-        hw = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-        res.update(sd=sd, half_width=hw, ci_low=mean - hw, ci_high=mean + hw)
+        res["sd"] = math.sqrt(statistics.variance(values))
+    ci = stats.interval(kind, values, num, den, confidence)
+    if ci is not None and (n >= 2 or kind == "rate"):
+        res.update(ci_low=ci[0], ci_high=ci[1], half_width=(ci[1] - ci[0]) / 2)
     return res
 
 
@@ -292,46 +313,6 @@ def significance(base: list[float], other: list[float], alpha: float = ALPHA) ->
 
 
 # --- running ------------------------------------------------------------------------------------------------
-WARMUP_SCENARIO = """\
-description = "cmasim compare warm-up: every workload feature on a tiny machine, to compile the core once"
-seed = 1
-[machine]
-memory = "32MiB"
-cpus = 2
-[[cma]]
-name = "reserved"
-size = "8MiB"
-[workload]
-duration_s = 0.005
-[workload.fill]
-free = "12MiB"
-start_ms = 1
-[workload.churn]
-events = 1000
-target_usage = 0.6
-[[workload.device]]
-area = "reserved"
-size_mib = [0.5, 2]
-interval_ms = 1
-hold_ms = 1
-recycle_mib = 1
-[[workload.pinner]]
-threads = 1
-hold_us = 50
-gap_us = 20
-"""
-
-
-def _warm_up(policies: list) -> None:
-    """Compile (or load from numba's cache) everything a run calls, in this process, before forking."""
-    from cmasim.run import run_scenario
-    from cmasim.scenario import load_scenario_text
-
-    sc = load_scenario_text(WARMUP_SCENARIO, "compare warm-up", "compare-warmup")
-    for p in policies:
-        run_scenario(sc, p, 1)
-
-
 def _run_one(sc, policy, seed: int, out_dir: str) -> dict:
     from cmasim.run import run_scenario
 
@@ -383,7 +364,7 @@ def compare(scenario_name_or_path: str, policies: list[str], seeds: int = 3, set
 
     tasks = [(pi, k, sc.seed + k) for pi in range(len(pols)) for k in range(seeds)]
     total = len(tasks)
-    run_dir = {(pi, k): Path("runs") / policies[pi] / f"seed{k}" for pi, k, _ in tasks}
+    run_dir = {(pi, k): Path("runs") / policies[pi] / f"seed{seed}" for pi, k, seed in tasks}
     workers = min(jobs or os.cpu_count() or 1, total)
     results: dict[tuple[int, int], dict] = {}
     done = 0
@@ -401,7 +382,9 @@ def compare(scenario_name_or_path: str, policies: list[str], seeds: int = 3, set
         if JIT:
             if progress:
                 progress(0, total, "compiling / loading the core")
-            _warm_up(pols)
+            from cmasim.warmup import compile_core
+
+            compile_core(pols)
         ex = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
         try:
             futs = {ex.submit(_run_one, sc, pols[pi], seed, str(out / run_dir[(pi, k)])): (pi, k, seed)
@@ -432,7 +415,8 @@ def _build_report(sc, scenario_arg, policies, seeds, sets, metrics_arg, mlist, r
         for pi, p in enumerate(policies):
             per_seed = [met.extract(results[(pi, k)]) for k in range(seeds)]
             vals = [float(v) for v in per_seed if v is not None]
-            st = summarize(vals)
+            parts = [pp for pp in (met.parts(results[(pi, k)]) for k in range(seeds)) if pp] if met.parts else None
+            st = summarize(vals, kind=met.kind, parts=parts)
             if pi == 0:
                 base_vals = vals
                 st.update(p_value=None, significant_vs_baseline=None)
@@ -481,13 +465,14 @@ def fmt_number(x: float | None, ref: float | None = None) -> str:
 
 
 def cell(st: dict, seeds: int, marker: bool = True) -> str:
-    """'mean ± half-width' (with (n=k) when fewer runs than seeds defined it, † if not significant)."""
+    """'mean [low, high]' (with (n=k) when fewer runs than seeds defined it, † if not significant)."""
     if st["mean"] is None:
         return "—"
-    if st["half_width"] is None:
+    if st["ci_low"] is None:
         s = f"{fmt_number(st['mean'])} (n={st['n']})"
     else:
-        s = f"{fmt_number(st['mean'], st['half_width'])} ± {fmt_number(st['half_width'], st['half_width'])}"
+        hw = st["half_width"]
+        s = f"{fmt_number(st['mean'], hw)} [{fmt_number(st['ci_low'], hw)}, {fmt_number(st['ci_high'], hw)}]"
         if st["n"] < seeds:
             s += f" (n={st['n']})"
     if marker and st.get("significant_vs_baseline") is False:
@@ -510,10 +495,12 @@ def footer_text(r: dict) -> str:
     n = len(r["seeds"])
     conf = round(r["confidence"] * 100)
     if n == 1:
-        return ("One seed per policy: the values are single runs (n=1); no confidence interval and no "
-                "significance test are possible, so no difference is marked.")
-    return (f"Mean ± half-width of the {conf}% confidence interval over {n} seeds (Student t, n−1 degrees "
-            f"of freedom). {NOT_SIGNIFICANT}: not significantly different from the baseline "
+        return ("One seed per policy: the values are single runs (n=1); only rates get an interval (Wilson, over "
+                "the run's trials); no significance test is possible, so no difference is marked.")
+    return (f"Mean [{conf}% confidence interval] over {n} seeds: Wilson score interval of the pooled proportion "
+            "for rates (whose value is the pooled proportion), exact Poisson interval joined with the bootstrap "
+            "interval for counts, percentile bootstrap of the mean for other values (narrow with few seeds). "
+            f"{NOT_SIGNIFICANT}: not significantly different from the baseline "
             f"{r['baseline']} ({TEST_NAME}, p ≥ {r['test']['alpha']}; each cell tested on its own, no "
             "correction for multiple comparisons). Unmarked: significant difference, the baseline itself, or "
             "no test possible (fewer than 2 values on a side). "
@@ -581,11 +568,17 @@ def cmd_compare(a) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from cmasim.cli import compile_notice
+    from cmasim.outdir import staged_output
+    from cmasim.scenario import load_scenario
+
     err, out = Console(stderr=True), Console()
     if len(a.policy) < 2:
         err.print("[bold red]error:[/] compare needs at least two --policy options (the first is the baseline)",
                   highlight=False)
         return 2
+    name = load_scenario(a.scenario, a.set).name  # a bad scenario fails before the output folder is touched
+    d = Path(a.out) if a.out else Path("results") / f"compare-{name}"
     t0 = time.perf_counter()
     # auto_refresh=False: no refresh thread exists when compare() forks its workers.
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -598,10 +591,12 @@ def cmd_compare(a) -> int:
             prog.refresh()
 
         try:
-            r = compare(a.scenario, a.policy, a.seeds, a.set, a.out, jobs=a.jobs, progress=cb, metrics=a.metric)
+            with staged_output(d, a.force) as tmp, compile_notice(a.quiet):
+                r = compare(a.scenario, a.policy, a.seeds, a.set, tmp, jobs=a.jobs, progress=cb, metrics=a.metric)
         except CompareError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
-            return 2
+            from cmasim.cli import _fail
+
+            return _fail(str(e))
     wall = time.perf_counter() - t0
     seeds = len(r["seeds"])
     t = Table(title=f"{r['scenario']}: {len(r['policies'])} policies × {seeds} seeds "
@@ -613,7 +608,6 @@ def cmd_compare(a) -> int:
         t.add_row(row["label"], *[cell(row["policies"][p], seeds) for p in r["policies"]])
     t.caption = footer_text(r)
     out.print(t)
-    d = Path(a.out) if a.out else Path("results") / f"compare-{r['scenario']}"
     out.print(f"results: {d}/compare.md, {d}/compare.csv, {d}/compare.json, runs in {d}/runs/ "
               f"({wall:.1f} s)", highlight=False)
     return 0
@@ -627,7 +621,8 @@ def add_parser(subparsers) -> None:
                    help="a policy (repeat, at least two; the first is the baseline)")
     c.add_argument("--seeds", type=_positive_int, default=3, metavar="K",
                    help="seeds per policy: the scenario seed + 0..K-1 (default 3)")
-    c.add_argument("--out", help="output directory (default results/compare-<scenario>)")
+    c.add_argument("--out", help="output folder, replaced only with --force (default results/compare-<scenario>)")
+    c.add_argument("--force", action="store_true", help="replace a non-empty output folder whole")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario parameter, e.g. workload.pinner.0.threads=8 (repeatable)")
     c.add_argument("--jobs", type=_positive_int, metavar="N", help="parallel runs (default: number of CPUs)")

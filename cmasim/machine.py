@@ -8,6 +8,7 @@ the batch entry points used by runs and benchmarks.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,47 @@ ZONE_INDEX = {name.lower(): i for i, name in enumerate(mz.ZONE_NAMES)}
 
 class InvariantViolation(AssertionError):
     """The allocator state broke a rule the kernel relies on."""
+
+
+class MachineTooLarge(ValueError):
+    """The simulated machine's state would not fit in this computer's memory."""
+
+
+# int32 words per simulated page in S: next and prev list links, page info, owner, handle, live
+# slot (cmasim.mm.mmzone); pageblock words and list heads are small beside them.
+STATE_WORDS_PER_PAGE = 6
+
+
+def state_bytes(total_pages: int) -> int:
+    """Bytes of the packed state `S` for a machine of `total_pages` pages (the dominant array)."""
+    return 4 * STATE_WORDS_PER_PAGE * total_pages
+
+
+def available_memory() -> int | None:
+    """MemAvailable of this computer in bytes (Linux), else physical memory, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(total_pages: int, what: str = "machine.memory") -> None:
+    """Refuse, before allocating, a machine whose state needs more than 80% of the memory available
+    here (numpy would fail half-way with an allocation error, or the OOM killer would end the run)."""
+    need = state_bytes(total_pages)
+    have = available_memory()
+    if have is not None and need > 0.8 * have:
+        raise MachineTooLarge(
+            f"{what}: {total_pages * mz.PAGE_SIZE / (1 << 30):,.1f} GiB of simulated memory needs "
+            f"{need / (1 << 30):,.1f} GiB of simulator state ({state_bytes(1)} bytes per 4 KiB page), but this "
+            f"computer has {have / (1 << 30):,.1f} GiB available; simulate less memory")
 
 
 _CHECK_MESSAGES = {
@@ -74,6 +116,7 @@ class MachineConfig:
     percpu_pagelist_high_fraction: int = 0
     pcp_free_high_batch: bool = True  # PCPF_FREE_HIGH_BATCH (large cache slice per CPU)
     trace_capacity: int = 0  # trace records kept before a flush; 0 = tracing off
+    trace_mask: int = 0xFFFE  # record kinds traced (bit k: cmasim.mm.mmzone TR_* kind k); all by default
     cma_areas: list[tuple[str, int, int, int]] = field(default_factory=list)  # (name, base_pfn, count, order_per_bit)
     # Costs and rates on the simulated clock (sources in docs/model.md).
     migrate_cost_ns: int = 4_000  # one 4 KiB page: copy + unmap/remap/TLB flush
@@ -120,6 +163,7 @@ class Machine:
         nodes = n + nlists
         npb = n >> mz.PAGEBLOCK_ORDER
         self.n_pages = n
+        check_fits(n)
         S = np.full(2 * nodes + n + npb + 3 * n, -1, dtype=np.int32)
         off_prev, off_pinfo, off_pb = nodes, 2 * nodes, 2 * nodes + n
         off_owner = off_pb + npb
@@ -143,7 +187,7 @@ class Machine:
                mz.H_PREV: off_prev, mz.H_PINFO: off_pinfo, mz.H_PB: off_pb, mz.H_NPB: npb,
                mz.H_ZONE: off_zone, mz.H_PCP: off_pcp, mz.H_LCNT: off_lcnt, mz.H_VM: off_vm,
                mz.H_POL: off_pol, mz.H_RNG: (self.seed * 2654435761 + 1) & 0xFFFFFFFF or 1,
-               mz.H_TRACE_ON: 1 if cfg.trace_capacity else 0, mz.H_TRACE_CAP: cfg.trace_capacity,
+               mz.H_TRACE_ON: cfg.trace_mask if cfg.trace_capacity else 0, mz.H_TRACE_CAP: cfg.trace_capacity,
                mz.H_TRACE_BASE: off_trace, mz.H_NEXT_TICK: 1_000_000_000, mz.H_OWNER: off_owner,
                mz.H_HANDLE: off_handle, mz.H_LIVE: off_live, mz.H_LIVE_DENSE: 0 if cfg.sparse_handles else 1, mz.H_HEAP: off_heap,
                mz.H_HEAP_CAP: cfg.timer_capacity, mz.H_PARAM: off_param, mz.H_PINNERS: off_pinners,

@@ -18,15 +18,16 @@ from cmasim.mm import mmzone as mz
 from cmasim.mm import vmstat
 from cmasim.policy import Policy
 from cmasim.scenario import Scenario, place_cma, zone_layout
-from cmasim.trace.ftrace import TraceSink
+from cmasim.trace.ftrace import TraceSink, parse_events
 from cmasim.engine import Engine
 from cmasim.mm.cma import area_metrics
 from cmasim.workload.churn import W_EVENTS
 
-TRACE_CAPACITY = 1 << 17
+TRACE_CAPACITY = 1 << 20  # records (80 bytes each) between two drains of the core's buffer
 
 
-def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int = 0) -> Machine:
+def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int = 0,
+                  trace_mask: int = 0xFFFE) -> Machine:
     zones = zone_layout(sc.machine)
     m = sc.machine
     pinners = [{"hold_ns": int(p.hold_us * 1000), "gap_ns": int(p.gap_us * 1000), "longterm": p.longterm,
@@ -36,7 +37,7 @@ def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int =
     cfg = MachineConfig(zones=zones, nr_cpus=m.cpus, min_free_kbytes=m.min_free_kbytes, thp=m.thp,
                         watermark_scale_factor=m.watermark_scale_factor,
                         percpu_pagelist_high_fraction=m.percpu_pagelist_high_fraction,
-                        trace_capacity=trace_capacity, cma_areas=place_cma(zones, sc.cma),
+                        trace_capacity=trace_capacity, trace_mask=trace_mask, cma_areas=place_cma(zones, sc.cma),
                         migrate_cost_ns=int(c.migrate_page_us * 1000), drain_cost_ns=int(c.drain_all_us * 1000),
                         isolate_cost_ns=int(c.isolate_pageblock_us * 1000), swap_cost_ns=int(c.swap_page_us * 1000),
                         clean_drop_cost_ns=int(c.drop_clean_page_us * 1000), reclaim=sc.reclaim.enabled,
@@ -61,20 +62,24 @@ def pcp_metrics(ev: dict[str, int]) -> dict[str, float | int]:
 
 
 def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir: Path | None = None,
-                 trace: bool = False, progress: Callable[[int, int], None] | None = None,
-                 check_every: int = 0) -> dict:
+                 trace: bool | str = False, progress: Callable[[int, int], None] | None = None,
+                 check_every: int = 0, trace_events: str | list[str] | None = None) -> dict:
     """Run `sc` under `policy`; returns the metrics dict (and writes out_dir if given).
 
+    `trace`: True writes `trace.txt`, a string names the file inside out_dir (compressed when
+    it ends in .xz or .gz); `trace_events` picks the events (cmasim.trace.ftrace.parse_events).
     `check_every` > 0 runs the invariant checker every that many simulated milliseconds.
+    Callers that must never leave a partial folder pass a fresh folder (cmasim.outdir).
     """
     seed = sc.seed if seed is None else seed
     t0 = time.perf_counter()
-    machine = build_machine(sc, policy, seed, TRACE_CAPACITY if trace else 0)
-    trace_file = None
+    mask, events = parse_events(trace_events)
+    machine = build_machine(sc, policy, seed, TRACE_CAPACITY if trace else 0, mask)
+    trace_path = None
     if trace and out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        trace_file = open(out_dir / "trace.txt", "w")
-    sink = TraceSink(trace_file) if trace else None
+        trace_path = out_dir / (trace if isinstance(trace, str) else "trace.txt")
+    sink = TraceSink(trace_path, events) if trace else None
     engine = Engine(machine, sc, seed, sink)
     checks = 0
     try:
@@ -91,9 +96,11 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
             engine.t_end = t_final
         else:
             engine.run(progress)
+        if sink is not None:
+            sink.close(machine)
     finally:
-        if trace_file is not None:
-            trace_file.close()
+        if sink is not None:
+            sink.discard()
     machine.check()
     checks += 1
     ev = vmstat.event_counters(machine)
@@ -110,7 +117,8 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         "workload": engine.workload_metrics(),
         "zones": {machine.zone_names[z]: zone_summary(machine, z) for z in range(machine.nr_zones)},
         "invariant_checks": checks,
-        "trace": {"records": sink.written if sink else 0, "lost": TraceSink.lost(machine) if sink else 0},
+        "trace": {"records": sink.written if sink else 0, "lost": TraceSink.lost(machine) if sink else 0,
+                  "file": trace_path.name if trace_path is not None else None},
         "wall_s": round(time.perf_counter() - t0, 3),
     }
     if out_dir is not None:

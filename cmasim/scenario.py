@@ -279,8 +279,10 @@ def _check_sizes(sc: Scenario) -> None:
         if len(d.size_mib) == 2 and d.size_mib[0] > d.size_mib[1]:
             raise ValueError(f"workload.device[{i}].size_mib: [min, max] with min > max")
     if sc.workload.duration_s is None and sc.workload.churn is None:
-        if sc.workload.device or sc.workload.pinner:
-            raise ValueError("workload.duration_s: needed when there is no churn to set the length")
+        # The run's length comes from the churn's event count or from duration_s; with neither
+        # there is nothing to run (an empty file, or a [machine] table alone).
+        raise ValueError("workload: no [workload.churn] table and no workload.duration_s, so the run has no "
+                         "length; add [workload.churn] (e.g. events = 1000000) or set workload.duration_s")
 
 
 def _format_error(source: str, e: ValidationError) -> str:

@@ -55,7 +55,7 @@ def tiny(tmp_path_factory):
 
 
 def _run_metrics(out: Path, policy: str, k: int) -> dict:
-    return json.loads((out / "runs" / policy / f"seed{k}" / "metrics.json").read_text())
+    return json.loads((out / "runs" / policy / f"seed{7 + k}" / "metrics.json").read_text())  # named by seed
 
 
 def test_files_and_per_run_numbers(tiny):
@@ -66,7 +66,7 @@ def test_files_and_per_run_numbers(tiny):
     assert rep["seeds"] == [7, 8] and rep["baseline"] == "linux-6.18"
     assert list(rep["metrics"]) == list(C.DEFAULT_METRICS)
     assert [(r["policy"], r["seed"], r["dir"]) for r in rep["runs"]] == [
-        (p, 7 + k, f"runs/{p}/seed{k}") for p in POLICIES for k in range(2)]
+        (p, 7 + k, f"runs/{p}/seed{7 + k}") for p in POLICIES for k in range(2)]
     for p in POLICIES:
         runs = [_run_metrics(out, p, k) for k in range(2)]
         assert [m["seed"] for m in runs] == [7, 8] and all(m["policy"] == p for m in runs)
@@ -93,8 +93,12 @@ def test_files_and_per_run_numbers(tiny):
             assert st["values"] == pytest.approx(vals), name
             defined = [v for v in vals if v is not None]
             assert st["n"] == len(defined)
-            if defined:
+            if defined and name == "cma_success_rate":  # a rate: the proportion pooled over the runs
+                assert st["mean"] == pytest.approx(sum(a["success"] for a in areas) / sum(a["requests"] for a in areas))
+            elif defined:
                 assert st["mean"] == pytest.approx(sum(defined) / len(defined))
+            if st["ci_low"] is not None:
+                assert 0 <= st["ci_low"] <= st["mean"] <= st["ci_high"], name
     # The CSV carries the same numbers, one line per (metric, policy).
     rows = list(csv.DictReader((out / "compare.csv").open()))
     assert list(rows[0]) == ["metric", "policy", "mean", "ci_low", "ci_high", "n", "significant_vs_baseline",
@@ -129,15 +133,33 @@ def test_fork_pool_gives_the_same_files(tiny, tmp_path):
 
 
 def test_ci_math_by_hand():
+    from cmasim import stats
+
+    # Wilson score interval, 8 of 10: p = 0.8, z = 1.959964; centre (0.8 + z²/20) / (1 + z²/10),
+    # half-width z·sqrt(0.016 + z²/400) / (1 + z²/10) -> (0.4902, 0.9433) as in published tables.
+    lo, hi = stats.wilson(8, 10)
+    assert (lo, hi) == pytest.approx((0.490162, 0.943318), abs=1e-5)
+    assert stats.wilson(0, 5)[0] == 0.0 and stats.wilson(5, 5)[1] == 1.0
+    # Exact Poisson: 0 events in 3 runs -> upper bound chi2(0.975, 2)/2 / 3 = 3.6889 / 3.
+    assert stats.poisson_mean(0, 3) == pytest.approx((0.0, 3.688879 / 3), rel=1e-6)
+    # 10 events in 2 runs: Garwood (4.7954, 18.3904) / 2.
+    assert stats.poisson_mean(10, 2) == pytest.approx((4.795389 / 2, 18.390356 / 2), rel=1e-6)
+    # A rate's mean is pooled; its interval is Wilson of the pooled counts, even with one run.
+    st = C.summarize([0.5, 1.0], kind="rate", parts=[(1, 2), (8, 8)])
+    assert st["mean"] == pytest.approx(9 / 10) and (st["ci_low"], st["ci_high"]) == pytest.approx(stats.wilson(9, 10))
+    assert C.summarize([0.8], kind="rate", parts=[(8, 10)])["ci_low"] == pytest.approx(0.490162, abs=1e-5)
+    # Counts: never below zero, at least as wide as the Poisson interval, and wider when runs disagree.
+    few = C.summarize([0.0, 0.0, 1.0], kind="count")
+    assert few["ci_low"] == 0.0 and few["ci_high"] >= stats.poisson_mean(1, 3)[1]
+    spread = C.summarize([0.0, 0.0, 3000.0], kind="count")
+    assert spread["ci_low"] >= 0 and spread["ci_high"] > stats.poisson_mean(3000, 3)[1]
+    # Other values: bootstrap of the mean, inside the observed range, deterministic.
     st = C.summarize([1.0, 2.0, 3.0, 4.0])
-    sd = math.sqrt(5 / 3)  # squared deviations 2.25 + 0.25 + 0.25 + 2.25 over n-1 = 3
-    hw = 3.182446305284263 * sd / 2  # t(0.975, 3) from a t-table; sqrt(4) = 2
-    assert st["n"] == 4 and st["mean"] == 2.5
-    assert st["sd"] == pytest.approx(sd) and st["half_width"] == pytest.approx(hw, rel=1e-9)
-    assert (st["ci_low"], st["ci_high"]) == pytest.approx((2.5 - hw, 2.5 + hw))
-    two = C.summarize([10.0, 12.0])  # t(0.975, 1) = 12.706; sd = sqrt(2); hw = 12.706 * sqrt(2)/sqrt(2)
-    assert two["half_width"] == pytest.approx(12.7062047, rel=1e-6)
+    assert st["n"] == 4 and st["mean"] == 2.5 and st["sd"] == pytest.approx(math.sqrt(5 / 3))
+    assert 1.0 <= st["ci_low"] < 2.5 < st["ci_high"] <= 4.0 and st == C.summarize([1.0, 2.0, 3.0, 4.0])
     assert C.summarize([5.0, 5.0, 5.0])["half_width"] == 0.0
+    # The old Student-t interval of these latencies went below zero; this one cannot.
+    assert C.summarize([0.1, 0.1, 9.0])["ci_low"] >= 0.1
     one = C.summarize([3.0])
     assert one["mean"] == 3.0 and one["n"] == 1 and one["half_width"] is None and one["ci_low"] is None
     assert C.summarize([])["mean"] is None
@@ -184,7 +206,10 @@ def test_significance_marking():
     md = C.render_markdown(r)
     row = next(line for line in md.splitlines() if line.startswith("| per-CPU list hit rate"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
-    assert cells[0] == "0.900 ± 0.025"  # t(0.975, 2) = 4.303 * 0.01 / sqrt(3)
+    from cmasim.stats import bootstrap_mean
+
+    lo, hi = bootstrap_mean([0.90, 0.91, 0.89])
+    assert cells[0] == f"0.900 [{lo:.3f}, {hi:.3f}]"  # a value metric: bootstrap interval of the mean
     assert cells[1].endswith(C.NOT_SIGNIFICANT) and not cells[2].endswith(C.NOT_SIGNIFICANT)
     assert not cells[0].endswith(C.NOT_SIGNIFICANT)
     # alloc_fail is 0 everywhere: equal deterministic values are not a difference.
@@ -255,7 +280,7 @@ def test_cli(tiny, tmp_path, capsys):
     assert "per-CPU list hit rate" in text and "counters.extfrag" in text
     r = json.loads((out / "compare.json").read_text())
     assert list(r["metrics"]) == ["pcp_hit_rate", "counters.extfrag"] and r["sets"] == ["workload.duration_s=0.004"]
-    assert (out / "runs" / "linux-6.1" / "seed0" / "metrics.json").is_file()
+    assert (out / "runs" / "linux-6.1" / "seed7" / "metrics.json").is_file()  # named by the seed it ran
     assert _cli(["compare", "--scenario", str(tiny.scenario), "--policy", "linux-6.18", "--quiet"]) == 2
     assert "at least two" in capsys.readouterr().err
     with pytest.raises(SystemExit):

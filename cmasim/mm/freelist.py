@@ -261,8 +261,10 @@ def vm_add(C, idx, n):
 # --- trace buffer -------------------------------------------------------------------------------
 @kjit
 def trace_emit(C, kind, pfn, f0, f1, f2, f3, f4, f5):
-    """Append one tracepoint record; a full buffer counts the record as lost (never silent)."""
-    if C[H_TRACE_ON] == 0:
+    """Append one tracepoint record; a full buffer counts the record as lost (never silent).
+
+    C[H_TRACE_ON] is a bit mask of the record kinds being traced (tracefs' per-event enable)."""
+    if (C[H_TRACE_ON] >> kind) & 1 == 0:
         return
     n = C[H_TRACE_N]
     if n >= C[H_TRACE_CAP]:

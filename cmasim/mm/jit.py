@@ -24,14 +24,23 @@ _PKG = Path(__file__).resolve().parent.parent
 _CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py")
 
 
-def _wipe_stale_cache() -> None:
+def _core_digest() -> str:
+    """A hash of every core source file and the jit options: the identity of the compiled cache."""
     h = hashlib.sha256()
     for rel in _CORE_FILES:
         p = _PKG / rel
         if p.exists():
             h.update(p.read_bytes())
     h.update(b"error_model=numpy;inline-helpers")  # jit options are part of the cache identity
-    digest = h.hexdigest()[:16]
+    return h.hexdigest()[:16]
+
+
+CORE_DIGEST = ""  # set when compiling; cmasim.warmup compares it with its "compiled" stamp
+
+
+def _wipe_stale_cache() -> None:
+    global CORE_DIGEST
+    digest = CORE_DIGEST = _core_digest()
     stamp = _PKG / "__pycache__" / "cmasim-core.hash"
     try:
         if stamp.exists() and stamp.read_text() == digest:

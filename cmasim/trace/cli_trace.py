@@ -13,6 +13,7 @@ and, in main(), let `cmasim.trace.parser.NotATraceError` and
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,11 +35,28 @@ def cmd_snapshot(a) -> int:
     return 0
 
 
-def cmd_replay(a) -> int:
-    from cmasim.trace import fidelity
-    from cmasim.trace.replay import replay, write_outputs
+def _check_trace_path(trace: str) -> None:
+    p = Path(trace)
+    if not p.exists():
+        raise NotATraceError(f"{trace}: no such file")
+    if p.is_dir():
+        hint = next((f.name for f in sorted(p.iterdir()) if f.name.startswith("trace.txt")), None)
+        raise NotATraceError(f"{trace}: is a folder, not a trace file"
+                             + (f" (did you mean {p / hint}?)" if hint else ""))
 
+
+def cmd_replay(a) -> int:
+    from cmasim.outdir import check_target, staged_output
+
+    _check_trace_path(a.trace)
     policy = get_policy(a.policy)
+    if a.fidelity and not a.snapshot:
+        print("error: --fidelity needs --snapshot DIR (the starting state; after.* files for the buddyinfo "
+              "distance)", file=sys.stderr)
+        return 2
+    if a.sim_trace and not a.out:
+        print("error: --sim-trace needs --out DIR", file=sys.stderr)
+        return 2
     snap = load_snapshot(a.snapshot, flavour=a.flavour) if a.snapshot else None
     after = None
     if a.snapshot:
@@ -48,26 +66,25 @@ def cmd_replay(a) -> int:
                 after = None
         except SnapshotError:
             after = None
-    if a.fidelity and snap is None:
-        print("error: --fidelity needs --snapshot DIR (the starting state; after.* files for the buddyinfo "
-              "distance)", file=sys.stderr)
-        return 2
-    out = Path(a.out) if a.out else None
-    tmp = None
-    if a.cache:
-        cache = Path(a.cache)
-    elif out is not None:
-        cache = out / "trace.npz"
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="cmasim-replay-")
-        cache = Path(tmp.name) / "trace.npz"
-    sim_trace = None
-    if a.sim_trace:
-        if out is None:
-            print("error: --sim-trace needs --out DIR", file=sys.stderr)
-            return 2
-        out.mkdir(parents=True, exist_ok=True)
-        sim_trace = open(out / "sim-trace.txt", "w")  # noqa: SIM115 (closed below)
+    if a.out is None:
+        with tempfile.TemporaryDirectory(prefix="cmasim-replay-") as tmp:
+            return _replay(a, policy, snap, after, Path(tmp), None)
+    out = Path(a.out)
+    check_target(out, a.force)
+    old_cache = out / "trace.npz"
+    with staged_output(out, a.force) as tmp:
+        if a.cache is None and old_cache.is_file():  # --force: keep the parsed trace, it is checked before use
+            shutil.copy2(old_cache, tmp / "trace.npz")
+        return _replay(a, policy, snap, after, tmp, out)
+
+
+def _replay(a, policy, snap, after, work: Path, out: Path | None) -> int:
+    """Replay into `work` (the staged output folder, or a scratch folder when out is None)."""
+    from cmasim.trace import fidelity
+    from cmasim.trace.replay import replay, write_outputs
+
+    cache = Path(a.cache) if a.cache else work / "trace.npz"
+    sim_trace = open(work / "sim-trace.txt", "w") if a.sim_trace else None  # noqa: SIM115 (closed below)
     try:
         res = replay(a.trace, policy, snap, flavour=a.flavour, cache=cache, seed=a.seed, sim_trace=sim_trace,
                      max_records=a.max_records,
@@ -75,24 +92,33 @@ def cmd_replay(a) -> int:
     finally:
         if sim_trace is not None:
             sim_trace.close()
+    d = res.to_dict()
+    r = d["replayed"]
+    if r["allocs"] + r["frees"] == 0:
+        raise NotATraceError(f"{a.trace}: 0 allocator events (mm_page_alloc / mm_page_free) in "
+                             f"{d['parse'].get('lines', 0):,} lines; nothing to replay")
     fid = fidelity.fidelity_table(res, after) if (a.fidelity or snap is not None) else None
     if out is not None:
-        write_outputs(res, out, fid)
-    if tmp is not None:
-        tmp.cleanup()
+        write_outputs(res, work, fid)
+    for note in res.notes:
+        if note.startswith("warning: "):
+            print(note, file=sys.stderr)
+    if "parse_truncated" in d["anomalies"]["count"]:
+        first = d["anomalies"]["first_lines"].get("parse_truncated", [])
+        print(f"warning: {a.trace} ends mid-line or mid-stream (a cut compressed file?) at line "
+              f"{first[0] if first else '?'}; everything before it was replayed", file=sys.stderr)
     if a.json:
         if a.fidelity:
             print(json.dumps({k: {kk: vv for kk, vv in v.items() if not kk.endswith("buddyinfo")}
                               for k, v in fid.items()}, indent=2))
         else:
-            print(json.dumps(res.to_dict(), indent=2))
+            print(json.dumps(d, indent=2))
         return 0
-    d = res.to_dict()
     p = d["parse"]
+    parsed = (f"{p['lines']:,} lines, {p.get('events', 0):,} events" if "lines" in p
+              else f"first {a.max_records:,} records" if a.max_records else "parse statistics unavailable")
     print(f"replay of {a.trace} under {policy.name} ({res.flavour} migratetypes)"
-          f"{' from the columnar cache' if res.from_cache else ''}: {p.get('lines', 0):,} lines, "
-          f"{p.get('events', 0):,} events, {res.wall_s:.1f} s")
-    r = d["replayed"]
+          f"{' from the columnar cache' if res.from_cache else ''}: {parsed}, {res.wall_s:.1f} s")
     print(f"  replayed: {r['allocs']:,} allocations, {r['frees']:,} frees "
           f"({r['pretrace_frees']:,} of pages allocated before the trace, {r['online_pages']:,} pages onlined); "
           f"{d['kernel']['frees_batched']:,} mm_page_free_batched counted, not replayed (each follows its "
@@ -102,12 +128,13 @@ def cmd_replay(a) -> int:
         for k, v in d["anomalies"]["count"].items():
             print(f"    {k}: {v:,} (first lines {d['anomalies']['first_lines'].get(k, [])})")
     for note in res.notes:
-        print(f"  note: {note}")
+        if not note.startswith("warning: "):
+            print(f"  note: {note}")
     if fid is not None and a.fidelity:
         print(fidelity.markdown_table(Path(a.trace).parent.name or a.trace, fid), end="")
     if out is not None:
         print(f"results: {out}/replay.json, {out}/proc/" + (f", {out}/sim-trace.txt" if a.sim_trace else "")
-              + f"; columnar cache {cache}")
+              + (f"; columnar cache {a.cache}" if a.cache else f"; columnar cache {out}/trace.npz"))
     return 0
 
 
@@ -117,15 +144,17 @@ def add_parsers(sub) -> None:
     r.add_argument("trace", help="ftrace text: tracefs trace/trace_pipe or trace-cmd report (plain, .gz, .xz)")
     r.add_argument("--snapshot", metavar="DIR",
                    help="starting state: DIR/[before.]{buddyinfo,pagetypeinfo,zoneinfo}; after.* for --fidelity")
-    r.add_argument("--policy", default="linux-6.18")
+    r.add_argument("--policy", default="linux-6.18", help="policy record to replay under (default linux-6.18)")
     r.add_argument("--flavour", choices=sorted(FLAVOURS),
                    help="migratetype numbering (default: from the snapshot's pagetypeinfo, else mainline)")
-    r.add_argument("--out", help="output directory (replay.json, proc/, columnar cache trace.npz)")
+    r.add_argument("--out", help="output folder (replay.json, proc/, columnar cache trace.npz); replaced only "
+                                 "with --force")
+    r.add_argument("--force", action="store_true", help="replace a non-empty output folder whole")
     r.add_argument("--cache", help="columnar cache path (default OUT/trace.npz)")
     r.add_argument("--fidelity", action="store_true", help="compare the kernel's events with the simulation")
     r.add_argument("--json", action="store_true", help="print JSON (the fidelity statistics with --fidelity)")
     r.add_argument("--sim-trace", action="store_true", help="write the simulator's ftrace output to OUT/sim-trace.txt")
-    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--seed", type=int, default=1, help="seed of the simulator's own random choices (default 1)")
     r.add_argument("--max-records", type=int, metavar="N", help="replay only the first N trace records")
     r.add_argument("--vmstat-phase", type=float, metavar="S",
                    help="trace-clock phase (0-1 s) of the kernel's vmstat worker, when the trace has no "

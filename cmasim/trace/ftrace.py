@@ -8,6 +8,10 @@ kernel's hashed pointer; here it is a deterministic stand-in derived from the pf
 
 from __future__ import annotations
 
+import gzip
+import lzma
+import shutil
+from pathlib import Path
 from typing import Iterable, TextIO
 
 import numpy as np
@@ -84,30 +88,121 @@ def format_records(records: np.ndarray, comm: str = "cmasim", pid: int = 1) -> I
         yield f"{prefix(t_ns, cpu, flags, comm, pid)}{EVENT_NAMES[kind]}: {format_fields(kind, pfn, r[4:])}\n"
 
 
-class TraceSink:
-    """Drains the core's trace buffer into a text file (or counts records when no file)."""
+PY_EVENTS = ("cma_alloc_start", "cma_alloc_busy_retry", "cma_alloc_finish", "cma_release")
+ALL_EVENTS = tuple(EVENT_NAMES.values()) + PY_EVENTS
 
-    def __init__(self, out: TextIO | None):
-        self.out = out
+
+class TraceEventError(ValueError):
+    """An event name given to --trace-events is not one the simulator writes."""
+
+
+def parse_events(spec: str | list[str] | None) -> tuple[int, set[str]]:
+    """`--trace-events` (comma-separated names, `all`, or None for all) -> (core kind mask, names).
+
+    The core's trace switch `H_TRACE_ON` is a bit mask of record kinds (cmasim.mm.freelist
+    trace_emit), so events left out are never stored and cannot fill the buffer.
+    """
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec or []) if n.strip()]
+    if not names or names == ["all"]:
+        names = list(ALL_EVENTS)
+    bad = [n for n in names if n not in ALL_EVENTS]
+    if bad:
+        raise TraceEventError(f"--trace-events: unknown event {bad[0]!r}; known: {', '.join(ALL_EVENTS)}")
+    kinds = {v: k for k, v in EVENT_NAMES.items()}
+    mask = 0
+    for n in names:
+        if n in kinds:
+            mask |= 1 << kinds[n]
+    return mask, set(names)
+
+
+def open_text(path: Path) -> TextIO:
+    """A text file for writing, compressed when its name ends in .xz or .gz."""
+    if path.suffix == ".xz":
+        return lzma.open(path, "wt", preset=1)
+    if path.suffix == ".gz":
+        return gzip.open(path, "wt", compresslevel=4)
+    return open(path, "w")
+
+
+def header_lines(written: int, lost: int, nr_cpus: int) -> str:
+    """The comment header a tracefs `trace` file starts with (kernel/trace/trace.c print_trace_header,
+    print_func_help_header_irq for the nop tracer)."""
+    return (f"# tracer: nop\n#\n# entries-in-buffer/entries-written: {written}/{written + lost}   #P:{nr_cpus}\n#\n"
+            "#                                _-----=> irqs-off/BH-disabled\n"
+            "#                               / _----=> need-resched\n"
+            "#                              | / _---=> hardirq/softirq\n"
+            "#                              || / _--=> preempt-depth\n"
+            "#                              ||| / _-=> migrate-disable\n"
+            "#                              |||| /     delay\n"
+            "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
+            "#              | |         |   |||||     |         |\n")
+
+
+class TraceSink:
+    """Drains the core's trace buffer into a text file (or counts records when no file).
+
+    Records the core could not store because its buffer was full are marked where they were
+    lost, as ftrace marks ring-buffer overruns: a line `CPU:N [LOST M EVENTS]` after the last
+    record that made it (N: the CPU the simulation was on when the buffer was drained; the
+    core keeps one buffer, not one per CPU). With `path`, the body goes to a temporary file
+    and `close()` writes the tracefs header (which needs the final counts) and the body into
+    `path`, compressed when it ends in .xz or .gz. `events` restricts the Python-side events
+    (cma_*); the core's kinds are restricted by the machine's trace mask.
+    """
+
+    def __init__(self, path: Path | None = None, events: set[str] | None = None):
+        self.path = path
+        self.events = events
+        self.body_path = path.with_name("." + path.name + ".body") if path is not None else None
+        self.out = open(self.body_path, "w") if self.body_path is not None else None
         self.written = 0
+        self.lost_marked = 0
+
+    def _mark_lost(self, machine) -> None:
+        lost = self.lost(machine)
+        if lost > self.lost_marked:
+            if self.out is not None:
+                self.out.write(f"CPU:{int(machine.C[mz.H_CPU])} [LOST {lost - self.lost_marked} EVENTS]\n")
+            self.lost_marked = lost
 
     def flush(self, machine) -> None:
         C = machine.C
         n = int(C[mz.H_TRACE_N])
-        if n == 0:
-            return
-        base = int(C[mz.H_TRACE_BASE])
-        recs = C[base:base + n * mz.TR_SIZE].reshape(n, mz.TR_SIZE)
-        if self.out is not None:
-            self.out.writelines(format_records(recs))
-        self.written += n
-        C[mz.H_TRACE_N] = 0
+        if n:
+            base = int(C[mz.H_TRACE_BASE])
+            recs = C[base:base + n * mz.TR_SIZE].reshape(n, mz.TR_SIZE)
+            if self.out is not None:
+                self.out.writelines(format_records(recs))
+            self.written += n
+            C[mz.H_TRACE_N] = 0
+        self._mark_lost(machine)
 
     def line(self, machine, event: str, fields: str, cpu: int = 0) -> None:
         """A tracepoint emitted by Python-side kernel code (cma_*), after the core's records."""
+        if self.events is not None and event not in self.events:
+            return
         if self.out is not None:
             self.out.write(f"{prefix(machine.now_ns, cpu)}{event}: {fields}\n")
         self.written += 1
+
+    def close(self, machine) -> None:
+        """Finish the file: header with the final counts, then the body (see the class docstring)."""
+        if self.out is None:
+            return
+        self.out.close()
+        self.out = None
+        with open_text(self.path) as f, open(self.body_path) as body:
+            f.write(header_lines(self.written, self.lost(machine), machine.cfg.nr_cpus))
+            shutil.copyfileobj(body, f, 1 << 20)
+        self.body_path.unlink()
+
+    def discard(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+        if self.body_path is not None:
+            self.body_path.unlink(missing_ok=True)
 
     @staticmethod
     def lost(machine) -> int:

@@ -253,6 +253,7 @@ def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, in
     headroom: dict[str, int] = {}
     kpb_type: dict[int, int] = {}
     maxcpu = 0
+    outside = 0  # allocations at pfns the snapshot has no zone for
     last: dict[int, tuple[int, int]] = {}  # cpu -> (kind, pid) of its previous event
     bg_drains: list[tuple[int, int]] = []  # (time, cpu) of drain bursts no free on that CPU set off
     t0 = None
@@ -275,6 +276,8 @@ def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, in
         for kind, pfn, order in zip(k[sel].tolist(), a[sel, P.C_PFN].tolist(), a[sel, P.C_F0].tolist()):
             if kind == P.K_PAGE_ALLOC:
                 live.add(pfn)
+                if snap is not None and snap.zone_of_kernel_pfn(pfn) < 0:
+                    outside += 1
             elif pfn in live:
                 live.discard(pfn)
             elif order == MAX_ORDER and snap is not None:
@@ -282,7 +285,17 @@ def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, in
                 if z >= 0:
                     name = snap.zones[z].name
                     headroom[name] = headroom.get(name, 0) + (1 << order)
-    return headroom, kpb_type, {"max_cpu": maxcpu, "bg_drains": bg_drains, "t0": t0}
+    return headroom, kpb_type, {"max_cpu": maxcpu, "bg_drains": bg_drains, "t0": t0, "outside": outside}
+
+
+def snapshot_mismatch(snap: Snapshot, info: dict) -> list[str]:
+    """Signs that the /proc snapshot was not taken on the machine that wrote the trace."""
+    out = []
+    if info["max_cpu"] + 1 > snap.nr_cpus:
+        out.append(f"the trace has events of CPU {info['max_cpu']}, the snapshot only {snap.nr_cpus} CPUs")
+    if info.get("outside"):
+        out.append(f"{info['outside']:,} allocations are at pfns outside every zone of the snapshot")
+    return out
 
 
 def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int]) -> dict:
@@ -418,6 +431,8 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     headroom, kpb_type, info = prescan(chunks(), snapshot)
     parse_meta = ct.meta or {}
     notes: list[str] = []
+    if snapshot is not None:
+        notes += [f"warning: snapshot does not match the trace: {w}" for w in snapshot_mismatch(snapshot, info)]
     if snapshot is not None:
         pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type)
         state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom,

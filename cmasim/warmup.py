@@ -1,0 +1,132 @@
+"""Compiling the allocator core once: the warm-up run, the "is it cached" check, and progress.
+
+The core (cmasim/mm, the workloads, the clock) is compiled by numba on first use and kept
+in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile takes one to
+two minutes on a 2-core machine, a cached load about a second. `compile_core()` runs a
+tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
+compiled entry point (`churn`, `fill_anon`, `alloc_contig_range`, the pinners, `run_events`,
+...) is compiled or loaded once; `make install` calls it (`cmasim compile`), so a user's
+first `cmasim run` loads the cache. `core_cached()` says whether the cache matches the
+current sources (the stamp `compile_core()` leaves), so the CLI can warn before a compile.
+`compile_listener()` reports each function numba starts compiling, for a progress line.
+
+This module never prints.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from cmasim.mm import jit
+
+# Measured cold compile of compile_core() on the 2-core development machine (docs/performance.md).
+COLD_COMPILE_S = 110
+
+WARMUP_SCENARIO = """\
+description = "warm-up: every workload feature on a tiny machine, to compile the core once"
+seed = 1
+[machine]
+memory = "32MiB"
+cpus = 2
+[[cma]]
+name = "reserved"
+size = "8MiB"
+[workload]
+duration_s = 0.005
+[workload.fill]
+free = "12MiB"
+start_ms = 1
+[workload.churn]
+events = 1000
+target_usage = 0.6
+[[workload.device]]
+area = "reserved"
+size_mib = [0.5, 2]
+interval_ms = 1
+hold_ms = 1
+recycle_mib = 1
+[[workload.pinner]]
+threads = 1
+hold_us = 50
+gap_us = 20
+"""
+
+# Four kernel lines (tracefs layout): enough to drive the replay path's compiled loop.
+_WARMUP_TRACE = "".join(
+    f"          warmup-1       [000] .....     1.{i:06d}: {ev}\n" for i, ev in enumerate([
+        "mm_page_alloc: page=0000000000000001 pfn=0x1000 order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE",
+        "mm_page_alloc: page=0000000000000002 pfn=0x1200 order=0 migratetype=0 gfp_flags=GFP_KERNEL",
+        "mm_page_free: page=0000000000000001 pfn=0x1000 order=0",
+        "mm_page_free: page=0000000000000002 pfn=0x1200 order=0",
+    ]))
+
+
+def _stamp() -> Path:
+    return Path(jit.__file__).resolve().parent.parent / "__pycache__" / "cmasim-core.compiled"
+
+
+def core_cached() -> bool:
+    """True when the compiled core matches the sources (compile_core() ran since they changed),
+    or when nothing is compiled at all (interpreted mode)."""
+    if not jit.JIT:
+        return True
+    try:
+        return _stamp().read_text() == jit.CORE_DIGEST
+    except OSError:
+        return False
+
+
+def mark_cached() -> None:
+    """Record that the on-disk cache holds the core for the current sources."""
+    try:
+        _stamp().parent.mkdir(exist_ok=True)
+        _stamp().write_text(jit.CORE_DIGEST)
+    except OSError:  # a read-only install: the notice just shows again
+        pass
+
+
+def compile_core(policies: list | None = None) -> None:
+    """Compile (or load) every compiled entry point a command can call, in this process."""
+    from cmasim.policy import get_policy
+    from cmasim.run import run_scenario
+    from cmasim.scenario import load_scenario_text
+    from cmasim.trace.replay import replay
+
+    sc = load_scenario_text(WARMUP_SCENARIO, "warm-up", "warmup")
+    for p in policies or [get_policy("linux-6.18")]:
+        run_scenario(sc, p, 1)
+    with tempfile.TemporaryDirectory(prefix="cmasim-warmup-") as d:
+        t = Path(d) / "trace.txt"
+        t.write_text(_WARMUP_TRACE)
+        replay(t, policies[0] if policies else get_policy("linux-6.18"), cache=Path(d) / "trace.npz")
+    if jit.JIT:
+        mark_cached()
+
+
+@contextmanager
+def compile_listener(on_compile: Callable[[str], None]):
+    """Call `on_compile("module.function")` each time numba starts compiling a function."""
+    if not jit.JIT:
+        yield
+        return
+    from numba.core import event
+
+    class _Listener(event.Listener):
+        def on_start(self, ev):
+            disp = (ev.data or {}).get("dispatcher")
+            fn = getattr(disp, "py_func", None)
+            if fn is not None:
+                on_compile(f"{fn.__module__.removeprefix('cmasim.')}.{fn.__name__}")
+
+        def on_end(self, ev):
+            pass
+
+    listener = _Listener()
+    event.register("numba:compile", listener)
+    try:
+        yield
+    finally:
+        event.unregister("numba:compile", listener)
