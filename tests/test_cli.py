@@ -182,7 +182,11 @@ def test_run_with_trace(tiny, tmp_path, capsys, policy):
     counts = dict.fromkeys(FIELDS, 0)
     drained_pages = alloc_pages = free_pages = 0
     last_ts = 0.0
-    lines = (out_dir / "trace.txt").read_text().splitlines()
+    text = (out_dir / "trace.txt").read_text().splitlines()
+    header = [line for line in text if line.startswith("#")]
+    lines = [line for line in text if not line.startswith("#")]
+    assert text[:len(header)] == header and header[0] == "# tracer: nop"  # tracefs layout: header first
+    assert f"# entries-in-buffer/entries-written: {len(lines)}/{len(lines)}   #P:2" in header
     assert len(lines) == met["trace"]["records"] > 0 and met["trace"]["lost"] == 0
     for line in lines:
         ev = re.search(r": (mm_page_\w+): ", line).group(1)
