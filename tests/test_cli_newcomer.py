@@ -137,24 +137,40 @@ def test_ctrl_c_leaves_the_old_folder_and_exits_130(tiny, tmp_path, capsys, monk
 
 
 # --- traces -----------------------------------------------------------------------------------------
-def test_lost_records_are_marked_where_lost_and_counted(tiny, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cmasim.run, "TRACE_CAPACITY", 64)
-    out = tmp_path / "o"
-    assert main(["run", "--scenario", str(tiny), "--out", str(out), "--trace", "--quiet"]) == 0
-    err = capsys.readouterr().err
-    met = json.loads((out / "metrics.json").read_text())
-    lost = met["trace"]["lost"]
-    assert lost > 0 and f"{lost:,} lost" in err
-    lines = (out / "trace.txt").read_text().splitlines()
-    markers = [line for line in lines if "[LOST" in line]
-    assert markers and sum(int(m.split()[2]) for m in markers) == lost
-    assert all(m.startswith("CPU:") and m.endswith(" EVENTS]") for m in markers)
-    first = lines.index(markers[0])
-    assert 0 < first < len(lines) - 1, "marked where the loss happened, not only at the end"
-    written = met["trace"]["records"]
+def test_lost_records_are_marked_where_lost_and_counted(tmp_path):
+    """A full buffer loses records; the file says where (CPU:N [LOST M EVENTS]) and how many."""
+    from cmasim.gfp import GFP_HIGHUSER_MOVABLE
+    from cmasim.machine import Machine, MachineConfig
+    from cmasim.policy import get_policy
+    from cmasim.trace.ftrace import TraceSink
+
+    m = Machine(MachineConfig(zones=[("DMA32", 8192)], nr_cpus=2, trace_capacity=16), get_policy("linux-6.18"))
+    path = tmp_path / "trace.txt"
+    sink = TraceSink(path)
+    for _ in range(3):  # three rounds: fill past capacity, then drain
+        for _ in range(20):
+            m.alloc(0, GFP_HIGHUSER_MOVABLE, cpu=1)
+        sink.flush(m)
+    lost = TraceSink.lost(m)
+    assert lost > 0
+    sink.close(m)
+    lines = path.read_text().splitlines()
+    markers = [i for i, line in enumerate(lines) if "[LOST" in line]
+    assert len(markers) == 3 and sum(int(lines[i].split()[2]) for i in markers) == lost
+    assert all(lines[i] == f"CPU:1 [LOST {lines[i].split()[2]} EVENTS]" for i in markers)
+    assert markers[0] < markers[1] - 1, "each loss is marked where it happened, records in between"
+    written = sink.written
     assert f"# entries-in-buffer/entries-written: {written}/{written + lost}   #P:2" in lines
-    _, parser = parse_file(out / "trace.txt")
+    _, parser = parse_file(path)
     assert parser.stats.lost_events == lost  # our own parser reads the markers back
+
+
+def test_run_summary_says_how_many_records_were_lost(tiny, tmp_path, capsys, monkeypatch):
+    import cmasim.trace.ftrace as ft
+
+    monkeypatch.setattr(ft.TraceSink, "lost", staticmethod(lambda machine: 1234))
+    assert main(["run", "--scenario", str(tiny), "--out", str(tmp_path / "o"), "--trace", "--quiet"]) == 0
+    assert "1,234 lost" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name,opener", [("t.txt.xz", lzma.open), ("t.txt.gz", gzip.open)])
