@@ -20,6 +20,7 @@ from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parser
 from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
 from cmasim.machine import MachineTooLarge
 from cmasim.outdir import Interrupted, OutputError
+from cmasim.report.errors import ReportError
 
 err = Console(stderr=True)
 out = Console()
@@ -105,7 +106,11 @@ def cmd_run(a) -> int:
         metrics = run_scenario(sc, policy, seed, tmp, trace=trace, trace_events=a.trace_events,
                                progress=lambda d, t: prog.update(task, completed=d, total=t,
                                                                   sim=f"{d / 1e9:.3f} s simulated"),
-                               check_every=a.check_every)
+                               check_every=a.check_every, timeline_ms=a.timeline or 0)
+        if a.report:
+            from cmasim.report import write_report
+
+            write_report(tmp, tmp / "report.html")
     if not was_cached:
         mark_cached()
     t = Table(title=f"{sc.name} under {policy.name}, seed {seed}: {metrics['events']:,} events")
@@ -136,11 +141,20 @@ def cmd_run(a) -> int:
         elif not a.quiet:
             err.print(f"{note}, none lost", highlight=False)
     # Plain print: a long path must stay on one line for scripts that read it.
-    print(f"results: {out_dir}/metrics.json, {out_dir}/proc/" + (f", {out_dir}/{tr['file']}" if trace else ""))
+    print(f"results: {out_dir}/metrics.json, {out_dir}/proc/" + (f", {out_dir}/{tr['file']}" if trace else "")
+          + (f", {out_dir}/report.html" if a.report else ""))
     if not a.quiet:
         print("next:")
         for what, cmd in NEXT_STEPS:
             print(f"  {cmd}\n      ({what})")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from cmasim.report import write_report
+
+    out = write_report(a.folder, a.o)
+    print(f"report: {out}")
     return 0
 
 
@@ -241,7 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar, table or hints: only the results line")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario parameter, e.g. workload.pinner.0.threads=8 (repeatable)")
+    r.add_argument("--timeline", type=float, metavar="MS",
+                   help="sample free memory by order and CMA use every MS simulated ms into timeline.npz")
+    r.add_argument("--report", action="store_true", help="write report.html (cmasim report) into the folder")
     r.set_defaults(fn=cmd_run)
+    rp = sub.add_parser("report", help="one self-contained HTML page of a run, compare, replay or sweep folder")
+    rp.add_argument("folder", help="an output folder of cmasim run, compare, replay or sweep")
+    rp.add_argument("-o", metavar="FILE", help="where to write the page (default FOLDER/report.html)")
+    rp.set_defaults(fn=cmd_report)
     sub.add_parser("policies", help="list built-in policies").set_defaults(fn=cmd_policies)
     sub.add_parser("scenarios", help="list built-in scenarios").set_defaults(fn=cmd_scenarios)
     b = sub.add_parser("bench", help="measure the compiled core")
@@ -266,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return a.fn(a)
     except (ScenarioError, UnknownPolicy) as e:
         return _fail(str(e.args[0]) if isinstance(e, UnknownPolicy) else str(e))
-    except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError)) as e:
+    except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError, ReportError)) as e:
         return _fail(str(e))
     except Interrupted as e:
         err.print(escape(str(e.args[0])), highlight=False, soft_wrap=True)

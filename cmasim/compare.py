@@ -593,6 +593,10 @@ def cmd_compare(a) -> int:
         try:
             with staged_output(d, a.force) as tmp, compile_notice(a.quiet):
                 r = compare(a.scenario, a.policy, a.seeds, a.set, tmp, jobs=a.jobs, progress=cb, metrics=a.metric)
+                if a.report:
+                    from cmasim.report import write_report
+
+                    write_report(tmp, tmp / "report.html")
         except CompareError as e:
             from cmasim.cli import _fail
 
@@ -630,4 +634,5 @@ def add_parser(subparsers) -> None:
                    help="show this metric (repeatable; a name from cmasim.compare.METRICS or a dotted path "
                         "into metrics.json such as counters.extfrag); default: the headline set")
     c.add_argument("--quiet", action="store_true", help="no progress display")
+    c.add_argument("--report", action="store_true", help="write report.html (cmasim report) into the folder")
     c.set_defaults(fn=cmd_compare)

@@ -21,6 +21,7 @@ from cmasim.gfp import GFP_HIGHUSER_MOVABLE, parse_gfp
 from cmasim.machine import Machine
 from cmasim.mm import mmzone as mz
 from cmasim.mm.cma import CmaArea, cma_alloc_steps, cma_release
+from cmasim.pageblocks import pageblock_map
 from cmasim.scenario import DeviceSpec, Scenario
 from cmasim.trace.ftrace import TraceSink
 from cmasim.workload.churn import W_ALLOC_FAIL, W_ALLOCS, W_EVENTS, W_FREES, churn, churn_params
@@ -29,6 +30,9 @@ from cmasim.workload.fill import fill_anon, recycle_anon
 CHUNK = 250_000
 NEVER = 1 << 62
 SAMPLE_NS = 10_000_000  # the engine samples zone counters every 10 ms of simulated time
+# run --timeline: columns of each sample (pages; the last NR_PAGE_ORDERS are free blocks per order)
+TIMELINE_COLUMNS = ("t_ns", "nr_free_pages", "nr_free_cma", "cma_taken", "cma_borrowed") + tuple(
+    f"free_order{o}" for o in range(mz.NR_PAGE_ORDERS))
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Device:
     gen_wake: int = NEVER
     gen_t0: int = 0
     gen_count: int = 0
+    gen_ranges0: int = 0  # Engine.cma_ranges entries before the request in flight
     results: list[dict] = field(default_factory=list)
 
     def done_requesting(self) -> bool:
@@ -88,11 +93,22 @@ class Engine:
         self.filled_pages = 0
         self.next_sample = 0
         self.samples: list[tuple[int, int, int]] = []  # (t, nr_free_pages, nr_free_cma)
+        self.sample_ns = SAMPLE_NS
+        self._next_metric_sample = 0
+        self.timeline: list[list[int]] | None = None  # with timeline(): one row of TIMELINE_COLUMNS per sample
+        self.cma_ranges: list[tuple[int, str, int, int, str]] = []  # (t, area, pfn, count, "ok" | "busy")
+        self.keep_maps = False  # run.py sets it when writing an output folder
+        self.map_before_cma: dict | None = None  # cmasim.pageblocks map just before the first cma_alloc()
         # Anonymous fill and re-touch carry __GFP_CMA where the policy tags anonymous memory.
         self.anon_gfp = GFP_HIGHUSER_MOVABLE | (mz.GFP_CMA_ if "anon" in machine.policy.gfp_cma_owners else 0)
 
     # --- tracing ----------------------------------------------------------------------------------
     def tracer(self, event: str, fields: str) -> None:
+        """The tracepoint hook Python-side kernel code calls (cma_*); also records the ranges
+        cma_alloc() found busy, from its cma_alloc_busy_retry events, for the report."""
+        if event == "cma_alloc_busy_retry":
+            f = dict(kv.split("=", 1) for kv in fields.split() if "=" in kv)
+            self.cma_ranges.append((self.m.now_ns, f["name"], int(f["pfn"], 16), int(f["count"]), "busy"))
         if self.sink is None:
             return
         self.sink.flush(self.m)
@@ -138,12 +154,24 @@ class Engine:
             m.advance(t)
             self.flush()
 
+    def record_timeline(self, interval_ns: int) -> None:
+        """Sample TIMELINE_COLUMNS every `interval_ns` of simulated time (run --timeline)."""
+        self.sample_ns = min(SAMPLE_NS, interval_ns)
+        self.timeline = []
+
     def _sample(self) -> None:
         m = self.m
         free = sum(m.zone_field(z, mz.Z_NR_FREE) for z in range(m.nr_zones))
         cma = sum(m.zone_field(z, mz.Z_NR_FREE_CMA) for z in range(m.nr_zones))
-        self.samples.append((m.now_ns, free, cma))
-        self.next_sample = m.now_ns + SAMPLE_NS
+        if self.timeline is not None:
+            orders = [sum(m.zone_field(z, mz.Z_AREA + o) for z in range(m.nr_zones)) for o in range(mz.NR_PAGE_ORDERS)]
+            taken = sum(a.count - a.available_count for a in m.cma_areas)  # bitmap bits set: cma_alloc buffers
+            total = sum(a.count for a in m.cma_areas)
+            self.timeline.append([m.now_ns, free, cma, taken, max(0, total - cma - taken)] + orders)
+        if m.now_ns >= self._next_metric_sample:  # the metrics' own 10 ms samples, timeline or not
+            self.samples.append((m.now_ns, free, cma))
+            self._next_metric_sample = m.now_ns + SAMPLE_NS
+        self.next_sample = m.now_ns + self.sample_ns
 
     def _fill(self) -> None:
         spec = self.sc.workload.fill
@@ -184,6 +212,9 @@ class Engine:
             gap *= float(d.rng.uniform(0.5, 1.5))
         d.next_request = m.now_ns + int(gap)
         d.gen_t0 = m.now_ns
+        d.gen_ranges0 = len(self.cma_ranges)
+        if self.map_before_cma is None and self.keep_maps:
+            self.map_before_cma = pageblock_map(m)
         d.gen = cma_alloc_steps(m, d.area, d.gen_count, s.align_order, self.tracer)
         self._step(d)
 
@@ -197,11 +228,13 @@ class Engine:
             pfn, ret = stop.value
         latency = m.now_ns - d.gen_t0
         (d.area.latencies_ns if ret == 0 else d.area.failed_latencies_ns).append(latency)
+        busy = sum(1 for r in self.cma_ranges[d.gen_ranges0:] if r[4] == "busy")
         d.results.append({"t_ms": round(d.gen_t0 / 1e6, 3), "pages": d.gen_count, "ret": ret,
-                          "latency_ms": round(latency / 1e6, 3)})
+                          "latency_ms": round(latency / 1e6, 3), "busy_retries": busy})
         d.gen = None
         d.gen_wake = NEVER
         if ret == 0:
+            self.cma_ranges.append((m.now_ns, d.area.name, pfn, d.gen_count, "ok"))
             release_at = m.now_ns + int(d.spec.hold_ms * 1e6)
             if d.spec.hold_ms == 0:
                 cma_release(m, d.area, pfn, d.gen_count, self.tracer)

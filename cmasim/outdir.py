@@ -55,6 +55,9 @@ def staged_output(target: Path, force: bool = False) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + target.name + "-", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the result is an ordinary folder
     except OSError as e:
         raise OutputError(f"{target}: cannot write there: {e.strerror or e}") from None
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+
+import numpy as np
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +21,8 @@ from cmasim.mm import vmstat
 from cmasim.policy import Policy
 from cmasim.scenario import Scenario, place_cma, zone_layout
 from cmasim.trace.ftrace import TraceSink, parse_events
-from cmasim.engine import Engine
+from cmasim.engine import TIMELINE_COLUMNS, Engine
+from cmasim.pageblocks import pageblock_map
 from cmasim.mm.cma import area_metrics
 from cmasim.workload.churn import W_EVENTS
 
@@ -63,12 +66,17 @@ def pcp_metrics(ev: dict[str, int]) -> dict[str, float | int]:
 
 def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir: Path | None = None,
                  trace: bool | str = False, progress: Callable[[int, int], None] | None = None,
-                 check_every: int = 0, trace_events: str | list[str] | None = None) -> dict:
+                 check_every: int = 0, trace_events: str | list[str] | None = None,
+                 timeline_ms: float = 0) -> dict:
     """Run `sc` under `policy`; returns the metrics dict (and writes out_dir if given).
 
     `trace`: True writes `trace.txt`, a string names the file inside out_dir (compressed when
     it ends in .xz or .gz); `trace_events` picks the events (cmasim.trace.ftrace.parse_events).
     `check_every` > 0 runs the invariant checker every that many simulated milliseconds.
+    `timeline_ms` > 0 samples free memory by order and CMA use that often into `timeline.npz`.
+    With out_dir, `pageblocks.npz` holds the pageblock map (cmasim.pageblocks) at the start and
+    end of the run, and `cma_ranges.json` every range cma_alloc() took or found busy and every
+    cma_alloc() request (size, result, latency, busy retries).
     Callers that must never leave a partial folder pass a fresh folder (cmasim.outdir).
     """
     seed = sc.seed if seed is None else seed
@@ -81,6 +89,10 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         trace_path = out_dir / (trace if isinstance(trace, str) else "trace.txt")
     sink = TraceSink(trace_path, events) if trace else None
     engine = Engine(machine, sc, seed, sink)
+    if timeline_ms:
+        engine.record_timeline(max(1, int(timeline_ms * 1e6)))
+    start_map = pageblock_map(machine) if out_dir is not None else None
+    engine.keep_maps = out_dir is not None
     checks = 0
     try:
         if check_every:
@@ -123,6 +135,20 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
     }
     if out_dir is not None:
         write_outputs(machine, metrics, out_dir)
+        end_map = pageblock_map(machine)
+        np.savez_compressed(out_dir / "pageblocks.npz", zone_names=np.array(machine.zone_names),
+                            **{f"start_{k}": v for k, v in start_map.items()},
+                            **{f"end_{k}": v for k, v in end_map.items()},
+                            **{f"first_cma_{k}": v for k, v in (engine.map_before_cma or {}).items()})
+        areas = [{"name": a.name, "base_pfn": a.base_pfn, "count": a.count} for a in machine.cma_areas]
+        ranges = [{"t_ms": round(t / 1e6, 3), "area": ar, "pfn": pfn, "count": c, "outcome": o}
+                  for t, ar, pfn, c, o in engine.cma_ranges]
+        requests = [dict(r, device=d.spec.name, area=d.area.name) for d in engine.devices for r in d.results]
+        (out_dir / "cma_ranges.json").write_text(json.dumps({"areas": areas, "ranges": ranges,
+                                                             "requests": requests}) + "\n")
+        if engine.timeline is not None:
+            np.savez_compressed(out_dir / "timeline.npz", columns=np.array(TIMELINE_COLUMNS),
+                                data=np.array(engine.timeline, dtype=np.int64).reshape(-1, len(TIMELINE_COLUMNS)))
     return metrics
 
 

@@ -1,0 +1,231 @@
+"""`cmasim report`: one self-contained HTML page for any output folder.
+
+`build_report(folder)` recognises what the folder holds — a `run` (metrics.json), a
+`compare` (compare.json), a `replay` (replay.json) or a `sweep` (results/*.parquet) — and
+returns the HTML text: inline CSS, figures as inline SVG (cmasim.report.plots, matplotlib),
+no scripts and nothing fetched, so the file opens offline and prints. `data_of_report`
+returns the numbers behind each figure, for tests that check them against the kernel-format
+files of the same folder. Never prints.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cmasim.mm import mmzone as mz
+from cmasim.report.errors import ReportError
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.8rem; margin: 0.5rem 0; }
+td, th { border: 1px solid #ddd; padding: 0.15rem 0.5rem; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+figure { margin: 0.5rem 0 1rem; } figure svg { max-width: 100%; height: auto; }
+figcaption { font-size: 0.8rem; color: #555; }
+.note { font-size: 0.8rem; color: #555; }
+@media print { h2 { break-before: auto; } figure { break-inside: avoid; } }
+"""
+
+
+def kind_of(folder: Path) -> str:
+    if (folder / "compare.json").is_file():
+        return "compare"
+    if (folder / "replay.json").is_file():
+        return "replay"
+    if (folder / "metrics.json").is_file():
+        return "run"
+    if (folder / "results").is_dir() and any((folder / "results").glob("*.parquet")):
+        return "sweep"
+    raise ReportError(f"{folder}: not a cmasim output folder (no metrics.json, compare.json, replay.json or "
+                      f"results/*.parquet)")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    h = "".join(f"<th>{html.escape(str(x))}</th>" for x in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
+    return f"<table><tr>{h}</tr>{body}</table>"
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def _load_pageblocks(folder: Path) -> dict | None:
+    f = folder / "pageblocks.npz"
+    if not f.is_file():
+        return None
+    with np.load(f) as z:
+        data = {k: z[k] for k in z.files}
+    return {when: {k[len(when) + 1:]: v for k, v in data.items() if k.startswith(when + "_")}
+            for when in ("start", "first_cma", "end") if f"{when}_mt" in data}
+
+
+def data_of_report(folder: Path) -> dict:
+    """The numbers the run report draws: blocks per migratetype (end), requests, timeline size."""
+    pb = _load_pageblocks(folder)
+    out: dict = {}
+    if pb is not None:
+        mt = pb["end"]["mt"]
+        out["blocks_by_type"] = {_mt(int(t)): int((mt == t).sum()) for t in np.unique(mt)}
+    cr = folder / "cma_ranges.json"
+    if cr.is_file():
+        d = json.loads(cr.read_text())
+        out["requests"] = len(d["requests"])
+        out["busy_ranges"] = sum(1 for r in d["ranges"] if r["outcome"] == "busy")
+    return out
+
+
+def _mt(t: int) -> str:
+    return mz.MIGRATETYPE_NAMES[t] if 0 <= t < len(mz.MIGRATETYPE_NAMES) else "Isolate"
+
+
+def _run_sections(folder: Path) -> tuple[str, list[str]]:
+    from cmasim.report import plots
+
+    m = json.loads((folder / "metrics.json").read_text())
+    title = f"{m['scenario']} under {m['policy']}, seed {m['seed']}"
+    parts = [f"<p>{m['events']:,} events, {m['sim_time_s']} s simulated.</p>"]
+    rows = []
+    for name, c in m.get("cma", {}).items():
+        rows.append([name, c["requests"], c["success"], c["fail"]["busy"], c["fail"]["no_free_range"],
+                     c["fail"]["nomem"], c["busy_retries"], c["latency"]["p50_ms"], c["latency"]["p99_ms"]])
+    if rows:
+        parts.append("<h2>cma_alloc()</h2>" + _table(["area", "requests", "ok", "fail: busy", "fail: no range",
+                                                     "fail: no memory", "busy retries", "p50 ms", "p99 ms"], rows))
+    cr = json.loads((folder / "cma_ranges.json").read_text()) if (folder / "cma_ranges.json").is_file() else None
+    pb = _load_pageblocks(folder)
+    if pb is not None:
+        parts.append("<h2>Pageblocks</h2>")
+        first = ("before the first cma_alloc()", pb["first_cma"]) if "first_cma" in pb else ("start", pb["start"])
+        parts.append(_figure(plots.pageblock_map([first, ("end of the run", pb["end"])],
+                                                 cr["areas"] if cr else [], cr["ranges"] if cr else []),
+                             "Every pageblock as one cell, coloured by migratetype; the dark part is the share of its "
+                             "pages in use, a red corner marks a pinned page, a black line a device buffer. CMA "
+                             "blocks are outlined; lines under blocks mark ranges cma_alloc() took (green) or found "
+                             "busy (red)."))
+        counts = data_of_report(folder)["blocks_by_type"]
+        parts.append(_table(["migratetype", "blocks at end"], [[k, f"{v:,}"] for k, v in counts.items()]))
+    tl = folder / "timeline.npz"
+    if tl.is_file():
+        with np.load(tl) as z:
+            cols, data = list(z["columns"]), z["data"]
+        if len(data) > 1:
+            t = data[:, 0] / 1e6
+            orders = data[:, cols.index("free_order0"):]
+            parts.append("<h2>Over time</h2>")
+            parts.append(_figure(plots.buddy_heatmap(t, orders), "Free blocks per order, summed over zones."))
+            if m.get("cma"):
+                parts.append(_figure(plots.cma_usage(t, data[:, cols.index("nr_free_cma")],
+                                                     data[:, cols.index("cma_borrowed")],
+                                                     data[:, cols.index("cma_taken")]),
+                                     "CMA pages: taken by cma_alloc(), borrowed by movable allocations, free."))
+    elif pb is not None:
+        parts.append('<p class="note">Run with <code>--timeline MS</code> for free memory by order and CMA use '
+                     'over time.</p>')
+    if cr and cr["requests"]:
+        parts.append("<h2>cma_alloc() requests</h2>")
+        parts.append(_figure(plots.latency_cdf(cr["requests"]), "Latency of every cma_alloc() call; crosses mark "
+                                                               "failed calls at their latency."))
+        parts.append(_figure(plots.busy_histogram(cr["requests"]), "-EBUSY ranges met by each call before it "
+                                                                   "succeeded or gave up."))
+    vm = m.get("vmstat", {})
+    parts.append("<h2>/proc/vmstat (non-zero)</h2>" + _table(["counter", "value"],
+                                                             [[k, f"{v:,}"] for k, v in vm.items() if v]))
+    return title, parts
+
+
+def _compare_sections(folder: Path) -> tuple[str, list[str]]:
+    from cmasim.compare import cell, footer_text
+    from cmasim.report import plots
+
+    r = json.loads((folder / "compare.json").read_text())
+    title = f"compare: {r['scenario']} — {', '.join(r['policies'])}"
+    seeds = len(r["seeds"])
+    parts = [f"<p>{html.escape(r.get('description', ''))}</p>",
+             _figure(plots.compare_dots(r), "Each headline metric per policy: the dot is the mean, the bar its "
+                                           "95% interval; grey and † = not significantly different from the "
+                                           f"baseline {r['baseline']}."),
+             _table(["metric"] + r["policies"],
+                    [[row["label"]] + [cell(row["policies"][p], seeds) for p in r["policies"]]
+                     for row in r["metrics"].values()]),
+             f'<p class="note">{html.escape(footer_text(r))}</p>']
+    return title, parts
+
+
+def _replay_sections(folder: Path) -> tuple[str, list[str]]:
+    from cmasim.report import plots
+
+    d = json.loads((folder / "replay.json").read_text())
+    title = f"replay of {Path(d.get('trace', 'trace')).name} under {d.get('policy', '?')}"
+    parts = []
+    fid = d.get("fidelity")
+    if fid:
+        parts.append(_figure(plots.fidelity_bars(fid), "The kernel's own trace events against the simulation of "
+                                                       "the same requests; error bars: the kernel count's 95% "
+                                                       "Poisson interval where it is small."))
+        parts.append(_table(["statistic", "kernel", "sim", "rel. error", "ok"],
+                            [[k, v["kernel"], v["sim"], "–" if v["rel_err"] is None else f"{100 * v['rel_err']:.1f}%",
+                              v["ok"]] for k, v in fid.items()]))
+    else:
+        parts.append('<p class="note">No fidelity statistics: replay with --snapshot DIR --fidelity.</p>')
+    r = d.get("replayed", {})
+    parts.append(_table(["replayed", "count"], [[k, f"{v:,}"] for k, v in r.items()]))
+    return title, parts
+
+
+def _sweep_sections(folder: Path) -> tuple[str, list[str]]:
+    from cmasim.report import plots
+
+    try:
+        import duckdb
+    except ImportError:
+        raise ReportError(f"{folder}: a sweep folder needs duckdb to read results/*.parquet") from None
+    con = duckdb.connect()
+    rel = con.sql(f"SELECT * FROM read_parquet('{(folder / 'results').as_posix()}/*.parquet')")
+    cols = rel.columns
+    rows = [dict(zip(cols, t)) for t in rel.fetchall()]
+    title = f"sweep: {folder.name} ({len(rows):,} runs)"
+    axes = [c for c in cols if c.startswith("axis.") or c.startswith("point.")]
+    metric = next((c for c in ("cma_success_rate", "metric.cma_success_rate") if c in cols), None)
+    parts = []
+    if axes and metric:
+        for ax in axes[:3]:
+            parts.append(_figure(plots.sweep_curves(rows, ax, metric), f"{metric} against {ax} per policy; "
+                                                                        "band: range over seeds and other axes."))
+    else:
+        parts.append('<p class="note">No swept axis or success-rate column found to plot.</p>')
+    return title, parts
+
+
+def build_report(folder: str | Path) -> str:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: no such folder")
+    kind = kind_of(folder)
+    title, parts = {"run": _run_sections, "compare": _compare_sections, "replay": _replay_sections,
+                    "sweep": _sweep_sections}[kind](folder)
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>cmasim: {html.escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>cmasim {kind}: {html.escape(title)}</h1>\n{body}\n"
+            "<p class=\"note\">Made by cmasim report.</p></body></html>\n")
+
+
+def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report (default FOLDER/report.html) via a temporary file renamed into place."""
+    text = build_report(folder)
+    out = Path(out) if out is not None else Path(folder) / "report.html"
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ReportError(f"{out}: cannot write: {e.strerror or e}") from None
+    return out
