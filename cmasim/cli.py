@@ -216,8 +216,8 @@ def cmd_bench(a) -> int:
     t.add_row("state bytes / page (with workload)", str(res["state_bytes_per_page"]))
     t.add_row("allocator state bytes / page", str(res["allocator_state_bytes_per_page"]))
     if "cold_start_s" in res:
-        t.add_row("cold start (compile)", f"{res['cold_start_s']} s")
-        t.add_row("warm start (cached)", f"{res['warm_start_s']} s")
+        t.add_row("cold start (cmasim compile, empty cache)", f"{res['cold_start_s']} s")
+        t.add_row("warm start (same, cached)", f"{res['warm_start_s']} s")
     out.print(t)
     return 0
 

@@ -15,6 +15,7 @@ This module never prints.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -65,6 +66,10 @@ _WARMUP_TRACE = "".join(
 
 
 def _stamp() -> Path:
+    """Where the "compiled" stamp lives: beside numba's cache (NUMBA_CACHE_DIR when set)."""
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if cache_dir:
+        return Path(cache_dir) / "cmasim-core.compiled"
     return Path(jit.__file__).resolve().parent.parent / "__pycache__" / "cmasim-core.compiled"
 
 
