@@ -15,6 +15,7 @@ from cmasim.policy import UnknownPolicy, describe_all, get_policy
 from cmasim.scenario import ScenarioError, builtin_scenarios, load_scenario, load_scenario_text
 from cmasim.compare import add_parser as add_compare_parser
 from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
+from cmasim.sweep.cli import add_parsers as add_sweep_parsers
 
 err = Console(stderr=True)
 out = Console()
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=cmd_bench)
     add_trace_parsers(sub)
     add_compare_parser(sub)
+    add_sweep_parsers(sub)
     return p
 
 

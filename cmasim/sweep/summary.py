@@ -1,0 +1,208 @@
+"""End-of-sweep summary: per policy, where the metric crosses each threshold along the boundary
+axis, with bootstrap intervals over seeds; and the fixes ranked by how far they move it and
+what they cost.
+
+Boundary. For one policy (and one combination of the `summary.by` axes), the runs give a matrix
+Y[seed, x]: the metric (default `cma_success_rate`) at each value x of the boundary axis, the
+mean over the other (pooled) axes for that seed. The boundary at threshold θ is the smallest x
+at which the mean over seeds of Y falls below θ (the axis is read as "more of it is worse",
+e.g. pinner threads); "> max" when it never does. Its interval is the 2.5-97.5% percentile
+bootstrap over seeds: seeds are resampled with replacement (B times, numpy's generator seeded
+with 0), the boundary recomputed, and the quantiles taken with the inverted-CDF rule, so the
+ends are axis values (or "> max"). One seed: no interval.
+
+Ranking. The first policy is the baseline. A fix's shift is its boundary minus the baseline's
+at the first threshold (median over `by` groups; "+∞" where the fix never falls below the
+threshold but the baseline does). Costs are the mean of each `summary.costs` metric over all
+its successful runs, beside the baseline's.
+
+Everything is read from the store with DuckDB (only runs of this sweep, by run_key); nothing
+here prints.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cmasim.sweep.spec import Sweep
+from cmasim.sweep.store import Store
+
+INF = math.inf
+
+
+@dataclass
+class Boundary:
+    policy: str
+    group: dict[str, Any]
+    threshold: float
+    value: float  # axis value, INF: never below the threshold
+    low: float | None  # bootstrap interval (None: one seed)
+    high: float | None
+    seeds: int
+
+
+@dataclass
+class Summary:
+    sweep: str
+    axis: str
+    metric: str
+    thresholds: list[float]
+    by: list[str]
+    baseline: str
+    boundaries: list[Boundary] = field(default_factory=list)
+    ranking: list[dict[str, Any]] = field(default_factory=list)
+    costs: list[str] = field(default_factory=list)
+    runs_ok: int = 0
+    runs_failed: int = 0
+    axis_max: float | None = None
+
+
+def boundary_of(xs: list[float], y: np.ndarray, threshold: float) -> float:
+    """Smallest x at which the seed-mean of y (seeds × len(xs)) is below `threshold`; INF if none."""
+    with np.errstate(all="ignore"):
+        curve = np.nanmean(y, axis=0)
+    for x, v in zip(xs, curve):
+        if not math.isnan(v) and v < threshold:
+            return float(x)
+    return INF
+
+
+def bootstrap_interval(xs: list[float], y: np.ndarray, threshold: float, reps: int,
+                       seed: int = 0) -> tuple[float, float] | None:
+    """2.5-97.5% percentile bootstrap of `boundary_of` over the rows (seeds) of y."""
+    n = y.shape[0]
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(reps, n))
+    stats = np.array([boundary_of(xs, y[i], threshold) for i in idx])
+    lo, hi = np.quantile(stats, [0.025, 0.975], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def _keys_table(con, sweep: Sweep) -> None:
+    con.execute("CREATE TEMP TABLE sweep_keys (run_key VARCHAR)")
+    con.execute("INSERT INTO sweep_keys SELECT unnest(?::VARCHAR[])", [[t.run_key for t in sweep.tasks]])
+
+
+def summarize(sweep: Sweep, store: Store) -> Summary:
+    sm = sweep.summary
+    s = Summary(sweep=sweep.name, axis=sm.axis, metric=sm.metric, thresholds=list(sm.thresholds), by=list(sm.by),
+                baseline=sweep.policies[0], costs=list(sm.costs))
+    con = store.connect()
+    try:
+        _keys_table(con, sweep)
+        s.runs_ok, s.runs_failed = con.execute(
+            "SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status <> 'ok') "
+            "FROM runs JOIN sweep_keys USING (run_key)").fetchone()
+        by_sql = "".join(f", {b}" for b in sm.by)
+        rows = con.execute(
+            f"SELECT policy{by_sql}, {sm.axis} AS x, seed, avg({sm.metric}) AS y FROM runs "
+            f"JOIN sweep_keys USING (run_key) WHERE status = 'ok' GROUP BY ALL").fetchall()
+        cost_rows = {}
+        if sm.costs:
+            cost_sql = ", ".join(f"avg({c})" for c in sm.costs)
+            for r in con.execute(f"SELECT policy, {cost_sql} FROM runs JOIN sweep_keys USING (run_key) "
+                                 f"WHERE status = 'ok' GROUP BY policy").fetchall():
+                cost_rows[r[0]] = dict(zip(sm.costs, r[1:]))
+    finally:
+        con.close()
+    nb = len(sm.by)
+    data: dict[tuple, dict[tuple[Any, int], float]] = {}
+    xs_all = set()
+    for r in rows:
+        pol, grp, x, seed, y = r[0], tuple(r[1:1 + nb]), r[1 + nb], r[2 + nb], r[3 + nb]
+        data.setdefault((pol, grp), {})[(x, seed)] = np.nan if y is None else y
+        xs_all.add(x)
+    if xs_all:
+        s.axis_max = max(xs_all)
+    groups = sorted({g for _, g in data}, key=lambda g: tuple(str(v) for v in g))
+    shift: dict[str, list[float]] = {p: [] for p in sweep.policies[1:]}
+    for grp in groups:
+        base_b = None
+        for pol in sweep.policies:
+            cells = data.get((pol, grp))
+            if not cells:
+                continue
+            xs = sorted({x for x, _ in cells})
+            seeds = sorted({sd for _, sd in cells})
+            y = np.array([[cells.get((x, sd), np.nan) for x in xs] for sd in seeds], dtype=float)
+            for k, th in enumerate(sm.thresholds):
+                b = boundary_of(xs, y, th)
+                ci = bootstrap_interval(xs, y, th, sm.bootstrap)
+                s.boundaries.append(Boundary(pol, dict(zip(sm.by, grp)), th, b, ci[0] if ci else None,
+                                             ci[1] if ci else None, len(seeds)))
+                if k == 0:
+                    if pol == sweep.policies[0]:
+                        base_b = b
+                    elif base_b is not None:
+                        shift[pol].append(_diff(b, base_b))
+    base_cost = cost_rows.get(sweep.policies[0], {})
+    for pol in sweep.policies[1:]:
+        sh = statistics.median(shift[pol]) if shift[pol] else None
+        s.ranking.append({"policy": pol, "shift": sh, "groups": len(shift[pol]),
+                          "costs": cost_rows.get(pol, {}), "baseline_costs": base_cost})
+    s.ranking.sort(key=lambda r: (r["shift"] is None, -(r["shift"] if r["shift"] is not None else 0)))
+    return s
+
+
+def _diff(b: float, base: float) -> float:
+    if b == INF and base == INF:
+        return 0.0
+    if b == INF:
+        return INF
+    if base == INF:
+        return -INF
+    return b - base
+
+
+def fmt_axis(v: float | None, axis_max: float | None) -> str:
+    if v is None:
+        return "—"
+    if v == INF:
+        return f"> {_num(axis_max)}" if axis_max is not None else "never"
+    return _num(v)
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float):
+        if v in (INF, -INF):
+            return "+∞" if v > 0 else "−∞"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def boundary_rows(s: Summary) -> list[list[str]]:
+    """Table rows: policy, by-group values, threshold, boundary, interval, seeds."""
+    out = []
+    for b in s.boundaries:
+        ci = "—" if b.low is None else f"[{fmt_axis(b.low, s.axis_max)}, {fmt_axis(b.high, s.axis_max)}]"
+        out.append([b.policy, *[_num(b.group[k]) for k in s.by], f"< {b.threshold:g}",
+                    fmt_axis(b.value, s.axis_max), ci, str(b.seeds)])
+    return out
+
+
+def ranking_rows(s: Summary) -> list[list[str]]:
+    out = []
+    for i, r in enumerate(s.ranking, 1):
+        costs = [f"{_num(r['costs'].get(c))} (base {_num(r['baseline_costs'].get(c))})" for c in s.costs]
+        out.append([str(i), r["policy"], "—" if r["shift"] is None else _num(r["shift"]), *costs])
+    return out
+
+
+def to_markdown(s: Summary) -> str:
+    head = ["policy", *s.by, f"{s.metric}", f"{s.axis} boundary", "95% bootstrap interval", "seeds"]
+    lines = [f"Boundary: smallest `{s.axis}` at which the seed-mean `{s.metric}` falls below the threshold "
+             f"(runs ok {s.runs_ok}, failed {s.runs_failed}).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in boundary_rows(s)]
+    if s.ranking:
+        head = ["rank", "fix", f"shift of the < {s.thresholds[0]:g} boundary vs {s.baseline}", *s.costs]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in ranking_rows(s)]
+    return "\n".join(lines) + "\n"
