@@ -30,7 +30,7 @@ def _consoles():
 
 
 def _fail(err, msg: str) -> int:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False)
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     return 2
 
 
@@ -56,7 +56,7 @@ def cmd_sweep(a) -> int:
     except SweepError as e:
         return _fail(err, str(e))
     try:
-        st = _run_with_progress(sweep, out_dir, ex, err, a.quiet, run_sweep)
+        st = _run_with_progress(sweep, out_dir, ex, err, a.quiet, run_sweep, max(1, a.flush_every))
     except KeyboardInterrupt:
         return _fail(err, f"interrupted; finished runs are stored in {out_dir}/results/ (run the same command "
                           "again to resume)")
@@ -68,7 +68,7 @@ def cmd_sweep(a) -> int:
     return _print_summary(sweep, Store(out_dir), out_dir, out, err)
 
 
-def _run_with_progress(sweep, out_dir, ex, err, quiet, run_sweep):
+def _run_with_progress(sweep, out_dir, ex, err, quiet, run_sweep, flush_every):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     cols = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -87,7 +87,7 @@ def _run_with_progress(sweep, out_dir, ex, err, quiet, run_sweep):
             prog.update(task, completed=done, total=total, rate=f"{rate:.2f}" if rate else "—",
                         failed=f"{failed} failed" if failed else "")
 
-        return run_sweep(sweep, out_dir, ex, progress=cb)
+        return run_sweep(sweep, out_dir, ex, progress=cb, batch_rows=flush_every)
 
 
 def _dry_run(a, sweep, out_dir, workers, out, err, calibrate, pending_tasks, Store) -> int:
@@ -219,6 +219,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--dry-run", action="store_true",
                    help="print the number of runs and a time estimate from a short calibration; run nothing")
     s.add_argument("--no-calibrate", action="store_true", help="with --dry-run: only count the runs")
+    s.add_argument("--flush-every", type=int, default=64, metavar="N",
+                   help="write a results file every N finished runs (and at least every 2 s); default 64")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_sweep)
     sub.add_parser("sweeps", help="list built-in sweeps").set_defaults(fn=cmd_sweeps)

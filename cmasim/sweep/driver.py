@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmasim.sweep.runner import context_of, execute, warm_up
+from cmasim.sweep.runner import COLUMN_TYPES, context_of, execute, warm_up
 from cmasim.sweep.spec import Sweep
 from cmasim.sweep.store import BatchWriter, Store
 
@@ -62,7 +62,7 @@ def run_sweep(sweep: Sweep, out: str | Path, executor, progress: Callable[[int, 
     t0 = time.perf_counter()
     if progress:
         progress(stored, st.total, 0)
-    writer = BatchWriter(store, batch_rows, batch_s)
+    writer = BatchWriter(store, batch_rows, batch_s, COLUMN_TYPES)
     try:
         for row in executor.run(context_of(sweep), todo):
             writer.add(row)

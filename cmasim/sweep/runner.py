@@ -24,6 +24,11 @@ from cmasim.sweep.spec import RunTask
 VOLATILE = ("wall_s", "finished_at")
 
 
+# SQL types of the columns that may be NULL in a whole batch (all runs of it failed).
+COLUMN_TYPES: dict[str, str] = {"error": "VARCHAR", "events": "BIGINT", "sim_time_s": "DOUBLE",
+                                **{m: "DOUBLE" for m in METRICS}, **{f"vmstat_{k}": "BIGINT" for k in VMSTAT_ORDER}}
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What every task of a sweep shares (sent once to each worker)."""
@@ -66,6 +71,7 @@ def metric_columns(metrics: dict) -> dict[str, Any]:
 
 def failed_row(ctx: RunContext, task: RunTask, error: str, wall_s: float = 0.0) -> dict[str, Any]:
     row = base_row(ctx, task)
+    row.update({c: None for c in COLUMN_TYPES})
     row.update(status="failed", error=error[:2000], wall_s=round(wall_s, 6), cmasim_version=__version__,
                finished_at=time.time())
     return row

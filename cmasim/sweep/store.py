@@ -60,8 +60,11 @@ class Store:
     def files(self) -> list[Path]:
         return sorted(self.dir.glob("*.parquet"))
 
-    def append(self, rows: list[dict[str, Any]]) -> Path | None:
-        """Write `rows` as one new Parquet file (atomically); returns its path."""
+    def append(self, rows: list[dict[str, Any]], types: dict[str, str] | None = None) -> Path | None:
+        """Write `rows` as one new Parquet file (atomically); returns its path.
+
+        Column types come from the values; `types` gives the SQL type of a column that is NULL in
+        every row (without one, such a column is left out and reads as NULL)."""
         if not rows:
             return None
         import duckdb
@@ -71,7 +74,7 @@ class Store:
             for k in r:
                 if k not in cols:
                     cols.append(k)
-        types = {c: _sql_type([r.get(c) for r in rows]) for c in cols}
+        types = {c: _sql_type([r.get(c) for r in rows]) or (types or {}).get(c) for c in cols}
         cols = [c for c in cols if types[c] is not None]  # all-NULL columns: left to union_by_name
         name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
         tmp = self.dir / f".{name}.tmp"
@@ -144,8 +147,8 @@ def _sql_str(s: str) -> str:
 class BatchWriter:
     """Collects rows and appends them to the store every `max_rows` rows or `max_s` seconds."""
 
-    def __init__(self, store: Store, max_rows: int = 64, max_s: float = 2.0):
-        self.store, self.max_rows, self.max_s = store, max_rows, max_s
+    def __init__(self, store: Store, max_rows: int = 64, max_s: float = 2.0, types: dict[str, str] | None = None):
+        self.store, self.max_rows, self.max_s, self.types = store, max_rows, max_s, types
         self.rows: list[dict[str, Any]] = []
         self.t_last = time.monotonic()
         self.written = 0
@@ -161,7 +164,7 @@ class BatchWriter:
 
     def flush(self) -> None:
         if self.rows:
-            self.store.append(self.rows)
+            self.store.append(self.rows, self.types)
             self.written += len(self.rows)
             self.rows = []
         self.t_last = time.monotonic()
