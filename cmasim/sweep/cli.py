@@ -140,15 +140,15 @@ def _print_summary(sweep, store, out_dir, out, err) -> int:
     except StoreError as e:
         return _fail(err, str(e))
     (out_dir / f"summary-{sweep.name}.md").write_text(to_markdown(s))
-    t = Table(title=f"boundary: smallest {s.axis} where mean {s.metric} < threshold "
-                    f"(95% bootstrap over seeds)")
+    t = Table(title=f"boundary: {'smallest' if s.scan == 'up' else 'largest'} {s.axis} where mean {s.metric} "
+                    f"is {s.crosses} the threshold (95% bootstrap over seeds)")
     for c in ["policy", *s.by, "threshold", s.axis, "interval", "seeds"]:
         t.add_column(c)
     for r in boundary_rows(s):
         t.add_row(*r)
     out.print(t)
     if s.ranking:
-        t = Table(title=f"fixes ranked by the shift of the < {s.thresholds[0]:g} boundary vs {s.baseline}")
+        t = Table(title=f"fixes ranked by the shift of the {s.thresholds[0]:g} boundary vs {s.baseline}")
         for c in ["rank", "fix", "shift", *s.costs]:
             t.add_column(c)
         for r in ranking_rows(s):

@@ -107,6 +107,8 @@ class SummarySpec(_Strict):
     axis: str | None = None  # boundary axis (default: the first axis)
     metric: str = "cma_success_rate"
     thresholds: list[float] = [0.99, 0.5]
+    crosses: str = Field("below", pattern="^(below|above)$")  # the metric gets worse by falling (or rising)
+    scan: str = Field("up", pattern="^(up|down)$")  # the axis gets worse upwards (or downwards)
     by: list[str] = []  # axes kept apart in the summary; other axes are pooled (mean per seed)
     costs: list[str] = ["cma_pages_migrated", "zone_lock_per_1000_allocs", "cma_latency_p99_ms"]
     bootstrap: int = Field(1000, ge=100)

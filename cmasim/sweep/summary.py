@@ -53,6 +53,7 @@ class Summary:
     metric: str
     thresholds: list[float]
     by: list[str]
+    crosses: str
     baseline: str
     boundaries: list[Boundary] = field(default_factory=list)
     ranking: list[dict[str, Any]] = field(default_factory=list)
@@ -60,29 +61,39 @@ class Summary:
     runs_ok: int = 0
     runs_failed: int = 0
     axis_max: float | None = None
+    axis_min: float | None = None
+    scan: str = "up"
 
 
-def boundary_of(xs: list[float], y: np.ndarray, threshold: float) -> float:
-    """Smallest x at which the seed-mean of y (seeds × len(xs)) is below `threshold`; INF if none."""
+def boundary_of(xs: list[float], y: np.ndarray, threshold: float, crosses: str = "below",
+                scan: str = "up") -> float:
+    """First x (smallest with scan "up", largest with "down") at which the seed-mean of y
+    (seeds × len(xs)) is below `threshold` (or above, with crosses "above"); INF if none."""
     with np.errstate(all="ignore"):
         curve = np.nanmean(y, axis=0)
-    for x, v in zip(xs, curve):
-        if not math.isnan(v) and v < threshold:
+    pairs = list(zip(xs, curve))
+    for x, v in (pairs if scan == "up" else pairs[::-1]):
+        if not math.isnan(v) and (v < threshold if crosses == "below" else v > threshold):
             return float(x)
     return INF
 
 
-def bootstrap_interval(xs: list[float], y: np.ndarray, threshold: float, reps: int,
-                       seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_interval(xs: list[float], y: np.ndarray, threshold: float, reps: int, seed: int = 0,
+                       crosses: str = "below", scan: str = "up") -> tuple[float, float] | None:
     """2.5-97.5% percentile bootstrap of `boundary_of` over the rows (seeds) of y."""
     n = y.shape[0]
     if n < 2:
         return None
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(reps, n))
-    stats = np.array([boundary_of(xs, y[i], threshold) for i in idx])
+    stats = np.array([boundary_of(xs, y[i], threshold, crosses, scan) for i in idx])
+    if scan == "down":  # INF (never) is the good end: order by badness, then map back
+        stats = np.where(stats == INF, -INF, stats)
     lo, hi = np.quantile(stats, [0.025, 0.975], method="inverted_cdf")
-    return float(lo), float(hi)
+    lo, hi = float(lo), float(hi)
+    if scan == "down":
+        lo, hi = (INF if lo == -INF else lo), (INF if hi == -INF else hi)
+    return lo, hi
 
 
 def _keys_table(con, sweep: Sweep) -> None:
@@ -93,6 +104,7 @@ def _keys_table(con, sweep: Sweep) -> None:
 def summarize(sweep: Sweep, store: Store) -> Summary:
     sm = sweep.summary
     s = Summary(sweep=sweep.name, axis=sm.axis, metric=sm.metric, thresholds=list(sm.thresholds), by=list(sm.by),
+                crosses=sm.crosses,
                 baseline=sweep.policies[0], costs=list(sm.costs))
     con = store.connect()
     try:
@@ -120,7 +132,8 @@ def summarize(sweep: Sweep, store: Store) -> Summary:
         data.setdefault((pol, grp), {})[(x, seed)] = np.nan if y is None else y
         xs_all.add(x)
     if xs_all:
-        s.axis_max = max(xs_all)
+        s.axis_max, s.axis_min = max(xs_all), min(xs_all)
+    s.scan = sm.scan
     groups = sorted({g for _, g in data}, key=lambda g: tuple(str(v) for v in g))
     shift: dict[str, list[float]] = {p: [] for p in sweep.policies[1:]}
     for grp in groups:
@@ -133,15 +146,16 @@ def summarize(sweep: Sweep, store: Store) -> Summary:
             seeds = sorted({sd for _, sd in cells})
             y = np.array([[cells.get((x, sd), np.nan) for x in xs] for sd in seeds], dtype=float)
             for k, th in enumerate(sm.thresholds):
-                b = boundary_of(xs, y, th)
-                ci = bootstrap_interval(xs, y, th, sm.bootstrap)
+                b = boundary_of(xs, y, th, sm.crosses, sm.scan)
+                ci = bootstrap_interval(xs, y, th, sm.bootstrap, 0, sm.crosses, sm.scan)
                 s.boundaries.append(Boundary(pol, dict(zip(sm.by, grp)), th, b, ci[0] if ci else None,
                                              ci[1] if ci else None, len(seeds)))
                 if k == 0:
                     if pol == sweep.policies[0]:
                         base_b = b
                     elif base_b is not None:
-                        shift[pol].append(_diff(b, base_b))
+                        d = _diff(b, base_b)
+                        shift[pol].append(-d if sm.scan == "down" and math.isfinite(d) else d)
     base_cost = cost_rows.get(sweep.policies[0], {})
     for pol in sweep.policies[1:]:
         sh = statistics.median(shift[pol]) if shift[pol] else None
@@ -161,11 +175,13 @@ def _diff(b: float, base: float) -> float:
     return b - base
 
 
-def fmt_axis(v: float | None, axis_max: float | None) -> str:
+def fmt_axis(v: float | None, s: Summary) -> str:
+    """An axis value; INF (never crosses) as "> max" (or "< min" when scanning down)."""
     if v is None:
         return "—"
     if v == INF:
-        return f"> {_num(axis_max)}" if axis_max is not None else "never"
+        end = s.axis_max if s.scan == "up" else s.axis_min
+        return "never" if end is None else f"{'>' if s.scan == 'up' else '<'} {_num(end)}"
     return _num(v)
 
 
@@ -181,9 +197,9 @@ def boundary_rows(s: Summary) -> list[list[str]]:
     """Table rows: policy, by-group values, threshold, boundary, interval, seeds."""
     out = []
     for b in s.boundaries:
-        ci = "—" if b.low is None else f"[{fmt_axis(b.low, s.axis_max)}, {fmt_axis(b.high, s.axis_max)}]"
-        out.append([b.policy, *[_num(b.group[k]) for k in s.by], f"< {b.threshold:g}",
-                    fmt_axis(b.value, s.axis_max), ci, str(b.seeds)])
+        ci = "—" if b.low is None else f"[{fmt_axis(b.low, s)}, {fmt_axis(b.high, s)}]"
+        out.append([b.policy, *[_num(b.group[k]) for k in s.by], f"{'<' if s.crosses == 'below' else '>'} {b.threshold:g}",
+                    fmt_axis(b.value, s), ci, str(b.seeds)])
     return out
 
 
@@ -197,12 +213,13 @@ def ranking_rows(s: Summary) -> list[list[str]]:
 
 def to_markdown(s: Summary) -> str:
     head = ["policy", *s.by, f"{s.metric}", f"{s.axis} boundary", "95% bootstrap interval", "seeds"]
-    lines = [f"Boundary: smallest `{s.axis}` at which the seed-mean `{s.metric}` falls below the threshold "
+    word = ("smallest" if s.scan == "up" else "largest")
+    lines = [f"Boundary: {word} `{s.axis}` at which the seed-mean `{s.metric}` is {s.crosses} the threshold "
              f"(runs ok {s.runs_ok}, failed {s.runs_failed}).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in boundary_rows(s)]
     if s.ranking:
-        head = ["rank", "fix", f"shift of the < {s.thresholds[0]:g} boundary vs {s.baseline}", *s.costs]
+        head = ["rank", "fix", f"shift of the {s.thresholds[0]:g} boundary vs {s.baseline}", *s.costs]
         lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in ranking_rows(s)]
     return "\n".join(lines) + "\n"
