@@ -78,12 +78,12 @@ class Store:
         cols = [c for c in cols if types[c] is not None]  # all-NULL columns: left to union_by_name
         name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
         tmp = self.dir / f".{name}.tmp"
+        # One list parameter per column, zipped back into rows by parallel unnest() (fast, no pandas/pyarrow).
+        select = ", ".join(f"unnest(${i + 1}::{types[c]}[]) AS {_quote(c)}" for i, c in enumerate(cols))
         con = duckdb.connect()
         try:
-            con.execute("CREATE TABLE b (" + ", ".join(f"{_quote(c)} {types[c]}" for c in cols) + ")")
-            con.executemany("INSERT INTO b VALUES (" + ", ".join("?" * len(cols)) + ")",
-                            [[r.get(c) for c in cols] for r in rows])
-            con.execute(f"COPY b TO '{_sql_str(tmp.as_posix())}' (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY (SELECT {select}) TO '{_sql_str(tmp.as_posix())}' (FORMAT parquet, COMPRESSION zstd)",
+                        [[r.get(c) for r in rows] for c in cols])
         finally:
             con.close()
         fd = os.open(tmp, os.O_RDONLY)
