@@ -49,10 +49,12 @@ def cmd_sweep(a) -> int:
     workers = 0 if a.local else a.workers
     if a.dry_run:
         return _dry_run(a, sweep, out_dir, workers, out, err, calibrate, pending_tasks, Store)
-    from cmasim.sweep.executor import make_executor
+    from cmasim.sweep.executor import LocalExecutor, make_executor
 
     try:
-        ex = make_executor(a.address, workers, a.local)
+        # Nothing left to run (a finished sweep run again): no executor to start, only the summary.
+        nothing = (out_dir / "results").is_dir() and not pending_tasks(sweep, Store(out_dir))[0]
+        ex = LocalExecutor() if nothing else make_executor(a.address, workers, a.local)
     except SweepError as e:
         return _fail(err, str(e))
     try:
