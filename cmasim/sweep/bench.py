@@ -9,11 +9,16 @@ do) and summarised. Returns the peak RSS of this process and the time of each ph
 `overhead(n, workers)`: n runs of a tiny scenario (a few ms each, compiled) in-process and on
 a local Ray instance with `workers` CPUs; the difference per run is Ray's overhead.
 
-Run as `python -m cmasim.sweep.bench memory|overhead ...` (this module's only printing code).
+`throughput(workers)`: runs/s of a fixed 40-run spec (THROUGHPUT_SPEC), in-process or on a
+local Ray instance with 1 or 2 CPUs.
+
+Run as `python -m cmasim.sweep.bench memory|overhead|throughput ARGS` (this module's only
+printing code).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import sys
 import tempfile
@@ -58,6 +63,17 @@ loguniform = [10, 1000]
 [sample]
 n = {n}
 seed = 1
+"""
+
+
+THROUGHPUT_SPEC = """name = "bench-throughput"
+scenario = "thp-cma-theft"
+policies = ["android", "android+rfc-thp-cma"]
+seeds = 10
+set = ["workload.churn.events=200000"]
+[axes.gfp_cma]
+key = "workload.churn.thp_gfp_cma"
+values = [0.5, 1.0]
 """
 
 
@@ -146,9 +162,43 @@ def overhead(n: int = 200, workers: int = 1) -> dict:
     return res
 
 
+def throughput(workers: int = 0) -> dict:
+    """runs/s of THROUGHPUT_SPEC (40 runs of thp-cma-theft at 200,000 churn events, compiled):
+    in-process (workers 0) or on a local Ray instance with `workers` CPUs; Ray's start-up and each
+    worker's first load of the core are timed apart (the first 2 × workers runs)."""
+    from cmasim.sweep import driver, runner
+    from cmasim.sweep.executor import LocalExecutor, RayExecutor
+    from cmasim.sweep.spec import parse_spec
+
+    d = Path(tempfile.mkdtemp(prefix="cmasim-sweep-tp-"))
+    sw = parse_spec(THROUGHPUT_SPEC, "bench-throughput")
+    res: dict = {"runs": len(sw.tasks), "workers": workers}
+    t0 = time.perf_counter()
+    if workers == 0:
+        runner.warm_up(sw.policies)
+        ex = LocalExecutor()
+    else:
+        ex = RayExecutor(None, workers)
+    res["start_s"] = round(time.perf_counter() - t0, 1)
+    try:
+        first = sw.tasks[:2 * max(1, workers)]
+        t0 = time.perf_counter()
+        list(ex.run(runner.context_of(sw), first))
+        res["first_runs_s"] = round(time.perf_counter() - t0, 1)
+        rest = dataclasses.replace(sw, tasks=sw.tasks[len(first):])
+        t0 = time.perf_counter()
+        driver.run_sweep(rest, d / "out", ex)
+        wall = time.perf_counter() - t0
+    finally:
+        ex.close()
+    res.update(timed_runs=len(rest.tasks), wall_s=round(wall, 1), runs_per_s=round(len(rest.tasks) / wall, 2))
+    return res
+
+
 if __name__ == "__main__":
     import json
 
     what = sys.argv[1] if len(sys.argv) > 1 else "memory"
     args = [int(x) for x in sys.argv[2:]]
-    print(json.dumps(driver_memory(*args) if what == "memory" else overhead(*args), indent=1))
+    fn = {"memory": driver_memory, "overhead": overhead, "throughput": throughput}[what]
+    print(json.dumps(fn(*args), indent=1))
