@@ -151,7 +151,7 @@ def _print_summary(sweep, store, out_dir, out, err) -> int:
     out.print(t)
     if s.ranking:
         t = Table(title=f"fixes ranked by the shift of the {s.thresholds[0]:g} boundary vs {s.baseline}")
-        for c in ["rank", "fix", "shift", *s.costs]:
+        for c in ["rank", "fix", "groups better/worse/all", "median shift", *s.costs]:
             t.add_column(c)
         for r in ranking_rows(s):
             t.add_row(*r)

@@ -11,10 +11,12 @@ bootstrap over seeds: seeds are resampled with replacement (B times, numpy's gen
 with 0), the boundary recomputed, and the quantiles taken with the inverted-CDF rule, so the
 ends are axis values (or "> max"). One seed: no interval.
 
-Ranking. The first policy is the baseline. A fix's shift is its boundary minus the baseline's
-at the first threshold (median over `by` groups; "+∞" where the fix never falls below the
-threshold but the baseline does). Costs are the mean of each `summary.costs` metric over all
-its successful runs, beside the baseline's.
+Ranking. The first policy is the baseline. In each `by` group a fix's shift is its boundary
+minus the baseline's at the first threshold ("+∞" where the fix never crosses it but the
+baseline does; sign turned for scan "down", so positive is always better). Fixes are ranked
+by the number of groups they move to the better side minus those they move to the worse,
+then by the lower median of the shifts. Costs are the mean of each `summary.costs` metric
+over all its successful runs, beside the baseline's.
 
 Everything is read from the store with DuckDB (only runs of this sweep, by run_key); nothing
 here prints.
@@ -158,10 +160,13 @@ def summarize(sweep: Sweep, store: Store) -> Summary:
                         shift[pol].append(-d if sm.scan == "down" and math.isfinite(d) else d)
     base_cost = cost_rows.get(sweep.policies[0], {})
     for pol in sweep.policies[1:]:
-        sh = statistics.median(shift[pol]) if shift[pol] else None
+        sh = statistics.median_low(shift[pol]) if shift[pol] else None
         s.ranking.append({"policy": pol, "shift": sh, "groups": len(shift[pol]),
+                          "moved_up": sum(1 for d in shift[pol] if d > 0),
+                          "moved_down": sum(1 for d in shift[pol] if d < 0),
                           "costs": cost_rows.get(pol, {}), "baseline_costs": base_cost})
-    s.ranking.sort(key=lambda r: (r["shift"] is None, -(r["shift"] if r["shift"] is not None else 0)))
+    s.ranking.sort(key=lambda r: (r["shift"] is None, -(r["moved_up"] - r["moved_down"]),
+                                  -(r["shift"] if r["shift"] is not None else 0)))
     return s
 
 
@@ -207,7 +212,8 @@ def ranking_rows(s: Summary) -> list[list[str]]:
     out = []
     for i, r in enumerate(s.ranking, 1):
         costs = [f"{_num(r['costs'].get(c))} (base {_num(r['baseline_costs'].get(c))})" for c in s.costs]
-        out.append([str(i), r["policy"], "—" if r["shift"] is None else _num(r["shift"]), *costs])
+        out.append([str(i), r["policy"], f"{r['moved_up']} / {r['moved_down']} / {r['groups']}",
+                    "—" if r["shift"] is None else _num(r["shift"]), *costs])
     return out
 
 
@@ -219,7 +225,8 @@ def to_markdown(s: Summary) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in boundary_rows(s)]
     if s.ranking:
-        head = ["rank", "fix", f"shift of the {s.thresholds[0]:g} boundary vs {s.baseline}", *s.costs]
+        head = ["rank", "fix", "groups moved better / worse / all", f"median shift of the {s.thresholds[0]:g} boundary "
+                f"vs {s.baseline}", *s.costs]
         lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in ranking_rows(s)]
     return "\n".join(lines) + "\n"
