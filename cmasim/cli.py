@@ -21,6 +21,7 @@ from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
 from cmasim.machine import MachineTooLarge
 from cmasim.outdir import Interrupted, OutputError
 from cmasim.report.errors import ReportError
+from cmasim.sweep.cli import add_parsers as add_sweep_parsers
 
 err = Console(stderr=True)
 out = Console()
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_compile)
     add_trace_parsers(sub)
     add_compare_parser(sub)
+    add_sweep_parsers(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Built-in sweep specs (TOML), listed by `cmasim sweeps`."""
