@@ -150,3 +150,17 @@ def test_opens_in_headless_chromium(folders, tmp_path, kind):
     if kind == "run" and os.environ.get("CMASIM_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, ROOT / "docs" / "report-screenshot.png")
     _ = Path
+
+
+def test_sweep_report_plots_each_numeric_axis(tmp_path):
+    """A sweep folder: success rate against every swept numeric axis, per policy, from the store."""
+    from cmasim.sweep.store import Store
+
+    rows = [{"run_key": f"{p}-{t}-{s}", "point": json.dumps({"threads": t, "hold": 100}), "policy": p, "seed": s,
+             "threads": t, "hold": 100, "status": "ok", "cma_success_rate": 1.0 - t / 100 if p == "a" else 1.0}
+            for p in ("a", "b") for t in (1, 10, 50) for s in (1, 2)]
+    Store(tmp_path).append(rows)
+    page = build_report(tmp_path)
+    assert "cmasim sweep:" in page and "(12 runs)" in page
+    assert "cma_success_rate against threads" in page  # the swept axis
+    assert "against hold" not in page  # a constant column is no axis

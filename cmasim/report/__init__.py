@@ -190,8 +190,11 @@ def _sweep_sections(folder: Path) -> tuple[str, list[str]]:
     cols = rel.columns
     rows = [dict(zip(cols, t)) for t in rel.fetchall()]
     title = f"sweep: {folder.name} ({len(rows):,} runs)"
-    axes = [c for c in cols if c.startswith("axis.") or c.startswith("point.")]
-    metric = next((c for c in ("cma_success_rate", "metric.cma_success_rate") if c in cols), None)
+    rows = [r for r in rows if r.get("status") in (None, "ok")]
+    axes = sorted({k for r in rows for k in json.loads(r.get("point") or "{}")})
+    axes = [a for a in axes if a in cols and len({r[a] for r in rows}) > 1
+            and all(isinstance(r[a], (int, float)) for r in rows if r[a] is not None)]
+    metric = "cma_success_rate" if "cma_success_rate" in cols else None
     parts = []
     if axes and metric:
         for ax in axes[:3]:
