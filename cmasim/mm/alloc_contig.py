@@ -7,8 +7,10 @@ isolate_migratepages_range()/isolate_migratepages_block() (the batch collection)
 Steps (kernel-model.md §7):
 1. isolate every pageblock touching [start, end) (CMA blocks skip the unmovable check);
 2. drain_all_pages(zone): per-CPU pages of the range now land on the ISOLATE lists;
-3. migrate the in-use pages in batches of <= 32 (COMPACT_CLUSTER_MAX); a batch is retried
-   at most 5 times; clean unpinned page cache is dropped instead (reclaim_clean_pages_from_list());
+3. migrate the in-use pages in batches of 32 base pages (COMPACT_CLUSTER_MAX counted with
+   folio_nr_pages(), so a THP ends a batch); a batch is retried at most 5 times; a THP whose
+   order-9 target cannot be allocated is split by migrate_pages() and its base pages stay
+   in the batch for the remaining tries (R_SPLITS counts them); clean unpinned page cache is dropped instead (reclaim_clean_pages_from_list());
    pinned anonymous pages are skipped by isolate_migratepages_block() (refcount > mapcount),
    pinned page-cache pages fail every migrate_pages() pass;
 4. test_pages_isolated(outer_start, end): every page must now be free, else -EBUSY;
@@ -31,7 +33,7 @@ from cmasim.clock import advance_clock
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
-    GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
+    GFP_RETRY_MAYFAIL_, H_COST_NS, H_VM, MAX_PAGE_ORDER, VM_THP_SPLIT_PAGE, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
     MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_FILE, OW_KIND_MASK, T_CLEAN_DROP_COST_NS,
     VM_CONTIG_RECLAIMED, VM_PGFREE, PAGEBLOCK_NR_PAGES, PG_ALLOC,
     PG_BUDDY, PG_TAIL, T_DRAIN_COST_NS, T_ISOLATE_COST_NS,
@@ -49,6 +51,9 @@ GFP_CONTIG_TARGET = (GFP_DIRECT_RECLAIM_ | GFP_KSWAPD_RECLAIM_ | GFP_IO_ | GFP_F
                      | GFP_MOVABLE_ | GFP_RETRY_MAYFAIL_)
 COMPACT_CLUSTER_MAX = 32
 CONTIG_MAX_TRIES = 5
+# Migration list room: a batch of < 32 pages plus one folio of up to MAX_PAGE_ORDER, and the
+# base pages migrate_pages() appends when it splits large folios of the batch.
+MIGRATE_LIST_CAP = 2 * COMPACT_CLUSTER_MAX + (1 << MAX_PAGE_ORDER)
 
 # Result slots written to `res` (int64[8]) by alloc_contig_range().
 R_RET = 0
@@ -57,20 +62,31 @@ R_MIGRATED = 2  # pages migrated
 R_FAILED = 3  # pages that failed to migrate (last round)
 R_PINNED_SKIPPED = 4  # pinned anonymous blocks skipped by isolation
 R_COST_NS = 5
+R_SPLITS = 6  # THPs split because no order-9 migration target could be allocated
 
 
 @kjit
 def isolate_migratepages_range(S, C, zb, pfn, end, lst):
-    """Collect up to 32 movable, unpinned-anonymous in-use blocks from pfn upward.
+    """mm/compaction.c:isolate_migratepages_range()/isolate_migratepages_block() for
+    alloc_contig_range(): collect movable in-use blocks from pfn upward until the batch holds
+    COMPACT_CLUSTER_MAX (32) **base pages** (`cc->nr_migratepages += folio_nr_pages()`, so a
+    THP ends a batch by itself) or the range ends. Pinned anonymous blocks are skipped
+    (`!mapping && refcount - 1 > mapcount`).
+
+    A pfn inside an allocated block whose head lies below it (the range starts inside a large
+    folio): the kernel's folio_get_nontail_page() finds a tail page with refcount 0 and every
+    pfn of the folio fails isolation, so the folio is skipped, not migrated (6.1 and 6.18
+    alike); test_pages_isolated() then fails at that pfn.
 
     Returns (next pfn, number collected, pinned blocks skipped)."""
     n = 0
+    pages = 0
     skipped = 0
     if pfn < end and pi_state(pinfo(S, C, pfn)) == PG_TAIL:
         h = block_head(S, C, zb, pfn)
         if h >= 0 and h < pfn:
-            pfn = h
-    while pfn < end and n < COMPACT_CLUSTER_MAX:
+            pfn = h + (1 << pi_order(pinfo(S, C, h)))
+    while pfn < end and pages < COMPACT_CLUSTER_MAX:
         w = pinfo(S, C, pfn)
         st = pi_state(w)
         if st == PG_ALLOC:
@@ -81,6 +97,7 @@ def isolate_migratepages_range(S, C, zb, pfn, end, lst):
                 else:
                     lst[n] = pfn
                     n += 1
+                    pages += 1 << pi_order(w)
         pfn += 1 << pi_order(w)
     return pfn, n, skipped
 
@@ -97,7 +114,7 @@ def pass_time(S, C, scratch):
 @kjit
 def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
     """__alloc_contig_migrate_range(): 0, -EBUSY (a batch failed 5 times) or -ENOMEM."""
-    lst = np.empty(2 * COMPACT_CLUSTER_MAX, dtype=np.int64)
+    lst = np.empty(2 * MIGRATE_LIST_CAP, dtype=np.int64)
     pfn = start
     n = 0
     tries = 0
@@ -130,7 +147,9 @@ def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
             if tries == CONTIG_MAX_TRIES:
                 ret = EBUSY
                 break
-        ok, failed, nomem = migrate_pages(S, C, cpu, lst, n, GFP_CONTIG_TARGET, MIGRATE_SYNC, MR_CONTIG_RANGE)
+        splits0 = C[C[H_VM] + VM_THP_SPLIT_PAGE]
+        ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, n, GFP_CONTIG_TARGET, MIGRATE_SYNC, MR_CONTIG_RANGE)
+        res[R_SPLITS] += C[C[H_VM] + VM_THP_SPLIT_PAGE] - splits0
         pass_time(S, C, scratch)
         res[R_MIGRATED] += ok
         res[R_FAILED] = failed

@@ -28,7 +28,7 @@ import numpy as np
 
 from cmasim.mm import mmzone as mz
 from cmasim.mm.alloc_contig import (
-    R_MIGRATED, R_PINNED_SKIPPED, alloc_contig_range, range_owned_by,
+    R_MIGRATED, R_PINNED_SKIPPED, R_SPLITS, alloc_contig_range, range_owned_by,
 )
 from cmasim.mm.cma_release import free_contig_range
 
@@ -64,6 +64,7 @@ class CmaArea:
     retry_sleeps: int = 0
     pages_migrated: int = 0
     pinned_skipped: int = 0
+    thp_splits: int = 0  # THPs split by alloc_contig_range() migration (no order-9 target)
     latencies_ns: list[int] = field(default_factory=list)
     failed_latencies_ns: list[int] = field(default_factory=list)
 
@@ -156,6 +157,7 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
             ret = int(alloc_contig_range(m.S, m.C, cpu, cand, cand + count, True, area.area_id, res))
             area.pages_migrated += int(res[R_MIGRATED])
             area.pinned_skipped += int(res[R_PINNED_SKIPPED])
+            area.thp_splits += int(res[R_SPLITS])
             if tracer:
                 tracer("", "")  # flush core records (migrations, test_pages_isolated) in order
             if ret == 0:
@@ -259,6 +261,8 @@ def area_metrics(area: CmaArea) -> dict:
                  "other": area.fail_other},
         "busy_retries": area.busy_retries, "retry_sleeps": area.retry_sleeps,
         "pages_migrated": area.pages_migrated, "pinned_pages_skipped": area.pinned_skipped,
+        "thp_splits": area.thp_splits,
+        "thp_splits_per_request": round(area.thp_splits / area.requests, 3) if area.requests else 0.0,
         "latency": latency_summary(area.latencies_ns),
         "failed_latency": latency_summary(area.failed_latencies_ns),
         "sysfs": area.sysfs(),
