@@ -300,3 +300,27 @@ def test_checker_flags_owner_or_handle_inside_an_allocated_block():
     m.S[int(m.C[mz.H_OWNER]) + p + 9] = mz.OW_ANON
     with pytest.raises(InvariantViolation, match="inside the allocated block"):
         m.check()
+
+
+# --- W11: 6.1 pcp drain re-reads the block type while the zone has an isolated block --------------
+@pytest.mark.parametrize("isolate", [True, False])
+def test_61_pcp_drain_rereads_block_type_when_zone_has_isolated_block(isolate):
+    """6.1 mm/page_alloc.c:free_pcppages_bulk(): `if (unlikely(isolated_pageblocks)) mt =
+    get_pageblock_migratetype(page)` for every page once has_isolate_pageblock(zone)."""
+    from cmasim.mm.freelist import set_pageblock_migratetype
+    from cmasim.mm.page_alloc import block_head
+    from cmasim.mm.page_isolation import set_migratetype_isolate
+
+    m = plain_machine("linux-6.1")
+    p = m.alloc(0, G.GFP_HIGHUSER_MOVABLE)
+    assert m.free(p) == 0 and state_of(m, p) == mz.PG_PCP  # cached type MOVABLE on the pcp list
+    set_pageblock_migratetype(m.S, m.C, p, mz.MIGRATE_UNMOVABLE)  # the block changed type since
+    far = 8192 - 512
+    assert far >> 9 != p >> 9
+    if isolate:
+        assert set_migratetype_isolate(m.S, m.C, 0, far, False) == 0
+    m.drain_all()
+    h = block_head(m.S, m.C, zone_base(m.C, 0), p)
+    w = int(m.S[int(m.C[mz.H_PINFO]) + h])
+    list_mt = (w >> mz.PI_LIST_SHIFT) % int(m.C[mz.H_LPZ]) % mz.MIGRATE_TYPES
+    assert list_mt == (mz.MIGRATE_UNMOVABLE if isolate else mz.MIGRATE_MOVABLE)
