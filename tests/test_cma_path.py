@@ -324,3 +324,54 @@ def test_61_pcp_drain_rereads_block_type_when_zone_has_isolated_block(isolate):
     w = int(m.S[int(m.C[mz.H_PINFO]) + h])
     list_mt = (w >> mz.PI_LIST_SHIFT) % int(m.C[mz.H_LPZ]) % mz.MIGRATE_TYPES
     assert list_mt == (mz.MIGRATE_UNMOVABLE if isolate else mz.MIGRATE_MOVABLE)
+
+
+# --- issue 9: time passes inside alloc_contig_range(); the two -EBUSY causes ------------------------
+def pinned_during_contig(offset_ns, hold_ns=20_000_000):
+    """A one-pageblock CMA area holding 32 borrowed anonymous pages (one migration batch) and one
+    short-term pinner thread that pins a random CMA page. cma_alloc() of the whole area starts
+    `offset_ns` before the pinner's first pin (negative: after it)."""
+    m = cma_machine("linux-6.18", base=2048, count=512,
+                    pinners=[{"hold_ns": hold_ns, "gap_ns": 10**12, "longterm": False, "cma_only": True,
+                              "threads": 1, "start_ns": 10_000_000}])
+    while m.zone_field(0, mz.Z_NR_FREE) - m.zone_field(0, mz.Z_NR_FREE_CMA) > 1200:
+        assert m.alloc(0, G.GFP_KERNEL, track=False) >= 0
+    n = 0
+    outside = []
+    while n < 32:
+        p = m.alloc(0, G.GFP_HIGHUSER_MOVABLE)
+        assert p >= 0
+        n += 2048 <= p < 2560
+        if not 2048 <= p < 2560:
+            outside.append(p)
+    for p in outside:  # the pinner's only candidates are the 32 borrowed pages
+        assert m.free(p) == 0
+    t_pin = int(m.C[int(m.C[mz.H_HEAP])])
+    m.advance(t_pin - offset_ns)
+    a = m.area("c")
+    pfn, ret, lat = cma_alloc(m, a, 512, 9)
+    m.check()
+    return m, a, ret
+
+
+def test_pin_after_isolation_makes_migration_give_up():
+    """The pin lands while the batch is being migrated (40 us in: isolation 1 us, drain 20 us,
+    a few pages moved): the pinned page fails every pass of 5 migrate_pages() calls."""
+    m, a, ret = pinned_during_contig(40_000)
+    assert m.vm(mz.VM_PIN_SHORT) == 1
+    assert ret == EBUSY and a.busy_gave_up == 1 and a.busy_skipped == 0
+    assert 0 < a.pages_migrated < 32
+
+
+def test_pin_before_the_scan_is_skipped_at_isolation():
+    m, a, ret = pinned_during_contig(-1000)
+    assert m.vm(mz.VM_PIN_SHORT) == 1
+    assert ret == EBUSY and a.busy_skipped == 1 and a.busy_gave_up == 0
+    assert a.pinned_skipped == 1 and a.pages_migrated == 31
+
+
+def test_short_pin_after_isolation_ends_before_migration_gives_up():
+    """A 50 us pin landing mid-batch is gone before the 5 tries are spent: the range succeeds."""
+    m, a, ret = pinned_during_contig(40_000, hold_ns=50_000)
+    assert m.vm(mz.VM_PIN_SHORT) == 1
+    assert ret == 0 and a.busy_retries == 0 and a.pages_migrated == 32

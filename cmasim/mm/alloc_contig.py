@@ -40,9 +40,12 @@ from cmasim.mm.mmzone import (
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner, reclaim_take
 from cmasim.mm.freelist import (
-    __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, vm_add, zone_base,
+    policy_version, __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, vm_add, zone_base,
 )
-from cmasim.mm.migrate import EBUSY, EINVAL, ENOMEM, migrate_pages
+from cmasim.mm.migrate import (
+    EBUSY, EINVAL, ENOMEM, MIG_NOMEM, MIG_RETRY, NR_MAX_MIGRATE_PAGES_RETRY, migrate_entry, migrate_pages_account,
+    migrate_split_entry, split_passes,
+)
 from cmasim.mm.page_alloc import block_head, free_one_page
 from cmasim.mm.page_isolation import start_isolate_page_range, test_pages_isolated, undo_isolate_page_range
 from cmasim.mm.pcp import drain_all_pages
@@ -63,6 +66,10 @@ R_FAILED = 3  # pages that failed to migrate (last round)
 R_PINNED_SKIPPED = 4  # pinned anonymous blocks skipped by isolation
 R_COST_NS = 5
 R_SPLITS = 6  # THPs split because no order-9 migration target could be allocated
+R_CAUSE = 7  # why an -EBUSY range failed: BUSY_GAVE_UP or BUSY_LEFT_BEHIND (0 otherwise)
+
+BUSY_GAVE_UP = 1  # "migration gave up": a batch still failed after 5 migrate_pages() calls
+BUSY_LEFT_BEHIND = 2  # test_pages_isolated() found a page the scan skipped (pinned anon) or left
 
 
 @kjit
@@ -112,6 +119,52 @@ def pass_time(S, C, scratch):
 
 
 @kjit
+def migrate_pages_timed(S, C, cpu, pfns, n, gfp, mode, reason, scratch):
+    """migrate_pages() (cmasim.mm.migrate.migrate_pages, same passes, splits and results) with
+    the simulated clock advancing by the work of every folio attempt, so pins start and end
+    between the batch's collection and its migration and across the passes: a page isolated
+    into the batch and pinned before it moves fails with -EAGAIN until the pin ends."""
+    n_in = n
+    ok_pages = 0
+    nomem = False
+    for _ in range(NR_MAX_MIGRATE_PAGES_RETRY):
+        retry = False
+        for i in range(n_in):
+            if pfns[i] < 0:
+                continue
+            ok, code, n = migrate_entry(S, C, cpu, pfns, i, n, gfp, reason)
+            pass_time(S, C, scratch)
+            ok_pages += ok
+            if code == MIG_RETRY:
+                retry = True
+            elif code == MIG_NOMEM:
+                nomem = True
+                break
+        if not retry or nomem:
+            break
+    if not nomem and n > n_in:
+        for _ in range(split_passes(C)):
+            retry = False
+            stop = False
+            for i in range(n_in, n):
+                if pfns[i] < 0:
+                    continue
+                ok, code = migrate_split_entry(S, C, cpu, pfns, i, gfp)
+                pass_time(S, C, scratch)
+                ok_pages += ok
+                if code == MIG_RETRY:
+                    retry = True
+                elif code == MIG_NOMEM:
+                    stop = True
+                    nomem = policy_version(C) < 603
+                    break
+            if stop or not retry:
+                break
+    failed_pages = migrate_pages_account(S, C, pfns, n, ok_pages, mode, reason)
+    return ok_pages, failed_pages, nomem, n
+
+
+@kjit
 def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
     """__alloc_contig_migrate_range(): 0, -EBUSY (a batch failed 5 times) or -ENOMEM."""
     lst = np.empty(2 * MIGRATE_LIST_CAP, dtype=np.int64)
@@ -140,15 +193,18 @@ def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
                     C[H_COST_NS] += pages * C[C[H_PARAM] + T_CLEAN_DROP_COST_NS]
                     vm_add(C, VM_CONTIG_RECLAIMED, pages)
                     lst[i] = -1
+            pass_time(S, C, scratch)  # the scan's clean-page drops take time before migration starts
             if n == 0:
                 continue
         else:
             tries += 1
             if tries == CONTIG_MAX_TRIES:
                 ret = EBUSY
+                res[R_CAUSE] = BUSY_GAVE_UP
                 break
         splits0 = C[C[H_VM] + VM_THP_SPLIT_PAGE]
-        ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, n, GFP_CONTIG_TARGET, MIGRATE_SYNC, MR_CONTIG_RANGE)
+        ok, failed, nomem, n = migrate_pages_timed(S, C, cpu, lst, n, GFP_CONTIG_TARGET, MIGRATE_SYNC,
+                                                   MR_CONTIG_RANGE, scratch)
         res[R_SPLITS] += C[C[H_VM] + VM_THP_SPLIT_PAGE] - splits0
         pass_time(S, C, scratch)
         res[R_MIGRATED] += ok
@@ -196,6 +252,8 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
     fin = test_pages_isolated(S, C, outer_start, end)
     res[R_FIN_PFN] = fin
     if fin < end:
+        if res[R_CAUSE] == 0:
+            res[R_CAUSE] = BUSY_LEFT_BEHIND
         undo_isolate_page_range(S, C, zslot, start, end)
         return contig_exit(S, C, res, EBUSY, cost0, scratch)
     # isolate_freepages_range() + split_free_pages(): every page becomes an order-0 device page.

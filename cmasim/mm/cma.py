@@ -28,7 +28,8 @@ import numpy as np
 
 from cmasim.mm import mmzone as mz
 from cmasim.mm.alloc_contig import (
-    R_MIGRATED, R_PINNED_SKIPPED, R_SPLITS, alloc_contig_range, range_owned_by,
+    BUSY_GAVE_UP, BUSY_LEFT_BEHIND, R_CAUSE, R_MIGRATED, R_PINNED_SKIPPED, R_SPLITS, alloc_contig_range,
+    range_owned_by,
 )
 from cmasim.mm.cma_release import free_contig_range
 
@@ -65,6 +66,10 @@ class CmaArea:
     pages_migrated: int = 0
     pinned_skipped: int = 0
     thp_splits: int = 0  # THPs split by alloc_contig_range() migration (no order-9 target)
+    # Why candidate ranges failed with -EBUSY (every busy retry and the last failed candidate):
+    busy_gave_up: int = 0  # migration gave up: a batch still failed after 5 migrate_pages() calls
+    busy_skipped: int = 0  # test_pages_isolated() hit a page the isolation scan skipped/left behind
+    busy_isolation: int = 0  # start_isolate_page_range() refused a pageblock
     latencies_ns: list[int] = field(default_factory=list)
     failed_latencies_ns: list[int] = field(default_factory=list)
 
@@ -158,6 +163,14 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
             area.pages_migrated += int(res[R_MIGRATED])
             area.pinned_skipped += int(res[R_PINNED_SKIPPED])
             area.thp_splits += int(res[R_SPLITS])
+            if ret == EBUSY:
+                cause = int(res[R_CAUSE])
+                if cause == BUSY_GAVE_UP:
+                    area.busy_gave_up += 1
+                elif cause == BUSY_LEFT_BEHIND:
+                    area.busy_skipped += 1
+                else:
+                    area.busy_isolation += 1
             if tracer:
                 tracer("", "")  # flush core records (migrations, test_pages_isolated) in order
             if ret == 0:
@@ -262,6 +275,8 @@ def area_metrics(area: CmaArea) -> dict:
         "busy_retries": area.busy_retries, "retry_sleeps": area.retry_sleeps,
         "pages_migrated": area.pages_migrated, "pinned_pages_skipped": area.pinned_skipped,
         "thp_splits": area.thp_splits,
+        "busy_causes": {"migration_gave_up": area.busy_gave_up, "skipped_at_isolation_scan": area.busy_skipped,
+                        "isolation_failed": area.busy_isolation},
         "thp_splits_per_request": round(area.thp_splits / area.requests, 3) if area.requests else 0.0,
         "latency": latency_summary(area.latencies_ns),
         "failed_latency": latency_summary(area.failed_latencies_ns),

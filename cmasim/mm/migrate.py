@@ -109,6 +109,81 @@ def try_split_folio(S, C, p):
     return 0
 
 
+MIG_DONE = 0  # migrated, or freed from under us
+MIG_RETRY = 1  # -EAGAIN: stays on the list for the next pass
+MIG_NOMEM = 2  # -ENOMEM: ends the call
+MIG_SPLIT = 3  # large folio split; its base pages were appended to the list
+
+
+@kjit
+def migrate_entry(S, C, cpu, pfns, i, n, gfp, reason):
+    """One migrate_pages_batch() step on list entry i (first round): migrate, or on -ENOMEM
+    split a large folio (appending its pages at pfns[n:]). Returns (pages migrated, MIG_*, n)."""
+    cap = pfns.shape[0] // 2
+    p = pfns[i]
+    r = migrate_folio(S, C, cpu, p, gfp)
+    if r >= 0:
+        pfns[i] = -1
+        pfns[cap + i] = r
+        return 1 << pi_order(pinfo(S, C, r)), MIG_DONE, n
+    if r == EGONE:
+        pfns[i] = -1
+        pfns[cap + i] = -1
+        return 0, MIG_DONE, n
+    if r == EAGAIN:
+        return 0, MIG_RETRY, n
+    order = pi_order(pinfo(S, C, p))
+    if order > 0 and n + (1 << order) <= cap:
+        if try_split_folio(S, C, p) == 0:
+            for k in range(1 << order):
+                pfns[n + k] = p + k
+                pfns[cap + n + k] = -1
+            pfns[i] = -1
+            pfns[cap + i] = SPLIT
+            return 0, MIG_SPLIT, n + (1 << order)
+        if reason == MR_LONGTERM_PIN:
+            return 0, MIG_RETRY, n  # "Try again to split large folio to mitigate the failure"
+    return 0, MIG_NOMEM, n
+
+
+@kjit
+def migrate_split_entry(S, C, cpu, pfns, i, gfp):
+    """One attempt on a split base page (no further splitting). Returns (pages, MIG_*)."""
+    cap = pfns.shape[0] // 2
+    r = migrate_folio(S, C, cpu, pfns[i], gfp)
+    if r >= 0:
+        pfns[i] = -1
+        pfns[cap + i] = r
+        return 1, MIG_DONE
+    if r == EGONE:
+        pfns[i] = -1
+        pfns[cap + i] = -1
+        return 0, MIG_DONE
+    if r == EAGAIN:
+        return 0, MIG_RETRY
+    return 0, MIG_NOMEM
+
+
+@kjit
+def split_passes(C):
+    """6.3+: split folios get one MIGRATE_ASYNC pass; 6.1: the full retry passes."""
+    return 1 if policy_version(C) >= 603 else NR_MAX_MIGRATE_PAGES_RETRY
+
+
+@kjit
+def migrate_pages_account(S, C, pfns, n, ok_pages, mode, reason):
+    """Count the leftovers as failed, update pgmigrate_*, emit mm_migrate_pages; returns the
+    failed pages."""
+    failed_pages = 0
+    for i in range(n):
+        if pfns[i] >= 0:
+            failed_pages += 1 << pi_order(pinfo(S, C, pfns[i]))
+    vm_add(C, VM_PGMIGRATE_SUCCESS, ok_pages)
+    vm_add(C, VM_PGMIGRATE_FAIL, failed_pages)
+    trace_emit(C, TR_MM_MIGRATE_PAGES, 0, ok_pages, failed_pages, mode, reason, 0, 0)
+    return failed_pages
+
+
 @kjit
 def migrate_pages(S, C, cpu, pfns, n, gfp, mode, reason):
     """migrate_pages(): try each listed block (up to 10 passes while some fail with -EAGAIN).
@@ -117,80 +192,43 @@ def migrate_pages(S, C, cpu, pfns, n, gfp, mode, reason):
     migrated entry is set to -1 and its new head pfn stored in pfns[cap + i]. A split large
     folio's entry becomes -1 with pfns[cap + i] = SPLIT, and its base pages are appended as
     entries n, n+1, ... (head first); failures stay. Returns (nr_succeeded pages, nr_failed
-    pages, hit ENOMEM, new n). Emits mm_migrate_pages.
+    pages, hit ENOMEM, new n). Emits mm_migrate_pages. No simulated time passes inside (the
+    caller may be a timer callback); alloc_contig_range() uses a timed copy of this loop
+    (cmasim.mm.alloc_contig.migrate_pages_timed).
     """
-    cap = pfns.shape[0] // 2
     n_in = n
     ok_pages = 0
-    failed_pages = 0
     nomem = False
-    v = policy_version(C)
     for _ in range(NR_MAX_MIGRATE_PAGES_RETRY):
         retry = False
         for i in range(n_in):
-            p = pfns[i]
-            if p < 0:
+            if pfns[i] < 0:
                 continue
-            r = migrate_folio(S, C, cpu, p, gfp)
-            if r >= 0:
-                ok_pages += 1 << pi_order(pinfo(S, C, r))
-                pfns[i] = -1
-                pfns[cap + i] = r
-            elif r == EGONE:
-                pfns[i] = -1
-                pfns[cap + i] = -1
-            elif r == EAGAIN:
+            ok, code, n = migrate_entry(S, C, cpu, pfns, i, n, gfp, reason)
+            ok_pages += ok
+            if code == MIG_RETRY:
                 retry = True
-            elif r == ENOMEM:
-                order = pi_order(pinfo(S, C, p))
-                if order > 0 and n + (1 << order) <= cap:
-                    sr = try_split_folio(S, C, p)
-                    if sr == 0:
-                        for k in range(1 << order):
-                            pfns[n + k] = p + k
-                            pfns[cap + n + k] = -1
-                        n += 1 << order
-                        pfns[i] = -1
-                        pfns[cap + i] = SPLIT
-                        continue
-                    if reason == MR_LONGTERM_PIN:
-                        retry = True  # "Try again to split large folio to mitigate the failure"
-                        continue
+            elif code == MIG_NOMEM:
                 nomem = True
                 break
         if not retry or nomem:
             break
     if not nomem and n > n_in:
-        # The split folios: 6.3+ one MIGRATE_ASYNC pass, 6.1 the full retry passes.
-        passes = 1 if v >= 603 else NR_MAX_MIGRATE_PAGES_RETRY
-        for _ in range(passes):
+        for _ in range(split_passes(C)):
             retry = False
             stop = False
             for i in range(n_in, n):
-                p = pfns[i]
-                if p < 0:
+                if pfns[i] < 0:
                     continue
-                r = migrate_folio(S, C, cpu, p, gfp)
-                if r >= 0:
-                    ok_pages += 1
-                    pfns[i] = -1
-                    pfns[cap + i] = r
-                elif r == EGONE:
-                    pfns[i] = -1
-                    pfns[cap + i] = -1
-                elif r == EAGAIN:
+                ok, code = migrate_split_entry(S, C, cpu, pfns, i, gfp)
+                ok_pages += ok
+                if code == MIG_RETRY:
                     retry = True
-                elif r == ENOMEM:
+                elif code == MIG_NOMEM:
                     stop = True
-                    if v < 603:
-                        nomem = True
+                    nomem = policy_version(C) < 603
                     break
             if stop or not retry:
                 break
-    for i in range(n):
-        if pfns[i] >= 0:
-            failed_pages += 1 << pi_order(pinfo(S, C, pfns[i]))
-    vm_add(C, VM_PGMIGRATE_SUCCESS, ok_pages)
-    vm_add(C, VM_PGMIGRATE_FAIL, failed_pages)
-    trace_emit(C, TR_MM_MIGRATE_PAGES, 0, ok_pages, failed_pages, mode, reason, 0, 0)
+    failed_pages = migrate_pages_account(S, C, pfns, n, ok_pages, mode, reason)
     return ok_pages, failed_pages, nomem, n
