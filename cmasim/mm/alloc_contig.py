@@ -20,11 +20,15 @@ Steps (kernel-model.md §7):
 Simulated cost: T_ISOLATE_COST_NS per pageblock, T_DRAIN_COST_NS per drain, plus the
 migration cost, accumulated in C[H_COST_NS].
 
-Time passes while the range is processed: after isolation, the drain and every migrated
-batch, the simulated clock advances by the work done (cmasim.clock.advance_clock), so pin
-timers and pinner threads run meanwhile — a page pinned when the migrate scanner reaches
-it is skipped and later makes test_pages_isolated() fail. The synthetic churn does not
-run during the call. Fatal signals are not modelled.
+Time passes while the range is processed: after isolation, the drain, each batch's scan
+(its clean-page drops) and every folio migration attempt of every migrate_pages() pass, the
+simulated clock advances by the work done (cmasim.clock.advance_clock), so pin timers and
+pinner threads run meanwhile. A range then fails with -EBUSY in the two ways the kernel's
+does (R_CAUSE): a page pinned when the migrate scanner reaches it is skipped and later makes
+test_pages_isolated() fail ("skipped at the isolation scan"); a page isolated into a batch
+and pinned before it moves fails every pass of 5 migrate_pages() calls and the range gives
+up ("migration gave up"). The scan itself costs no time (tens of ns per pfn in a kernel).
+The synthetic churn does not run during the call. Fatal signals are not modelled.
 """
 
 import numpy as np
