@@ -101,6 +101,7 @@ _CHECK_MESSAGES = {
     23: "live-page counter is {exp}, handles hold {got}",
     24: "block {pfn} of zone {got} sits on a list of zone {exp}",
     25: "free block {pfn} spans pageblocks of types {exp} and {got}, which may not merge",
+    26: "page {pfn} inside the allocated block at {exp} carries an owner word or handle {got}",
 }
 
 
@@ -124,6 +125,7 @@ class MachineConfig:
     swap_cost_ns: int = 20_000  # compressing one anonymous page to zram / writing to swap
     drain_cost_ns: int = 20_000  # drain_all_pages(): IPIs and per-CPU flushes
     isolate_cost_ns: int = 1_000  # isolating one pageblock
+    migrate_eagain_ppm: int = 0  # transient -EAGAIN per migration attempt, per million (cmasim.mm.migrate)
     swap_bytes: int | None = None  # swap/zram capacity; None: a quarter of memory
     reclaim: bool = True  # kswapd and direct reclaim
     kswapd_rate_pages_s: int = 262_144  # 1 GiB/s
@@ -237,7 +239,8 @@ class Machine:
                 mz.T_RECLAIM_ENABLED: int(cfg.reclaim),
                 mz.T_COMPACTION_ENABLED: int(cfg.compaction), mz.T_KCOMPACTD_PERIOD_NS: cfg.kcompactd_period_ns,
                 mz.T_CLEAN_DROP_COST_NS: cfg.clean_drop_cost_ns, mz.T_SWAP_COST_NS: cfg.swap_cost_ns,
-                mz.T_DRAIN_COST_NS: cfg.drain_cost_ns, mz.T_ISOLATE_COST_NS: cfg.isolate_cost_ns}
+                mz.T_DRAIN_COST_NS: cfg.drain_cost_ns, mz.T_ISOLATE_COST_NS: cfg.isolate_cost_ns,
+                mz.T_MIGRATE_EAGAIN_PPM: cfg.migrate_eagain_ppm}
         for k, v in vals.items():
             C[b + k] = v
         pb = int(C[mz.H_PINNERS])

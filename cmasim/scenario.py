@@ -145,6 +145,13 @@ class CostSpec(_Strict):
     drop_clean_page_us: float = Field(1.0, ge=0)
 
 
+class MigrationSpec(_Strict):
+    """Migration outcomes besides pins (cmasim.mm.migrate): the chance that one migration
+    attempt fails with a transient -EAGAIN (extra references, writeback, locks, lru batches)."""
+
+    transient_eagain: float = Field(0.0, ge=0, le=1)
+
+
 class CmaAreaSpec(_Strict):
     """A CMA area (mm/cma.c struct cma): name, size, optional base and order_per_bit."""
 
@@ -175,6 +182,7 @@ class Scenario(_Strict):
     reclaim: ReclaimSpec = ReclaimSpec()
     compaction: CompactionSpec = CompactionSpec()
     costs: CostSpec = CostSpec()
+    migration: MigrationSpec = MigrationSpec()
     metrics: list[str] = []  # headline metrics for `cmasim compare` (cmasim.compare.METRICS names or dotted paths)
 
 

@@ -7,8 +7,10 @@ isolate_migratepages_range()/isolate_migratepages_block() (the batch collection)
 Steps (kernel-model.md §7):
 1. isolate every pageblock touching [start, end) (CMA blocks skip the unmovable check);
 2. drain_all_pages(zone): per-CPU pages of the range now land on the ISOLATE lists;
-3. migrate the in-use pages in batches of <= 32 (COMPACT_CLUSTER_MAX); a batch is retried
-   at most 5 times; clean unpinned page cache is dropped instead (reclaim_clean_pages_from_list());
+3. migrate the in-use pages in batches of 32 base pages (COMPACT_CLUSTER_MAX counted with
+   folio_nr_pages(), so a THP ends a batch); a batch is retried at most 5 times; a THP whose
+   order-9 target cannot be allocated is split by migrate_pages() and its base pages stay
+   in the batch for the remaining tries (R_SPLITS counts them); clean unpinned page cache is dropped instead (reclaim_clean_pages_from_list());
    pinned anonymous pages are skipped by isolate_migratepages_block() (refcount > mapcount),
    pinned page-cache pages fail every migrate_pages() pass;
 4. test_pages_isolated(outer_start, end): every page must now be free, else -EBUSY;
@@ -18,11 +20,15 @@ Steps (kernel-model.md §7):
 Simulated cost: T_ISOLATE_COST_NS per pageblock, T_DRAIN_COST_NS per drain, plus the
 migration cost, accumulated in C[H_COST_NS].
 
-Time passes while the range is processed: after isolation, the drain and every migrated
-batch, the simulated clock advances by the work done (cmasim.clock.advance_clock), so pin
-timers and pinner threads run meanwhile — a page pinned when the migrate scanner reaches
-it is skipped and later makes test_pages_isolated() fail. The synthetic churn does not
-run during the call. Fatal signals are not modelled.
+Time passes while the range is processed: after isolation, the drain, each batch's scan
+(its clean-page drops) and every folio migration attempt of every migrate_pages() pass, the
+simulated clock advances by the work done (cmasim.clock.advance_clock), so pin timers and
+pinner threads run meanwhile. A range then fails with -EBUSY in the two ways the kernel's
+does (R_CAUSE): a page pinned when the migrate scanner reaches it is skipped and later makes
+test_pages_isolated() fail ("skipped at the isolation scan"); a page isolated into a batch
+and pinned before it moves fails every pass of 5 migrate_pages() calls and the range gives
+up ("migration gave up"). The scan itself costs no time (tens of ns per pfn in a kernel).
+The synthetic churn does not run during the call. Fatal signals are not modelled.
 """
 
 import numpy as np
@@ -31,16 +37,19 @@ from cmasim.clock import advance_clock
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
-    GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
+    GFP_RETRY_MAYFAIL_, H_COST_NS, H_VM, MAX_PAGE_ORDER, VM_THP_SPLIT_PAGE, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
     MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_FILE, OW_KIND_MASK, T_CLEAN_DROP_COST_NS,
     VM_CONTIG_RECLAIMED, VM_PGFREE, PAGEBLOCK_NR_PAGES, PG_ALLOC,
     PG_BUDDY, PG_TAIL, T_DRAIN_COST_NS, T_ISOLATE_COST_NS,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner, reclaim_take
 from cmasim.mm.freelist import (
-    __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, vm_add, zone_base,
+    policy_version, __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, vm_add, zone_base,
 )
-from cmasim.mm.migrate import EBUSY, EINVAL, ENOMEM, migrate_pages
+from cmasim.mm.migrate import (
+    EBUSY, EINVAL, ENOMEM, MIG_NOMEM, MIG_RETRY, NR_MAX_MIGRATE_PAGES_RETRY, migrate_entry, migrate_pages_account,
+    migrate_split_entry, split_passes,
+)
 from cmasim.mm.page_alloc import block_head, free_one_page
 from cmasim.mm.page_isolation import start_isolate_page_range, test_pages_isolated, undo_isolate_page_range
 from cmasim.mm.pcp import drain_all_pages
@@ -49,6 +58,9 @@ GFP_CONTIG_TARGET = (GFP_DIRECT_RECLAIM_ | GFP_KSWAPD_RECLAIM_ | GFP_IO_ | GFP_F
                      | GFP_MOVABLE_ | GFP_RETRY_MAYFAIL_)
 COMPACT_CLUSTER_MAX = 32
 CONTIG_MAX_TRIES = 5
+# Migration list room: a batch of < 32 pages plus one folio of up to MAX_PAGE_ORDER, and the
+# base pages migrate_pages() appends when it splits large folios of the batch.
+MIGRATE_LIST_CAP = 2 * COMPACT_CLUSTER_MAX + (1 << MAX_PAGE_ORDER)
 
 # Result slots written to `res` (int64[8]) by alloc_contig_range().
 R_RET = 0
@@ -57,20 +69,35 @@ R_MIGRATED = 2  # pages migrated
 R_FAILED = 3  # pages that failed to migrate (last round)
 R_PINNED_SKIPPED = 4  # pinned anonymous blocks skipped by isolation
 R_COST_NS = 5
+R_SPLITS = 6  # THPs split because no order-9 migration target could be allocated
+R_CAUSE = 7  # why an -EBUSY range failed: BUSY_GAVE_UP or BUSY_LEFT_BEHIND (0 otherwise)
+
+BUSY_GAVE_UP = 1  # "migration gave up": a batch still failed after 5 migrate_pages() calls
+BUSY_LEFT_BEHIND = 2  # test_pages_isolated() found a page the scan skipped (pinned anon) or left
 
 
 @kjit
 def isolate_migratepages_range(S, C, zb, pfn, end, lst):
-    """Collect up to 32 movable, unpinned-anonymous in-use blocks from pfn upward.
+    """mm/compaction.c:isolate_migratepages_range()/isolate_migratepages_block() for
+    alloc_contig_range(): collect movable in-use blocks from pfn upward until the batch holds
+    COMPACT_CLUSTER_MAX (32) **base pages** (`cc->nr_migratepages += folio_nr_pages()`, so a
+    THP ends a batch by itself) or the range ends. Pinned anonymous blocks are skipped
+    (`!mapping && refcount - 1 > mapcount`).
+
+    A pfn inside an allocated block whose head lies below it (the range starts inside a large
+    folio): the kernel's folio_get_nontail_page() finds a tail page with refcount 0 and every
+    pfn of the folio fails isolation, so the folio is skipped, not migrated (6.1 and 6.18
+    alike); test_pages_isolated() then fails at that pfn.
 
     Returns (next pfn, number collected, pinned blocks skipped)."""
     n = 0
+    pages = 0
     skipped = 0
     if pfn < end and pi_state(pinfo(S, C, pfn)) == PG_TAIL:
         h = block_head(S, C, zb, pfn)
         if h >= 0 and h < pfn:
-            pfn = h
-    while pfn < end and n < COMPACT_CLUSTER_MAX:
+            pfn = h + (1 << pi_order(pinfo(S, C, h)))
+    while pfn < end and pages < COMPACT_CLUSTER_MAX:
         w = pinfo(S, C, pfn)
         st = pi_state(w)
         if st == PG_ALLOC:
@@ -81,6 +108,7 @@ def isolate_migratepages_range(S, C, zb, pfn, end, lst):
                 else:
                     lst[n] = pfn
                     n += 1
+                    pages += 1 << pi_order(w)
         pfn += 1 << pi_order(w)
     return pfn, n, skipped
 
@@ -95,9 +123,55 @@ def pass_time(S, C, scratch):
 
 
 @kjit
+def migrate_pages_timed(S, C, cpu, pfns, n, gfp, mode, reason, scratch):
+    """migrate_pages() (cmasim.mm.migrate.migrate_pages, same passes, splits and results) with
+    the simulated clock advancing by the work of every folio attempt, so pins start and end
+    between the batch's collection and its migration and across the passes: a page isolated
+    into the batch and pinned before it moves fails with -EAGAIN until the pin ends."""
+    n_in = n
+    ok_pages = 0
+    nomem = False
+    for _ in range(NR_MAX_MIGRATE_PAGES_RETRY):
+        retry = False
+        for i in range(n_in):
+            if pfns[i] < 0:
+                continue
+            ok, code, n = migrate_entry(S, C, cpu, pfns, i, n, gfp, reason)
+            pass_time(S, C, scratch)
+            ok_pages += ok
+            if code == MIG_RETRY:
+                retry = True
+            elif code == MIG_NOMEM:
+                nomem = True
+                break
+        if not retry or nomem:
+            break
+    if not nomem and n > n_in:
+        for _ in range(split_passes(C)):
+            retry = False
+            stop = False
+            for i in range(n_in, n):
+                if pfns[i] < 0:
+                    continue
+                ok, code = migrate_split_entry(S, C, cpu, pfns, i, gfp)
+                pass_time(S, C, scratch)
+                ok_pages += ok
+                if code == MIG_RETRY:
+                    retry = True
+                elif code == MIG_NOMEM:
+                    stop = True
+                    nomem = policy_version(C) < 603
+                    break
+            if stop or not retry:
+                break
+    failed_pages = migrate_pages_account(S, C, pfns, n, ok_pages, mode, reason)
+    return ok_pages, failed_pages, nomem, n
+
+
+@kjit
 def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
     """__alloc_contig_migrate_range(): 0, -EBUSY (a batch failed 5 times) or -ENOMEM."""
-    lst = np.empty(2 * COMPACT_CLUSTER_MAX, dtype=np.int64)
+    lst = np.empty(2 * MIGRATE_LIST_CAP, dtype=np.int64)
     pfn = start
     n = 0
     tries = 0
@@ -123,14 +197,19 @@ def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
                     C[H_COST_NS] += pages * C[C[H_PARAM] + T_CLEAN_DROP_COST_NS]
                     vm_add(C, VM_CONTIG_RECLAIMED, pages)
                     lst[i] = -1
+            pass_time(S, C, scratch)  # the scan's clean-page drops take time before migration starts
             if n == 0:
                 continue
         else:
             tries += 1
             if tries == CONTIG_MAX_TRIES:
                 ret = EBUSY
+                res[R_CAUSE] = BUSY_GAVE_UP
                 break
-        ok, failed, nomem = migrate_pages(S, C, cpu, lst, n, GFP_CONTIG_TARGET, MIGRATE_SYNC, MR_CONTIG_RANGE)
+        splits0 = C[C[H_VM] + VM_THP_SPLIT_PAGE]
+        ok, failed, nomem, n = migrate_pages_timed(S, C, cpu, lst, n, GFP_CONTIG_TARGET, MIGRATE_SYNC,
+                                                   MR_CONTIG_RANGE, scratch)
+        res[R_SPLITS] += C[C[H_VM] + VM_THP_SPLIT_PAGE] - splits0
         pass_time(S, C, scratch)
         res[R_MIGRATED] += ok
         res[R_FAILED] = failed
@@ -177,6 +256,8 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
     fin = test_pages_isolated(S, C, outer_start, end)
     res[R_FIN_PFN] = fin
     if fin < end:
+        if res[R_CAUSE] == 0:
+            res[R_CAUSE] = BUSY_LEFT_BEHIND
         undo_isolate_page_range(S, C, zslot, start, end)
         return contig_exit(S, C, res, EBUSY, cost0, scratch)
     # isolate_freepages_range() + split_free_pages(): every page becomes an order-0 device page.

@@ -7,8 +7,11 @@ mm/cma_sysfs.c; include/trace/events/cma.h.
 `cma_alloc` follows mainline: find the next free aligned bitmap run, set it, call
 alloc_contig_range() (compiled, cmasim.mm.alloc_contig); on -EBUSY clear the bits, emit
 cma_alloc_busy_retry and move to the next aligned candidate (start = bitmap_no + mask + 1);
-any other error, or no candidate left, ends the call. v6.15+: stop early when the request
-exceeds the area's available count. A vendor retry policy (Android trees; Policy.cma_retry
+any other error, or no candidate left, ends the call. v6.15+ (mm/cma.c:cma_range_alloc(),
+__cma_alloc()): stop early when the request exceeds the area's available count; `ret` starts
+at -EBUSY, so "no aligned free range" and "too little available" return -EBUSY (6.1: -ENOMEM),
+and the cma_alloc_finish trace prints pfn=0 on failure (6.1: the last candidate tried). The
+sim keeps its own cause counter `fail_no_range` for both versions. A vendor retry policy (Android trees; Policy.cma_retry
 = (rounds, sleep_ms)) sleeps and repeats the whole pass while the result is -EBUSY.
 
 The orchestration is Python (a few calls per request); the page-walking work is compiled.
@@ -25,7 +28,8 @@ import numpy as np
 
 from cmasim.mm import mmzone as mz
 from cmasim.mm.alloc_contig import (
-    R_MIGRATED, R_PINNED_SKIPPED, alloc_contig_range, range_owned_by,
+    BUSY_GAVE_UP, BUSY_LEFT_BEHIND, R_CAUSE, R_MIGRATED, R_PINNED_SKIPPED, R_SPLITS, alloc_contig_range,
+    range_owned_by,
 )
 from cmasim.mm.cma_release import free_contig_range
 
@@ -53,7 +57,7 @@ class CmaArea:
     release_pages_success: int = 0
     requests: int = 0
     successes: int = 0
-    fail_no_range: int = 0  # -ENOMEM: no free aligned range (or too little available)
+    fail_no_range: int = 0  # no free aligned range or too little available (-ENOMEM; 6.15+ -EBUSY)
     fail_busy: int = 0  # -EBUSY: every candidate range was busy
     fail_nomem: int = 0  # -ENOMEM from alloc_contig_range(): no migration target could be allocated
     fail_other: int = 0
@@ -61,6 +65,11 @@ class CmaArea:
     retry_sleeps: int = 0
     pages_migrated: int = 0
     pinned_skipped: int = 0
+    thp_splits: int = 0  # THPs split by alloc_contig_range() migration (no order-9 target)
+    # Why candidate ranges failed with -EBUSY (every busy retry and the last failed candidate):
+    busy_gave_up: int = 0  # migration gave up: a batch still failed after 5 migrate_pages() calls
+    busy_skipped: int = 0  # test_pages_isolated() hit a page the isolation scan skipped/left behind
+    busy_isolation: int = 0  # start_isolate_page_range() refused a pageblock
     latencies_ns: list[int] = field(default_factory=list)
     failed_latencies_ns: list[int] = field(default_factory=list)
 
@@ -76,6 +85,14 @@ class CmaArea:
         return {"alloc_pages_success": self.alloc_pages_success, "alloc_pages_fail": self.alloc_pages_fail,
                 "release_pages_success": self.release_pages_success, "total_pages": self.count,
                 "available_pages": self.available_count}
+
+
+def cma_bitmap_aligned_offset(base_pfn: int, align_order: int, order_per_bit: int) -> int:
+    """mm/cma.c:cma_bitmap_aligned_offset(): `(base_pfn & (2^align - 1)) >> order_per_bit`.
+
+    The offset tells bitmap_find_next_zero_area_off() where the aligned pfns fall relative to
+    bit 0 (6.1 on cma->base_pfn, 6.15+ on cmr->base_pfn; the same for one-range areas)."""
+    return (base_pfn & ((1 << align_order) - 1)) >> order_per_bit
 
 
 def bitmap_find_next_zero_area_off(bm: np.ndarray, start: int, nr: int, align_mask: int, align_offset: int) -> int:
@@ -107,7 +124,7 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
         raise CmaError(f"cma_alloc({area.name}): invalid count {count} or align {align}")
     opb = area.order_per_bit
     mask = (1 << (align - opb)) - 1 if align > opb else 0
-    offset = (((area.base_pfn + (1 << align) - 1) & ~((1 << align) - 1)) - area.base_pfn) >> opb
+    offset = cma_bitmap_aligned_offset(area.base_pfn, align, opb)
     nbits = (count + (1 << opb) - 1) >> opb
     maxno = area.bitmap.shape[0]
     res = np.zeros(8, dtype=np.int64)
@@ -120,26 +137,40 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
             tracer("cma_alloc_start", f"name={area.name} count={count} align={align}")
     area.requests += 1
     rounds, sleep_ms = m.policy.cma_retry
-    ret = ENOMEM
+    # 6.15+ cma_range_alloc() starts from -EBUSY (so "no aligned free range" and "too little
+    # available" return -EBUSY); 6.1 cma_alloc() starts from -ENOMEM.
+    ret0 = EBUSY if v >= 615 else ENOMEM
+    ret = ret0
     pfn = -1
     last_pfn = -1
     contig_nomem = False
+    tried = False
     for rnd in range(rounds + 1):
         start = 0
-        ret = ENOMEM
+        ret = ret0
+        tried = False
         while True:
             if v >= 615 and count > area.available_count:
-                ret = ENOMEM
                 break
             bitmap_no = bitmap_find_next_zero_area_off(area.bitmap, start, nbits, mask, offset)
             if bitmap_no + nbits > maxno:
                 break
+            tried = True
             area.bitmap[bitmap_no:bitmap_no + nbits] = True
             cand = area.base_pfn + (bitmap_no << opb)
             last_pfn = cand
             ret = int(alloc_contig_range(m.S, m.C, cpu, cand, cand + count, True, area.area_id, res))
             area.pages_migrated += int(res[R_MIGRATED])
             area.pinned_skipped += int(res[R_PINNED_SKIPPED])
+            area.thp_splits += int(res[R_SPLITS])
+            if ret == EBUSY:
+                cause = int(res[R_CAUSE])
+                if cause == BUSY_GAVE_UP:
+                    area.busy_gave_up += 1
+                elif cause == BUSY_LEFT_BEHIND:
+                    area.busy_skipped += 1
+                else:
+                    area.busy_isolation += 1
             if tracer:
                 tracer("", "")  # flush core records (migrations, test_pages_isolated) in order
             if ret == 0:
@@ -165,16 +196,19 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
     else:
         area.alloc_pages_fail += count
         m.C[int(m.C[mz.H_VM]) + mz.VM_CMA_ALLOC_FAIL] += 1
-        if ret == EBUSY:
+        if not tried:
+            area.fail_no_range += 1  # the sim's own cause: no aligned free range / too little available
+        elif ret == EBUSY:
             area.fail_busy += 1
         elif ret == ENOMEM and contig_nomem:
             area.fail_nomem += 1
-        elif ret == ENOMEM:
-            area.fail_no_range += 1
         else:
             area.fail_other += 1
     if tracer:
-        shown = pfn if pfn >= 0 else (last_pfn if last_pfn >= 0 else (1 << 64) - 1)
+        if v >= 615:
+            shown = pfn if pfn >= 0 else 0  # __cma_alloc(): page ? page_to_pfn(page) : 0
+        else:
+            shown = pfn if pfn >= 0 else (last_pfn if last_pfn >= 0 else (1 << 64) - 1)
         tail = f" errorno={ret}" if v >= 603 else ""
         tracer("cma_alloc_finish", f"name={area.name} pfn=0x{shown:x} page={_page(pfn)} count={count} "
                f"align={align}{tail}")
@@ -240,6 +274,10 @@ def area_metrics(area: CmaArea) -> dict:
                  "other": area.fail_other},
         "busy_retries": area.busy_retries, "retry_sleeps": area.retry_sleeps,
         "pages_migrated": area.pages_migrated, "pinned_pages_skipped": area.pinned_skipped,
+        "thp_splits": area.thp_splits,
+        "busy_causes": {"migration_gave_up": area.busy_gave_up, "skipped_at_isolation_scan": area.busy_skipped,
+                        "isolation_failed": area.busy_isolation},
+        "thp_splits_per_request": round(area.thp_splits / area.requests, 3) if area.requests else 0.0,
         "latency": latency_summary(area.latencies_ns),
         "failed_latency": latency_summary(area.failed_latencies_ns),
         "sysfs": area.sysfs(),

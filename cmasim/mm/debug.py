@@ -19,7 +19,8 @@ into a message. Checks:
    order and every pcp->count equal what the lists hold;
 5. v6.10+: every free block sits on the list of its pageblock's type (freelist hygiene);
 6. the zone's isolated-pageblock count matches the isolate bits;
-7. free and per-CPU blocks carry no owner; every live handle points at an allocated head
+7. free and per-CPU blocks carry no owner, nor do the tail pages of allocated blocks (a
+   split THP's pages are order-0 heads with their own owner words); every live handle points at an allocated head
    whose HANDLE entry points back, and the live-page counter adds up.
 """
 
@@ -67,6 +68,7 @@ E_HANDLE = 22  # LIVE[h] and HANDLE[pfn] disagree, or a handle points at a non-a
 E_LIVE_PAGES = 23  # the live-page counter differs from what the handles hold
 E_LIST_ZONE = 24  # a block on a list of another zone
 E_MERGED_ACROSS = 25  # a free block spans pageblocks whose types may not merge
+E_TAIL_OWNER = 26  # a page inside an allocated block has an owner word or a handle (split THPs)
 
 
 @kjit
@@ -146,6 +148,10 @@ def check_state(S, C):
             for q in range(p + 1, p + (1 << o)):
                 if pinfo(S, C, q) != 0:
                     return E_TAIL_DIRTY, q, 0, pinfo(S, C, q)
+            if st == PG_ALLOC:
+                for q in range(p + 1, p + (1 << o)):
+                    if S[C[H_OWNER] + q] != 0 or S[C[H_HANDLE] + q] != -1:
+                        return E_TAIL_OWNER, q, p, S[C[H_HANDLE] + q]
             if st == PG_BUDDY or st == PG_PCP:
                 heads_on_lists += 1
                 if S[C[H_OWNER] + p] != 0:

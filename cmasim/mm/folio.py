@@ -9,16 +9,24 @@ HANDLE[pfn], the workload handle that refers to the block. LIVE[h] is the revers
 When migration or compaction moves a block, `handle_move` re-points the handle, so a
 workload's later free reaches the new page; when reclaim takes a block away,
 `handle_drop` forgets it (dense mode swap-removes it from LIVE[0:NLIVE]).
+
+`split_folio` (mm/huge_memory.c split_huge_page_to_list_to_order(), reached from
+mm/migrate.c try_split_folio()) turns an allocated large folio into order-0 allocated pages
+with the same owner word. The head keeps the folio's handle; in dense mode every other page
+gets a handle of its own, so the workload later frees the former THP page by page (as
+munmap/MADV_DONTNEED of a split THP's range does) and the live-page total is unchanged. In
+sparse mode (caller-chosen handle ids) the tail pages have no handle and leave the live-page
+count; only reclaim frees them.
 """
 
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
-    H_HANDLE, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_NLIVE, H_OWNER,
+    H_HANDLE, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_NLIVE, H_OWNER, HPAGE_PMD_ORDER, PG_ALLOC, VM_THP_SPLIT_PAGE,
     OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_FREE_PENDING, OW_SLAB, OW_SLAB_RECLAIMABLE, OW_KIND_MASK, OW_PIN_MASK, OW_PIN_SHIFT,
     VM_DEFERRED_FREE, VM_RECLAIM_DROPPED_HANDLES,
 )
 from cmasim.mm.rmqueue import free_pages
-from cmasim.mm.freelist import pi_order, pinfo, vm_add
+from cmasim.mm.freelist import pi_aux, pi_order, pinfo, set_pinfo, vm_add
 
 
 @kjit_inline
@@ -143,3 +151,31 @@ def reclaim_take(S, C, cpu, p):
         vm_add(C, VM_RECLAIM_DROPPED_HANDLES, 1)
     handle_drop(S, C, p)
     return release_block(S, C, cpu, p)
+
+
+@kjit
+def split_folio(S, C, p):
+    """split_huge_page(): the unpinned allocated block headed by p becomes 2^order order-0
+    allocated pages, each with p's owner word (pin count 0). Counts thp_split_page for a
+    PMD-sized folio. Returns the number of pages."""
+    w = pinfo(S, C, p)
+    order = pi_order(w)
+    nr = 1 << order
+    if order == 0:
+        return 1
+    aux = pi_aux(w)
+    ow = S[C[H_OWNER] + p]
+    h = S[C[H_HANDLE] + p]
+    for q in range(p, p + nr):
+        set_pinfo(S, C, q, 0, PG_ALLOC, aux, 0)
+        S[C[H_OWNER] + q] = ow
+        if q != p:
+            S[C[H_HANDLE] + q] = -1
+    if h >= 0:
+        C[H_LIVE_PAGES] -= nr - 1
+        if C[H_LIVE_DENSE]:
+            for q in range(p + 1, p + nr):
+                live_add(S, C, q)
+    if order == HPAGE_PMD_ORDER:
+        vm_add(C, VM_THP_SPLIT_PAGE, 1)
+    return nr

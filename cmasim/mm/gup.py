@@ -20,6 +20,8 @@ folio_is_longterm_pinnable(), migrate_longterm_unpinnable_folios(); unpin_user_p
 * A pinned page freed by its owner is released at unpin (see cmasim.mm.folio).
 """
 
+import numpy as np
+
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_, GFP_NOWARN_,
@@ -30,7 +32,7 @@ from cmasim.mm.mmzone import (
 )
 from cmasim.mm.folio import folio_is_movable, release_block
 from cmasim.mm.freelist import get_pageblock_type_bits, get_pfnblock_migratetype, pageblock_zone, pi_order, pi_state, pinfo, vm_add, zone_base
-from cmasim.mm.migrate import EAGAIN, EFAULT, ENOMEM, migrate_pages
+from cmasim.mm.migrate import EAGAIN, EFAULT, ENOMEM, SPLIT, migrate_pages
 from cmasim.mm.timers import timer_push
 
 GFP_USER_NOWARN = GFP_DIRECT_RECLAIM_ | GFP_KSWAPD_RECLAIM_ | GFP_IO_ | GFP_FS_ | GFP_HARDWALL_ | GFP_NOWARN_
@@ -47,6 +49,28 @@ def folio_is_longterm_pinnable(S, C, p):
 
 
 @kjit
+def migration_list(S, C, p):
+    """A one-folio migration list for block p, with room for its base pages should
+    migrate_pages() split it (pfns[0:cap] entries, pfns[cap:] new heads)."""
+    cap = 1 + (1 << pi_order(pinfo(S, C, p)))
+    lst = np.full(2 * cap, -1, dtype=np.int64)
+    lst[0] = p
+    return lst
+
+
+@kjit
+def migrated_head(lst):
+    """Where the pinned page's data went: the new head of entry 0, or of its head page when
+    the folio was split (the first appended entry); -1 if that page did not move."""
+    cap = lst.shape[0] // 2
+    if lst[0] >= 0:
+        return -1
+    if lst[cap] == SPLIT:
+        return lst[cap + 1] if lst[1] < 0 else -1
+    return lst[cap]
+
+
+@kjit
 def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
     """Pin the allocated block headed by p for duration_ns; returns the pinned pfn or -errno.
 
@@ -58,32 +82,35 @@ def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
         return EFAULT
     if longterm and not folio_is_longterm_pinnable(S, C, p):
         if C[C[H_POL] + PL_LONGTERM_MIGRATE] and folio_is_movable(S[C[H_OWNER] + p]):
-            pfns[0] = p
-            ok, failed, nomem = migrate_pages(S, C, cpu, pfns, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
-            if failed or nomem or ok == 0:
+            lst = migration_list(S, C, p)
+            ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
+            p2 = migrated_head(lst)
+            if failed or nomem or ok == 0 or p2 < 0:
                 vm_add(C, VM_PIN_FAIL, 1)
                 return ENOMEM
-            p = pfns[1]  # the data moved: pin the new page
-            vm_add(C, VM_PIN_MIGRATED, 1 << pi_order(pinfo(S, C, p)))
+            p = p2  # the data moved: pin the new page (the head page's new home after a split)
+            vm_add(C, VM_PIN_MIGRATED, ok)
         else:
             vm_add(C, VM_LONGTERM_PIN_ON_CMA, 1)
     elif not longterm and folio_is_movable(S[C[H_OWNER] + p]):
         pol = C[H_POL]
         mt = get_pfnblock_migratetype(S, C, p)
         if mt == MIGRATE_ISOLATE and C[pol + PL_PIN_ISOLATED_MIGRATE]:
-            pfns[0] = p
-            ok, failed, nomem = migrate_pages(S, C, cpu, pfns, 1, GFP_USER_MOVABLE, MIGRATE_SYNC, MR_LONGTERM_PIN)
-            if ok == 0:
+            lst = migration_list(S, C, p)
+            ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, 1, GFP_USER_MOVABLE, MIGRATE_SYNC, MR_LONGTERM_PIN)
+            p2 = migrated_head(lst)
+            if ok == 0 or p2 < 0:
                 vm_add(C, VM_PIN_REFUSED_ISOLATED, 1)
                 return EAGAIN
-            p = pfns[1]
+            p = p2
             vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
         elif C[pol + PL_SHORT_PIN_MIGRATES_CMA] and (mt == MIGRATE_CMA or (mt == MIGRATE_ISOLATE and
                                                        get_pageblock_type_bits(S, C, p) == MIGRATE_CMA)):
-            pfns[0] = p
-            ok, failed, nomem = migrate_pages(S, C, cpu, pfns, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
-            if ok > 0:
-                p = pfns[1]
+            lst = migration_list(S, C, p)
+            ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
+            p2 = migrated_head(lst)
+            if p2 >= 0:
+                p = p2
                 vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
     w = S[C[H_OWNER] + p]
     cnt = (w >> OW_PIN_SHIFT) & OW_PIN_MASK

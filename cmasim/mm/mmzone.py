@@ -279,6 +279,8 @@ VM_SHORT_PIN_MIGRATED = 62  # short-term pins that first migrated their page (ca
 VM_CONTIG_RECLAIMED = 63  # clean page-cache pages dropped by alloc_contig_range instead of migrated
 VM_GFP_CMA_THP = 64  # THP-order allocations carrying __GFP_CMA
 VM_PIN_REFUSED_ISOLATED = 65  # short pins refused while their page sat in an isolated block
+VM_MIGRATE_TRANSIENT = 70  # migration attempts failed with a transient -EAGAIN (T_MIGRATE_EAGAIN_PPM)
+VM_THP_SPLIT_PAGE = 71  # thp_split_page: THPs split because no order-9 migration target was had
 NR_VM = 72
 
 # --- policy record (PL_* slots after C[H_POL]) --------------------------------------------
@@ -314,6 +316,7 @@ T_CLEAN_DROP_COST_NS = 9  # simulated cost of dropping a clean page (reclaim)
 T_SWAP_COST_NS = 10  # simulated cost of writing an anonymous page to swap/zram
 T_DRAIN_COST_NS = 11  # simulated cost of drain_all_pages (IPIs to every CPU)
 T_ISOLATE_COST_NS = 12  # simulated cost of isolating one pageblock
+T_MIGRATE_EAGAIN_PPM = 15  # chance (per million) that one migration attempt fails with -EAGAIN
 NR_T = 16
 
 # --- pinner table (PNS slots each, after C[H_PINNERS]) ---------------------------------------

@@ -22,7 +22,7 @@ from cmasim.mm.mmzone import (
     P_ALLOC_FACTOR, P_COUNT, P_FLAGS, P_FREE_COUNT, P_FREE_FACTOR, P_HIGH,
     TR_MM_PAGE_PCPU_DRAIN, VM_DRAIN_ALL, VM_PCP_DRAINS, VM_PCP_DRAIN_PAGES, VM_PCP_REFILLS,
     VM_PCP_REFILL_PAGES, VM_ZONE_LOCK, VM_PGFREE, VM_PCP_FREES,
-    Z_BATCH, Z_FLAGS, Z_HIGH_MAX, Z_HIGH_MIN, Z_NR_FREE, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, ZONE_MOVABLE,
+    Z_BATCH, Z_FLAGS, Z_NR_ISOLATE_PB, Z_HIGH_MAX, Z_HIGH_MIN, Z_NR_FREE, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, ZONE_MOVABLE,
     ALLOC_WMARK_HIGH,
 )
 from cmasim.mm.freelist import (
@@ -233,10 +233,11 @@ def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
             if v >= 610:
                 mt = get_pfnblock_migratetype(S, C, p)
             else:
-                # v6.1: the cached type, re-read only when isolation is active in the zone.
+                # v6.1: the cached type; every page's block type is re-read while the zone has
+                # any isolated pageblock (page_alloc.c:free_pcppages_bulk, has_isolate_pageblock).
                 mt = pi_aux(w)
-                if get_pfnblock_migratetype(S, C, p) == MIGRATE_ISOLATE:
-                    mt = MIGRATE_ISOLATE
+                if C[zone_base(C, zslot) + Z_NR_ISOLATE_PB] > 0:
+                    mt = get_pfnblock_migratetype(S, C, p)
             list_del(S, C, lst, p)
             count -= 1 << order
             C[pc + P_COUNT] -= 1 << order

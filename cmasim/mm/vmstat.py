@@ -24,6 +24,7 @@ VMSTAT_ORDER = (
     "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "compact_stall", "compact_fail",
     "compact_success", "compact_daemon_wake",
     "cma_alloc_success", "cma_alloc_fail", "thp_fault_alloc", "thp_fault_fallback",
+    "thp_split_page",
 )
 
 
@@ -48,7 +49,7 @@ def vmstat_counters(m) -> dict[str, int]:
               "compact_success": mz.VM_COMPACT_SUCCESS, "compact_daemon_wake": mz.VM_COMPACT_DAEMON_WAKE,
               "cma_alloc_success": mz.VM_CMA_ALLOC_SUCCESS, "cma_alloc_fail": mz.VM_CMA_ALLOC_FAIL,
               "thp_fault_alloc": mz.VM_THP_FAULT_ALLOC, "thp_fault_fallback": mz.VM_THP_FAULT_FALLBACK,
-              "pswpout": mz.VM_PSWPOUT}
+              "pswpout": mz.VM_PSWPOUT, "thp_split_page": mz.VM_THP_SPLIT_PAGE}
     for k, idx in simple.items():
         out[k] = m.vm(idx)
     return {k: out[k] for k in VMSTAT_ORDER if k in out}
@@ -71,6 +72,7 @@ EVENT_NAMES = {
     "cma_to_non_cma_alloc": mz.VM_CMA_TO_NON_CMA, "gfp_cma_thp": mz.VM_GFP_CMA_THP,
     "gfp_cma_thp_no_cma": mz.VM_GFP_CMA_THP_NO_CMA, "short_pin_migrated": mz.VM_SHORT_PIN_MIGRATED,
     "pin_refused_isolated": mz.VM_PIN_REFUSED_ISOLATED, "contig_reclaimed_clean": mz.VM_CONTIG_RECLAIMED,
+    "migrate_transient_eagain": mz.VM_MIGRATE_TRANSIENT,
 }
 
 
