@@ -159,6 +159,41 @@ def cmd_report(a) -> int:
     return 0
 
 
+def cmd_explain(a) -> int:
+    from cmasim.explain import read_jsonl, summarize
+
+    try:
+        recs = read_jsonl(Path(a.folder))
+    except FileNotFoundError as e:
+        return _fail(str(e))
+    if a.json:
+        print(json.dumps({"summary": summarize(recs), "ranges": recs}, indent=2))
+        return 0
+    print(f"{len(recs):,} busy alloc_contig_range() ranges in {a.folder}")
+    for r in recs[:a.limit]:
+        p = r.get("page") or {}
+        fb = r.get("first_busy_pfn")
+        what = "no busy page found"
+        if p:
+            what = (f"first busy pfn 0x{fb:x}: {p.get('owner', p.get('state', '?'))}, order {p.get('order')}, "
+                    f"{p.get('pageblock')} pageblock, ")
+            if p.get("pinned"):
+                kind = "FOLL_LONGTERM" if p["longterm"] else "short-term"
+                who = f"pinner {p['pinner']}" if p.get("pinner") is not None else "a pin"
+                what += f"pinned ({kind}) by {who}" + (
+                    f" until {_num(p['pinned_until_ms'])} ms" if p.get("pinned_until_ms") else "")
+            else:
+                what += "not pinned when the range gave up"
+        print(f"{_num(r['t_ms']):>10} ms  {r['area']} 0x{r['pfn']:x} +{r['count']:,} pages: {r['cause']}; {what}")
+        print(f"{'':>14}avoided by: {r.get('avoided_by', '—')}")
+    if len(recs) > a.limit:
+        print(f"({len(recs) - a.limit:,} more; --limit N or --json for all)")
+    sm = summarize(recs)
+    for title, key in (("by cause", "by_cause"), ("by the first busy page", "by_page")):
+        print(f"{title}: " + "; ".join(f"{k}: {v:,}" for k, v in sm[key].items()))
+    return 0
+
+
 def cmd_compile(a) -> int:
     """Compile the core ahead of time (make install runs this)."""
     import time
@@ -264,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("folder", help="an output folder of cmasim run, compare, replay or sweep")
     rp.add_argument("-o", metavar="FILE", help="where to write the page (default FOLDER/report.html)")
     rp.set_defaults(fn=cmd_report)
+    ex = sub.add_parser("explain", help="why each cma_alloc() range of a run was busy (first busy page, owner, pin)")
+    ex.add_argument("folder", help="an output folder of cmasim run")
+    ex.add_argument("--limit", type=int, default=40, metavar="N", help="rows to print (default 40)")
+    ex.add_argument("--json", action="store_true", help="print every record and the summary as JSON")
+    ex.set_defaults(fn=cmd_explain)
     sub.add_parser("policies", help="list built-in policies").set_defaults(fn=cmd_policies)
     sub.add_parser("scenarios", help="list built-in scenarios").set_defaults(fn=cmd_scenarios)
     b = sub.add_parser("bench", help="measure the compiled core")

@@ -21,6 +21,7 @@ from cmasim.gfp import GFP_HIGHUSER_MOVABLE, parse_gfp
 from cmasim.machine import Machine
 from cmasim.mm import mmzone as mz
 from cmasim.mm.cma import CmaArea, cma_alloc_steps, cma_release
+from cmasim.explain import attribute_busy
 from cmasim.pageblocks import pageblock_map
 from cmasim.scenario import DeviceSpec, Scenario
 from cmasim.trace.ftrace import TraceSink
@@ -97,6 +98,7 @@ class Engine:
         self._next_metric_sample = 0
         self.timeline: list[list[int]] | None = None  # with timeline(): one row of TIMELINE_COLUMNS per sample
         self.cma_ranges: list[tuple[int, str, int, int, str]] = []  # (t, area, pfn, count, "ok" | "busy")
+        self.busy_explained: list[dict] = []  # cmasim.explain records, one per busy range
         self.keep_maps = False  # run.py sets it when writing an output folder
         self.map_before_cma: dict | None = None  # cmasim.pageblocks map just before the first cma_alloc()
         # Anonymous fill and re-touch carry __GFP_CMA where the policy tags anonymous memory.
@@ -108,7 +110,10 @@ class Engine:
         cma_alloc() found busy, from its cma_alloc_busy_retry events, for the report."""
         if event == "cma_alloc_busy_retry":
             f = dict(kv.split("=", 1) for kv in fields.split() if "=" in kv)
-            self.cma_ranges.append((self.m.now_ns, f["name"], int(f["pfn"], 16), int(f["count"]), "busy"))
+            start, count = int(f["pfn"], 16), int(f["count"])
+            self.cma_ranges.append((self.m.now_ns, f["name"], start, count, "busy"))
+            fin, cause = self.m.area(f["name"]).last_busy
+            self.busy_explained.append(attribute_busy(self.m, f["name"], start, count, fin, cause, self.m.now_ns))
         if self.sink is None:
             return
         self.sink.flush(self.m)

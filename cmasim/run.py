@@ -22,6 +22,7 @@ from cmasim.policy import Policy
 from cmasim.scenario import Scenario, place_cma, zone_layout
 from cmasim.trace.ftrace import TraceSink, parse_events
 from cmasim.engine import TIMELINE_COLUMNS, Engine
+from cmasim.explain import write_jsonl
 from cmasim.pageblocks import pageblock_map
 from cmasim.mm.cma import area_metrics
 from cmasim.workload.churn import W_EVENTS
@@ -77,7 +78,8 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
     `timeline_ms` > 0 samples free memory by order and CMA use that often into `timeline.npz`.
     With out_dir, `pageblocks.npz` holds the pageblock map (cmasim.pageblocks) at the start and
     end of the run, and `cma_ranges.json` every range cma_alloc() took or found busy and every
-    cma_alloc() request (size, result, latency, busy retries).
+    cma_alloc() request (size, result, latency, busy retries); `explain.jsonl` one line per busy
+    range (cmasim.explain).
     Callers that must never leave a partial folder pass a fresh folder (cmasim.outdir).
     """
     seed = sc.seed if seed is None else seed
@@ -147,6 +149,7 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         requests = [dict(r, device=d.spec.name, area=d.area.name) for d in engine.devices for r in d.results]
         (out_dir / "cma_ranges.json").write_text(json.dumps({"areas": areas, "ranges": ranges,
                                                              "requests": requests}) + "\n")
+        write_jsonl(engine.busy_explained, out_dir / "explain.jsonl")
         if engine.timeline is not None:
             np.savez_compressed(out_dir / "timeline.npz", columns=np.array(TIMELINE_COLUMNS),
                                 data=np.array(engine.timeline, dtype=np.int64).reshape(-1, len(TIMELINE_COLUMNS)))

@@ -28,7 +28,7 @@ import numpy as np
 
 from cmasim.mm import mmzone as mz
 from cmasim.mm.alloc_contig import (
-    BUSY_GAVE_UP, BUSY_LEFT_BEHIND, R_CAUSE, R_MIGRATED, R_PINNED_SKIPPED, R_SPLITS, alloc_contig_range,
+    BUSY_GAVE_UP, BUSY_LEFT_BEHIND, R_CAUSE, R_FIN_PFN, R_MIGRATED, R_PINNED_SKIPPED, R_SPLITS, alloc_contig_range,
     range_owned_by,
 )
 from cmasim.mm.cma_release import free_contig_range
@@ -70,6 +70,7 @@ class CmaArea:
     busy_gave_up: int = 0  # migration gave up: a batch still failed after 5 migrate_pages() calls
     busy_skipped: int = 0  # test_pages_isolated() hit a page the isolation scan skipped/left behind
     busy_isolation: int = 0  # start_isolate_page_range() refused a pageblock
+    last_busy: tuple = (-1, 0)  # (first busy pfn, R_CAUSE) of the last -EBUSY range
     latencies_ns: list[int] = field(default_factory=list)
     failed_latencies_ns: list[int] = field(default_factory=list)
 
@@ -165,6 +166,7 @@ def cma_alloc_steps(m, area: CmaArea, count: int, align: int, tracer: Tracer | N
             area.thp_splits += int(res[R_SPLITS])
             if ret == EBUSY:
                 cause = int(res[R_CAUSE])
+                area.last_busy = (int(res[R_FIN_PFN]), cause)  # for the busy_retry tracer (cmasim explain)
                 if cause == BUSY_GAVE_UP:
                     area.busy_gave_up += 1
                 elif cause == BUSY_LEFT_BEHIND:

@@ -133,6 +133,17 @@ def _run_sections(folder: Path) -> tuple[str, list[str]]:
                                                                "failed calls at their latency."))
         parts.append(_figure(plots.busy_histogram(cr["requests"]), "-EBUSY ranges met by each call before it "
                                                                    "succeeded or gave up."))
+    ex = folder / "explain.jsonl"
+    if ex.is_file():
+        from cmasim.explain import read_jsonl, summarize
+
+        recs = read_jsonl(folder)
+        if recs:
+            sm = summarize(recs)
+            parts.append("<h2>Why ranges were busy (cmasim explain)</h2>")
+            parts.append(_table(["cause", "ranges"], [[k, v] for k, v in sm["by_cause"].items()]))
+            parts.append(_table(["first busy page", "ranges"], [[k, v] for k, v in sm["by_page"].items()]))
+            parts.append(_table(["would have been avoided by", "ranges"], [[k, v] for k, v in sm["avoided_by"].items()]))
     vm = m.get("vmstat", {})
     parts.append("<h2>/proc/vmstat (non-zero)</h2>" + _table(["counter", "value"],
                                                              [[k, f"{v:,}"] for k, v in vm.items() if v]))
