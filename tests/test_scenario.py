@@ -117,7 +117,7 @@ def test_builtin_default_scenario():
 
 def test_file_name_becomes_scenario_name(tmp_path):
     p = tmp_path / "my-case.toml"
-    p.write_text('[machine]\nmemory = "64MiB"\n')
+    p.write_text('[machine]\nmemory = "64MiB"\n[workload]\nduration_s = 0.1\n')  # a length, no churn
     sc = load_scenario(str(p))
     assert sc.name == "my-case"
     assert sc.workload.churn is None
