@@ -10,7 +10,8 @@ Steps (kernel-model.md §7):
 3. migrate the in-use pages in batches of 32 base pages (COMPACT_CLUSTER_MAX counted with
    folio_nr_pages(), so a THP ends a batch); a batch is retried at most 5 times; a THP whose
    order-9 target cannot be allocated is split by migrate_pages() and its base pages stay
-   in the batch for the remaining tries (R_SPLITS counts them); clean unpinned page cache is dropped instead (reclaim_clean_pages_from_list());
+   in the batch for the remaining tries (R_SPLITS counts them); clean unpinned page cache is
+   dropped instead (reclaim_clean_pages_from_list());
    pinned anonymous pages are skipped by isolate_migratepages_block() (refcount > mapcount),
    pinned page-cache pages fail every migrate_pages() pass;
 4. test_pages_isolated(outer_start, end): every page must now be free, else -EBUSY;
@@ -37,14 +38,16 @@ from cmasim.clock import advance_clock
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
-    GFP_RETRY_MAYFAIL_, H_COST_NS, H_VM, MAX_PAGE_ORDER, VM_THP_SPLIT_PAGE, H_NOW, H_OWNER, H_PARAM, MIGRATE_ISOLATE, MIGRATE_SYNC, MIGRATE_UNMOVABLE,
+    GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, H_VM, MAX_PAGE_ORDER, MIGRATE_ISOLATE, MIGRATE_SYNC,
+    MIGRATE_UNMOVABLE, VM_THP_SPLIT_PAGE,
     MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_FILE, OW_KIND_MASK, T_CLEAN_DROP_COST_NS,
     VM_CONTIG_RECLAIMED, VM_PGFREE, PAGEBLOCK_NR_PAGES, PG_ALLOC,
     PG_BUDDY, PG_TAIL, T_DRAIN_COST_NS, T_ISOLATE_COST_NS,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner, reclaim_take
 from cmasim.mm.freelist import (
-    policy_version, __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, set_pinfo, vm_add, zone_base,
+    __del_page_from_free_list, pageblock_zone, pi_order, pi_state, pinfo, policy_version, set_pinfo, vm_add,
+    zone_base,
 )
 from cmasim.mm.migrate import (
     EBUSY, EINVAL, ENOMEM, MIG_NOMEM, MIG_RETRY, NR_MAX_MIGRATE_PAGES_RETRY, migrate_entry, migrate_pages_account,
