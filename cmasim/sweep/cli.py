@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -192,19 +193,25 @@ def cmd_query(a) -> int:
         cols, rows = Store(a.dir).query(a.sql)
     except StoreError as e:
         return _fail(err, str(e))
-    if a.csv:
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(cols)
-        w.writerows(rows)
-    elif a.json:
-        print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1))
-    else:
-        t = Table()
-        for c in cols:
-            t.add_column(c)
-        for r in rows:
-            t.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
-        out.print(t)
+    try:
+        if a.csv:
+            w = csv.writer(sys.stdout, lineterminator="\n")
+            w.writerow(cols)
+            w.writerows(rows)
+            sys.stdout.flush()
+            return 0
+        if a.json:
+            print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1), flush=True)
+            return 0
+    except BrokenPipeError:  # piped into e.g. head: stop quietly (and keep Python's exit flush quiet too)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    t = Table()
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
+    out.print(t)
     return 0
 
 
