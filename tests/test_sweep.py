@@ -219,3 +219,12 @@ def test_builtin_sweeps_load():
     for n in names:
         sw = load_spec(n)
         assert sw.tasks and sw.summary.axis in sw.axes
+
+
+def test_dry_run_counts_and_estimates(tmp_path, capsys):
+    spec = write_tiny(tmp_path)
+    assert cli.main(["sweep", str(spec), "--dry-run", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "4 points × 2 policies × 1 seeds = 8 runs; 0 already stored" in out
+    assert "calibration: " in out and "estimate for 8 runs on" in out
+    assert not (tmp_path / "o").exists()  # a dry run stores nothing
