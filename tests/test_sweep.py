@@ -115,6 +115,8 @@ def test_unreachable_address_fails_before_any_run(tmp_path, capsys):
     assert not (tmp_path / "o" / "results").exists()
     with pytest.raises(SweepError, match="--workers"):
         make_executor(None, -1, False)
+    with pytest.raises(SweepError, match="--workers: sets the size of a local Ray instance"):
+        make_executor(f"127.0.0.1:{port}", 2, False)
 
 
 # --- store and resume -------------------------------------------------------------------------
@@ -122,7 +124,6 @@ class _StopAfter(LocalExecutor):
     """A local executor that dies (like a killed driver) after n runs."""
 
     def __init__(self, n):
-        super().__init__()
         self.n = n
 
     def run(self, ctx, tasks):

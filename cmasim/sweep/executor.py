@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,6 @@ class LocalExecutor:
 
     name = "local"
     workers = 1
-
-    def __init__(self, warm: Callable[[list[str]], None] | None = None):
-        self.warm = warm
 
     def run(self, ctx: RunContext, tasks: list[RunTask]) -> Iterator[dict[str, Any]]:
         for t in tasks:
@@ -143,4 +140,6 @@ def make_executor(address: str | None, workers: int | None, local: bool):
         if address:
             raise SweepError("--address: cannot be combined with --local / --workers 0")
         return LocalExecutor()
+    if address and workers is not None:
+        raise SweepError("--workers: sets the size of a local Ray instance; with --address the cluster's CPUs are used")
     return RayExecutor(address, workers)
