@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def _ray_cli() -> list[str]:
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     port = _free_port()
-    tmp = Path(f"/tmp/cmasim-ray-{os.getpid()}")  # short: Ray's socket paths must stay under 107 bytes
+    # Short: Ray's socket paths under it must stay within 107 bytes (pytest's tmp_path is too deep).
+    tmp = Path(tempfile.gettempdir()) / f"cmasim-ray-{os.getpid()}"
     # A loopback-only test cluster: no token authentication (head, in-process driver, driver subprocesses).
     auth = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     saved = {k: os.environ.get(k) for k in auth}
