@@ -98,7 +98,8 @@ class RayExecutor:
         try:
             ray.init(**kw)
         except Exception as e:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ...
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+            msg = " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
             where = f"--address {address}" if address else "local Ray instance"
             raise SweepError(f"{where}: cannot start or join Ray: {msg}") from None
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
