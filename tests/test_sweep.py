@@ -115,6 +115,8 @@ def test_unreachable_address_fails_before_any_run(tmp_path, capsys):
     assert not (tmp_path / "o" / "results").exists()
     with pytest.raises(SweepError, match="--workers"):
         make_executor(None, -1, False)
+    with pytest.raises(SweepError, match="--workers: sets the size of a local Ray instance"):
+        make_executor(f"127.0.0.1:{port}", 2, False)
 
 
 # --- store and resume -------------------------------------------------------------------------
@@ -122,7 +124,6 @@ class _StopAfter(LocalExecutor):
     """A local executor that dies (like a killed driver) after n runs."""
 
     def __init__(self, n):
-        super().__init__()
         self.n = n
 
     def run(self, ctx, tasks):
@@ -219,3 +220,12 @@ def test_builtin_sweeps_load():
     for n in names:
         sw = load_spec(n)
         assert sw.tasks and sw.summary.axis in sw.axes
+
+
+def test_dry_run_counts_and_estimates(tmp_path, capsys):
+    spec = write_tiny(tmp_path)
+    assert cli.main(["sweep", str(spec), "--dry-run", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "4 points × 2 policies × 1 seeds = 8 runs; 0 already stored" in out
+    assert "calibration: " in out and "estimate for 8 runs on" in out
+    assert not (tmp_path / "o").exists()  # a dry run stores nothing

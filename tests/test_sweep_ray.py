@@ -14,8 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sweep_helpers import strip_volatile, write_tiny
@@ -42,31 +44,36 @@ def _ray_cli() -> list[str]:
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    port = _free_port()
-    tmp = Path(f"/tmp/cmasim-ray-{os.getpid()}")  # short: Ray's socket paths must stay under 107 bytes
+    """A 2-CPU head node: `.address` (its GCS, HOST:PORT) and `.client` (its Ray client server, ray://)."""
+    port, client_port = _free_port(), _free_port()
+    # Short: Ray's socket paths under it must stay within 107 bytes (pytest's tmp_path is too deep).
+    tmp = Path(tempfile.gettempdir()) / f"cmasim-ray-{os.getpid()}"
     # A loopback-only test cluster: no token authentication (head, in-process driver, driver subprocesses).
     auth = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     saved = {k: os.environ.get(k) for k in auth}
     os.environ.update(auth)
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # its log says when the node is up
     cmd = _ray_cli() + ["start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
                         "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={tmp}",
-                        f"--dashboard-agent-listen-port={_free_port()}",
+                        f"--ray-client-server-port={client_port}", f"--dashboard-agent-listen-port={_free_port()}",
                         f"--metrics-export-port={_free_port()}", "--disable-usage-stats"]
-    log = open(tmp_path_factory.mktemp("ray") / "head.log", "w")
+    log = open(tmp_path_factory.mktemp("ray") / "head.log", "w", buffering=1)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        try:  # the node is up (its log says so) and the GCS and the Ray client server listen
+            if "Ray runtime started" not in Path(log.name).read_text():
+                raise OSError("starting")
+            for p in (port, client_port):
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"ray start failed; see {log.name}")
             time.sleep(0.5)
-    yield address
+    yield SimpleNamespace(address=address, client=f"ray://127.0.0.1:{client_port}")
     # The process group of the `ray start` we launched holds its node's processes; SIGTERM drains for
     # up to 30 s, which a test cluster does not need.
     os.killpg(proc.pid, signal.SIGTERM)
@@ -88,7 +95,7 @@ def test_ray_rows_equal_local_rows_and_failed_runs_are_kept(tmp_path, ray_head):
     sw = load_spec(str(write_tiny(tmp_path)))  # 2 threads × 2 sizes × 2 policies × 1 seed
     ctx = runner.context_of(sw)
     local = {r["run_key"]: strip_volatile(r) for r in LocalExecutor().run(ctx, sw.tasks)}
-    ex = RayExecutor(address=ray_head)
+    ex = RayExecutor(address=ray_head.address)
     try:
         assert ex.workers == 2
         st = driver.run_sweep(sw, tmp_path / "out", ex)
@@ -110,7 +117,7 @@ def test_kill_9_driver_then_resume_stores_each_run_once(tmp_path, ray_head):
     sw = load_spec(str(spec))
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT), CMASIM_JIT="0")
-    cmd = [sys.executable, "-m", "cmasim.cli", "sweep", str(spec), "--address", ray_head, "--out", str(out),
+    cmd = [sys.executable, "-m", "cmasim.cli", "sweep", str(spec), "--address", ray_head.address, "--out", str(out),
            "--flush-every", "1", "--quiet"]
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     store = Store(out)
@@ -129,3 +136,15 @@ def test_kill_9_driver_then_resume_stores_each_run_once(tmp_path, ray_head):
     cols, rows = store.query("SELECT run_key, count(*) AS n, min(status) FROM runs GROUP BY run_key")
     assert sorted(r[0] for r in rows) == sorted(t.run_key for t in sw.tasks)
     assert {r[1] for r in rows} == {1} and {r[2] for r in rows} == {"ok"}
+
+
+def test_ray_client_address(tmp_path, ray_head):
+    spec = write_tiny(tmp_path, threads="[1]")  # 1 × 2 sizes × 2 policies = 4 runs
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CMASIM_JIT="0")
+    r = subprocess.run([sys.executable, "-m", "cmasim.cli", "sweep", str(spec), "--address", ray_head.client,
+                        "--out", str(out), "--quiet"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "4 run now (0 failed)" in r.stdout and "on ray" in r.stdout
+    assert Store(out).query("SELECT count(DISTINCT run_key), min(status) FROM runs")[1] == [(4, "ok")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,7 +67,8 @@ def cmd_sweep(a) -> int:
         ex.close()
     out.print(f"{sweep.name}: {st.total} runs ({len(sweep.points)} points × {len(sweep.policies)} policies × "
               f"{len(sweep.seeds)} seeds); {st.stored} already stored, {st.ran} run now "
-              f"({st.failed} failed) in {st.wall_s:.1f} s on {ex.name} ({ex.workers} workers)", highlight=False)
+              f"({st.failed} failed) in {st.wall_s:.1f} s on {ex.name} ({ex.workers} workers)", highlight=False,
+              soft_wrap=True)
     return _print_summary(sweep, Store(out_dir), out_dir, out, err)
 
 
@@ -110,20 +112,20 @@ def _dry_run(a, sweep, out_dir, workers, out, err, calibrate, pending_tasks, Sto
     for _, r in sweep.dropped:
         reasons[r] = reasons.get(r, 0) + 1
     for r, n in reasons.items():
-        out.print(f"dropped {n} points: {r}", highlight=False)
+        out.print(f"dropped {n} points: {r}", highlight=False, soft_wrap=True)
     stored = 0
     if (out_dir / "results").is_dir():
         stored = pending_tasks(sweep, Store(out_dir))[1]
     n_workers = 1 if workers == 0 else (workers or os.cpu_count() or 1)
     out.print(f"{len(sweep.points)} points × {len(sweep.policies)} policies × {len(sweep.seeds)} seeds = "
-              f"{len(sweep.tasks)} runs; {stored} already stored in {out_dir}", highlight=False)
+              f"{len(sweep.tasks)} runs; {stored} already stored in {out_dir}", highlight=False, soft_wrap=True)
     if a.no_calibrate:
         return 0
     err.print("calibrating (compiling or loading the core, then timing up to 2 runs in this process) …")
     est = calibrate(sweep, out_dir, n_workers)
     out.print(f"calibration: {est.calib_s_per_run:.2f} s per run ({est.calib_runs} runs; core warm-up "
               f"{est.warm_s:.1f} s); estimate for {est.todo} runs on {n_workers} workers: "
-              f"{_hms(est.seconds)} (+ start-up)", highlight=False)
+              f"{_hms(est.seconds)} (+ start-up)", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -192,19 +194,25 @@ def cmd_query(a) -> int:
         cols, rows = Store(a.dir).query(a.sql)
     except StoreError as e:
         return _fail(err, str(e))
-    if a.csv:
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(cols)
-        w.writerows(rows)
-    elif a.json:
-        print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1))
-    else:
-        t = Table()
-        for c in cols:
-            t.add_column(c)
-        for r in rows:
-            t.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
-        out.print(t)
+    try:
+        if a.csv:
+            w = csv.writer(sys.stdout, lineterminator="\n")
+            w.writerow(cols)
+            w.writerows(rows)
+            sys.stdout.flush()
+            return 0
+        if a.json:
+            print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1), flush=True)
+            return 0
+    except BrokenPipeError:  # piped into e.g. head: stop quietly (and keep Python's exit flush quiet too)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    t = Table()
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
+    out.print(t)
     return 0
 
 

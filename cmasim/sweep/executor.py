@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,6 @@ class LocalExecutor:
 
     name = "local"
     workers = 1
-
-    def __init__(self, warm: Callable[[list[str]], None] | None = None):
-        self.warm = warm
 
     def run(self, ctx: RunContext, tasks: list[RunTask]) -> Iterator[dict[str, Any]]:
         for t in tasks:
@@ -101,7 +98,8 @@ class RayExecutor:
         try:
             ray.init(**kw)
         except Exception as e:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ...
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+            msg = " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
             where = f"--address {address}" if address else "local Ray instance"
             raise SweepError(f"{where}: cannot start or join Ray: {msg}") from None
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -143,4 +141,6 @@ def make_executor(address: str | None, workers: int | None, local: bool):
         if address:
             raise SweepError("--address: cannot be combined with --local / --workers 0")
         return LocalExecutor()
+    if address and workers is not None:
+        raise SweepError("--workers: sets the size of a local Ray instance; with --address the cluster's CPUs are used")
     return RayExecutor(address, workers)

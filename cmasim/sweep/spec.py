@@ -159,15 +159,6 @@ class Sweep:
     summary: SummarySpec
     tasks: list[RunTask] = field(default_factory=list)
 
-    @property
-    def axis_types(self) -> dict[str, type]:
-        """Python type of each axis column (int, float, str or bool), from its values."""
-        out = {}
-        for a in self.axes:
-            kinds = {type(p[a]) for p in self.points} or {float}
-            out[a] = float if kinds == {int, float} else kinds.pop() if len(kinds) == 1 else str
-        return out
-
 
 # --- values -----------------------------------------------------------------------------------
 def _num(x: float, integer: bool) -> int | float:
