@@ -89,7 +89,8 @@ class Engine:
         self.next_sample = 0
         self.samples: list[tuple[int, int, int]] = []  # (t, nr_free_pages, nr_free_cma)
         # Anonymous fill and re-touch carry __GFP_CMA where the policy tags anonymous memory.
-        self.anon_gfp = GFP_HIGHUSER_MOVABLE | (mz.GFP_CMA_ if "anon" in machine.policy.gfp_cma_owners else 0)
+        self.anon_gfp = GFP_HIGHUSER_MOVABLE | (mz.GFP_CMA_ if {"anon", "anon0"} & set(machine.policy.gfp_cma_owners)
+                                                   else 0)
 
     # --- tracing ----------------------------------------------------------------------------------
     def tracer(self, event: str, fields: str) -> None:
