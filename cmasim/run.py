@@ -54,13 +54,15 @@ def pcp_metrics(ev: dict[str, int]) -> dict:
     splits rmqueue() by request class — "cma" (ALLOC_CMA: __GFP_CMA under Android, every MOVABLE
     request in mainline), "movable_no_cma", "other" — with pages served (rmqueue() calls that
     returned a block), hits, zone-lock trips taken inside rmqueue() (refills and buddy attempts,
-    failed ones included), hit_rate = hits / served and zone_lock_per_1000 = 1000 * trips / served.
+    failed ones included), pages of CMA blocks served to a class without ALLOC_CMA ("cma_pages",
+    pollution by class), hit_rate = hits / served and zone_lock_per_1000 = 1000 * trips / served.
     """
     allocs = ev["alloc_calls"]
     by_class = {}
     for cls in ("cma", "movable_no_cma", "other"):
         served, hits, locks = (ev[f"rmqueue_{w}_{cls}"] for w in ("served", "pcp_hits", "zone_lock"))
         by_class[cls] = {"served": served, "pcp_hits": hits, "zone_lock": locks,
+                         "cma_pages": ev[f"rmqueue_cma_pages_{cls}"],
                          "hit_rate": round(hits / served, 6) if served else 0.0,
                          "zone_lock_per_1000": round(1000 * locks / served, 3) if served else 0.0}
     return {

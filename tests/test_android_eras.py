@@ -135,6 +135,7 @@ def test_android_6_6_unmovable_thp_request_can_receive_a_cma_thp():
     assert pcp_list_len(m, 0, 16) == 1
     u = m.alloc(9, G.GFP_KERNEL | G.BITS["__GFP_COMP"])
     assert u == t and m.vm(mz.VM_CMA_TO_NON_CMA) == 512
+    assert m.vm(mz.VM_RQ_CMA_TO_NON_CMA + CLS_OTHER) == 512 and m.vm(mz.VM_RQ_CMA_TO_NON_CMA + CLS_MOV) == 0
     # 6.18 keeps non-movable THPs apart: the same sequence hands the unmovable request no CMA.
     m2 = machine("android-6.18")
     t2 = m2.alloc(9, THP | G.BITS["__GFP_CMA"])
@@ -225,6 +226,7 @@ def test_small_workload_defining_behaviour_per_era(small_runs):
     assert mv["served"] > 1000 and mv["pcp_hits"] == 0 and mv["zone_lock"] >= mv["served"]
     # 5.4 (no skip): page cache shares the list and is polluted.
     assert c["android-5.4"]["cma_to_non_cma_alloc"] > 0
+    assert by["android-5.4"]["movable_no_cma"]["cma_pages"] == c["android-5.4"]["cma_to_non_cma_alloc"]
     # 5.10 and 6.18: the CMA list, no pollution.
     assert c["android-5.10"]["cma_to_non_cma_alloc"] == 0 and c["android-6.18"]["cma_to_non_cma_alloc"] == 0
     # Mainline: no __GFP_CMA contract to violate.
@@ -237,13 +239,13 @@ def test_small_workload_defining_behaviour_per_era(small_runs):
 def test_pcp_metrics_by_class_rates():
     ev = {k: 0 for k in ("alloc_calls", "pcp_alloc_hits", "pcp_refills", "pcp_drains", "pcp_drain_pages",
                          "buddy_allocs")}
-    ev.update({f"rmqueue_{w}_{c}": 0 for w in ("served", "pcp_hits", "zone_lock")
+    ev.update({f"rmqueue_{w}_{c}": 0 for w in ("served", "pcp_hits", "zone_lock", "cma_pages")
                for c in ("cma", "movable_no_cma", "other")})
     ev.update(alloc_calls=10, pcp_alloc_hits=6, rmqueue_served_cma=4, rmqueue_pcp_hits_cma=3,
               rmqueue_zone_lock_cma=2)
     m = pcp_metrics(ev)
     assert m["hit_rate"] == 0.6
-    assert m["by_class"]["cma"] == {"served": 4, "pcp_hits": 3, "zone_lock": 2, "hit_rate": 0.75,
+    assert m["by_class"]["cma"] == {"served": 4, "pcp_hits": 3, "zone_lock": 2, "cma_pages": 0, "hit_rate": 0.75,
                                     "zone_lock_per_1000": 500.0}
     assert m["by_class"]["other"]["hit_rate"] == 0.0
 

@@ -279,12 +279,13 @@ VM_SHORT_PIN_MIGRATED = 62  # short-term pins that first migrated their page (ca
 VM_CONTIG_RECLAIMED = 63  # clean page-cache pages dropped by alloc_contig_range instead of migrated
 VM_GFP_CMA_THP = 64  # THP-order allocations carrying __GFP_CMA
 VM_PIN_REFUSED_ISOLATED = 65  # short pins refused while their page sat in an isolated block
-# Android __GFP_CMA history (issue 14), slots 72..81 (after the old NR_VM):
+# Android __GFP_CMA history (issue 14), slots 72..84 (after the old NR_VM):
 VM_NON_CMA_TO_CMA_ALLOC = 72  # pages of non-CMA pageblocks handed to ALLOC_CMA requests while the zone had free CMA
 # Per request class, counted in rmqueue() (class 0: ALLOC_CMA, 1: MOVABLE without ALLOC_CMA, 2: other types):
 VM_RQ_SERVED = 73  # 3 slots: rmqueue() calls that returned a page
 VM_RQ_PCP_HITS = 76  # 3 slots: ... served from a per-CPU list without taking the zone lock
 VM_RQ_ZONE_LOCK = 79  # 3 slots: zone->lock trips taken inside rmqueue() (refills and buddy attempts)
+VM_RQ_CMA_TO_NON_CMA = 82  # 3 slots: pages of CMA blocks served to the class (class 0 is always 0)
 NR_VM = 88
 
 # --- policy record (PL_* slots after C[H_POL]) --------------------------------------------

@@ -24,7 +24,7 @@ from cmasim.mm.mmzone import (
     TR_MM_PAGE_FREE,
     VM_BUDDY_ALLOCS, VM_FREE_EVENTS, VM_NOFRAG_RETRY,
     VM_PCP_ALLOC_HITS, VM_PGALLOC, VM_PGFREE, VM_WMARK_FAIL,
-    VM_ZONE_LOCK, H_VM, VM_NON_CMA_TO_CMA_ALLOC, VM_RQ_SERVED, VM_RQ_PCP_HITS, VM_RQ_ZONE_LOCK,
+    VM_ZONE_LOCK, H_VM, VM_NON_CMA_TO_CMA_ALLOC, VM_RQ_SERVED, VM_RQ_PCP_HITS, VM_RQ_ZONE_LOCK, VM_RQ_CMA_TO_NON_CMA,
     PL_PCP_SKIP_MOVABLE_NO_CMA, PL_PCP_FAIL_NO_BUDDY, Z_NR_FREE_CMA,
     Z_BOOST, Z_FLAGS, Z_IDX, Z_NR_FREE, Z_WMARK_HIGH, ZONE_BELOW_HIGH, ZONE_BOOSTED_WATERMARK,
     ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL,
@@ -191,7 +191,8 @@ def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
     Counters: a per-CPU hit (VM_PCP_ALLOC_HITS) is an allocation served from a per-CPU list by
     an rmqueue() call that took no zone lock (a page popped after a failed CMA-list refill is
     not a hit); per request class, pages served, hits and zone-lock trips; and pages of non-CMA
-    blocks handed to ALLOC_CMA requests while the zone had free CMA pages."""
+    blocks handed to ALLOC_CMA requests while the zone had free CMA pages, and pages of CMA blocks
+    handed to requests without ALLOC_CMA, by class."""
     zb = zone_base(C, zslot)
     pol = C[H_POL]
     locks0 = C[C[H_VM] + VM_ZONE_LOCK]
@@ -222,9 +223,11 @@ def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
         if from_pcp and trips == 0:
             vm_add(C, VM_PCP_ALLOC_HITS, 1)
             vm_add(C, VM_RQ_PCP_HITS + cls, 1)
-        if ((alloc_flags & ALLOC_CMA) and C[zb + Z_NR_FREE_CMA] > 0
-                and get_pageblock_type_bits(S, C, p) != MIGRATE_CMA):
+        is_cma = get_pageblock_type_bits(S, C, p) == MIGRATE_CMA
+        if (alloc_flags & ALLOC_CMA) and C[zb + Z_NR_FREE_CMA] > 0 and not is_cma:
             vm_add(C, VM_NON_CMA_TO_CMA_ALLOC, 1 << order)  # the seed thread's "consumed"
+        if is_cma and not (alloc_flags & ALLOC_CMA):
+            vm_add(C, VM_RQ_CMA_TO_NON_CMA + cls, 1 << order)  # "polluted", by class
         vm_add(C, VM_PGALLOC + C[zb + Z_IDX], 1 << order)
         if (alloc_flags & ALLOC_KSWAPD) and (C[zb + Z_FLAGS] & ZONE_BOOSTED_WATERMARK):
             C[zb + Z_FLAGS] &= ~ZONE_BOOSTED_WATERMARK
