@@ -287,9 +287,8 @@ def get_policy(name: str) -> Policy:
         sets = MODIFIERS[mod][1]
         if base.cma_gfp_required and _BALANCE_FIELDS & set(sets):
             raise PolicyModifierError(
-                f"{name!r}: +{mod} changes nothing on {base.name}: its __rmqueue() has no half-free CMA "
-                f"balancing while __GFP_CMA restricts CMA (restrict_cma_redirect), and __GFP_CMA requests "
-                f"already take CMA first")
+                f"{name!r}: +{mod} changes nothing on {base.name}: no half-free CMA balancing while "
+                f"__GFP_CMA restricts CMA")
         for k, v in sets.items():
             if k in fields and fields[k] != v:
                 raise PolicyModifierError(f"{name!r}: {origin[k]} and {mod} contradict each other ({k})")
