@@ -103,7 +103,7 @@ class Policy:
     cma_balance_mode: int = 0  # 0 mainline; 1 "use CMA first" recheck; 2 subtract the low watermark
     cma_gfp_required: bool = False  # Android: ALLOC_CMA needs __GFP_CMA (restrict_cma_redirect)
     cma_first_buddy: bool = False  # Android: rmqueue_buddy() -> __rmqueue_cma_fallback() first
-    cma_first_rmqueue: bool = False  # __rmqueue() takes CMA first for ALLOC_CMA, then falls back (no record since issue 14)
+    cma_first_rmqueue: bool = False  # __rmqueue(): CMA first for ALLOC_CMA, then fallback (unused since issue 14)
     cma_only_rmqueue: bool = False  # 2020 patch / ACK 5.4 __rmqueue_cma(): __GFP_CMA refills and buddy take CMA only
     pcp_skip_movable_without_cma: bool = False  # 2020 patch rmqueue(): MOVABLE without __GFP_CMA bypasses the pcp
     pcp_fail_no_buddy: bool = False  # <= v5.10 rmqueue(): order-0 per-CPU miss -> NULL for the zone (goto out)

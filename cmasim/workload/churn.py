@@ -40,7 +40,7 @@ W_HIGH_ORDER = 17
 W_P_FILE = 18  # permille of movable base allocations that are clean page cache
 W_P_FILE_DIRTY = 19  # permille that are dirty page cache (the rest anonymous)
 W_EVENTS = 20  # events generated so far
-W_GFP_CMA_OWNERS = 21  # which allocations carry __GFP_CMA: bit 0 anon, 1 THP, 2 clean file, 3 dirty file, 4 order-0 anon
+W_GFP_CMA_OWNERS = 21  # which allocations carry __GFP_CMA: bits anon, THP, clean file, dirty file, order-0 anon
 W_P_THP_GFP_CMA = 22  # permille of THP allocations that carry __GFP_CMA when THP is tagged
 W_SIZE = 24
 
