@@ -122,6 +122,14 @@ def _get(section: str, key: str) -> Callable[[dict], float | None]:
     return lambda m: m.get(section, {}).get(key, 0)
 
 
+def _class(cls: str, key: str) -> Callable[[dict], float | None]:
+    """pcp.by_class[cls][key] (None for runs from before the per-class counters)."""
+    def f(m: dict) -> float | None:
+        v = m.get("pcp", {}).get("by_class", {}).get(cls, {})
+        return v.get(key) if v.get("served") else None
+    return f
+
+
 def _vmstat_sum(*keys: str) -> Callable[[dict], float | None]:
     return lambda m: sum(m.get("vmstat", {}).get(k, 0) for k in keys)
 
@@ -150,7 +158,7 @@ _ALL = (
     Metric("cma_pages_migrated", "cma pages migrated", _cma_sum("pages_migrated"),
            "pages migrated out of CMA ranges by cma_alloc()", "count"),
     Metric("pcp_hit_rate", "per-CPU list hit rate", _get("pcp", "hit_rate"),
-           "allocations served from a per-CPU list / allocations"),
+           "allocations served from a per-CPU list without taking the zone lock / allocations"),
     Metric("zone_lock_per_1000_allocs", "zone lock / 1000 allocs", _get("pcp", "zone_lock_per_1000_allocs"),
            "buddy-path allocations plus per-CPU refills per 1,000 allocations"),
     Metric("alloc_fail", "allocation failures", _get("counters", "alloc_fail"),
@@ -163,7 +171,30 @@ _ALL = (
            "CMA pages handed to allocations not allowed to use CMA (a contract violation under android)", "count"),
     Metric("gfp_cma_thp_no_cma", "__GFP_CMA THP alloc without CMA page", _get("counters", "gfp_cma_thp_no_cma"),
            "THP-order __GFP_CMA allocations that did not get a CMA page", "count"),
+    Metric("non_cma_to_cma_alloc", "non-CMA page to __GFP_CMA alloc, CMA free",
+           _get("counters", "non_cma_to_cma_alloc"),
+           "pages of non-CMA blocks handed to allocations allowed to use CMA (ALLOC_CMA: __GFP_CMA under "
+           "android) while the zone had free CMA pages (the seed thread's 'consumed')", "count"),
     # Not shown by default; ask for them with metrics=[...] / --metric.
+    Metric("pcp_hit_rate_cma", "per-CPU hit rate, ALLOC_CMA", _class("cma", "hit_rate"),
+           "ALLOC_CMA requests served from a per-CPU list without the zone lock / ALLOC_CMA requests served"),
+    Metric("zone_lock_per_1000_cma", "zone lock / 1000, ALLOC_CMA", _class("cma", "zone_lock_per_1000"),
+           "zone-lock trips inside rmqueue() per 1,000 ALLOC_CMA requests served"),
+    Metric("pcp_hit_rate_movable_no_cma", "per-CPU hit rate, movable w/o ALLOC_CMA",
+           _class("movable_no_cma", "hit_rate"),
+           "movable w/o ALLOC_CMA requests served from a per-CPU list without the zone lock / "
+           "movable w/o ALLOC_CMA requests served"),
+    Metric("zone_lock_per_1000_movable_no_cma", "zone lock / 1000, movable w/o ALLOC_CMA",
+           _class("movable_no_cma", "zone_lock_per_1000"),
+           "zone-lock trips inside rmqueue() per 1,000 movable w/o ALLOC_CMA requests served"),
+    Metric("cma_to_movable_no_cma", "CMA page to movable w/o ALLOC_CMA", _class("movable_no_cma", "cma_pages"),
+           "CMA pages served to MOVABLE requests without ALLOC_CMA (pollution of that class)", "count"),
+    Metric("cma_to_other", "CMA page to non-movable alloc", _class("other", "cma_pages"),
+           "CMA pages served to UNMOVABLE/RECLAIMABLE requests (pollution of that class)", "count"),
+    Metric("pcp_hit_rate_other", "per-CPU hit rate, non-movable", _class("other", "hit_rate"),
+           "non-movable requests served from a per-CPU list without the zone lock / non-movable requests served"),
+    Metric("zone_lock_per_1000_other", "zone lock / 1000, non-movable", _class("other", "zone_lock_per_1000"),
+           "zone-lock trips inside rmqueue() per 1,000 non-movable requests served"),
     Metric("cma_requests", "cma_alloc calls", _cma_sum("requests"), "cma_alloc() calls, summed over areas", "count"),
     Metric("cma_fail_busy", "cma_alloc fail: busy", _cma_fail("busy"), "cma_alloc() failures on -EBUSY", "count"),
     Metric("cma_fail_no_free_range", "cma_alloc fail: no range", _cma_fail("no_free_range"),

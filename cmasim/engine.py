@@ -102,7 +102,8 @@ class Engine:
         self.keep_maps = False  # run.py sets it when writing an output folder
         self.map_before_cma: dict | None = None  # cmasim.pageblocks map just before the first cma_alloc()
         # Anonymous fill and re-touch carry __GFP_CMA where the policy tags anonymous memory.
-        self.anon_gfp = GFP_HIGHUSER_MOVABLE | (mz.GFP_CMA_ if "anon" in machine.policy.gfp_cma_owners else 0)
+        self.anon_gfp = GFP_HIGHUSER_MOVABLE | (mz.GFP_CMA_ if {"anon", "anon0"} & set(machine.policy.gfp_cma_owners)
+                                                   else 0)
 
     # --- tracing ----------------------------------------------------------------------------------
     def tracer(self, event: str, fields: str) -> None:

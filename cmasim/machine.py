@@ -268,6 +268,9 @@ class Machine:
         C[b + mz.PL_CMA_BALANCE_MODE] = pol.cma_balance_mode
         C[b + mz.PL_PIN_ISOLATED_MIGRATE] = int(pol.pin_isolated_migrate)
         C[b + mz.PL_SHORT_PIN_MIGRATES_CMA] = int(pol.short_pin_migrates_cma)
+        C[b + mz.PL_PCP_SKIP_MOVABLE_NO_CMA] = int(pol.pcp_skip_movable_without_cma)
+        C[b + mz.PL_CMA_ONLY_RMQUEUE] = int(pol.cma_only_rmqueue)
+        C[b + mz.PL_PCP_FAIL_NO_BUDDY] = int(pol.pcp_fail_no_buddy)
         for order in range(mz.NR_PAGE_ORDERS):
             for mt in range(mz.MIGRATE_TYPES):
                 C[b + mz.PL_PCP_PINDEX + order * mz.MIGRATE_TYPES + mt] = pol.pcp_pindex[order][mt]

@@ -52,9 +52,25 @@ def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int =
     return Machine(cfg, policy, seed=seed)
 
 
-def pcp_metrics(ev: dict[str, int]) -> dict[str, float | int]:
-    """Per-CPU list effectiveness: hits, refills, drains, and zone-lock trips per 1000 allocations."""
+def pcp_metrics(ev: dict[str, int]) -> dict:
+    """Per-CPU list effectiveness: hits, refills, drains, and zone-lock trips per 1000 allocations.
+
+    hit_rate = allocations served from a per-CPU list by an rmqueue() call that took no zone
+    lock, / allocation calls (a page popped after a failed refill is not a hit). `by_class`
+    splits rmqueue() by request class — "cma" (ALLOC_CMA: __GFP_CMA under Android, every MOVABLE
+    request in mainline), "movable_no_cma", "other" — with pages served (rmqueue() calls that
+    returned a block), hits, zone-lock trips taken inside rmqueue() (refills and buddy attempts,
+    failed ones included), pages of CMA blocks served to a class without ALLOC_CMA ("cma_pages",
+    pollution by class), hit_rate = hits / served and zone_lock_per_1000 = 1000 * trips / served.
+    """
     allocs = ev["alloc_calls"]
+    by_class = {}
+    for cls in ("cma", "movable_no_cma", "other"):
+        served, hits, locks = (ev[f"rmqueue_{w}_{cls}"] for w in ("served", "pcp_hits", "zone_lock"))
+        by_class[cls] = {"served": served, "pcp_hits": hits, "zone_lock": locks,
+                         "cma_pages": ev[f"rmqueue_cma_pages_{cls}"],
+                         "hit_rate": round(hits / served, 6) if served else 0.0,
+                         "zone_lock_per_1000": round(1000 * locks / served, 3) if served else 0.0}
     return {
         "alloc_hits": ev["pcp_alloc_hits"],
         "refills": ev["pcp_refills"],
@@ -63,6 +79,7 @@ def pcp_metrics(ev: dict[str, int]) -> dict[str, float | int]:
         "hit_rate": round(ev["pcp_alloc_hits"] / allocs, 6) if allocs else 0.0,
         "zone_lock_per_1000_allocs": round(1000 * (ev["buddy_allocs"] + ev["pcp_refills"]) / allocs, 3)
         if allocs else 0.0,
+        "by_class": by_class,
     }
 
 

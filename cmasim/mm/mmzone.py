@@ -281,7 +281,14 @@ VM_GFP_CMA_THP = 64  # THP-order allocations carrying __GFP_CMA
 VM_PIN_REFUSED_ISOLATED = 65  # short pins refused while their page sat in an isolated block
 VM_MIGRATE_TRANSIENT = 70  # migration attempts failed with a transient -EAGAIN (T_MIGRATE_EAGAIN_PPM)
 VM_THP_SPLIT_PAGE = 71  # thp_split_page: THPs split because no order-9 migration target was had
-NR_VM = 72
+# Android __GFP_CMA history (issue 14), slots 72..84 (after the old NR_VM):
+VM_NON_CMA_TO_CMA_ALLOC = 72  # pages of non-CMA pageblocks handed to ALLOC_CMA requests while the zone had free CMA
+# Per request class, counted in rmqueue() (class 0: ALLOC_CMA, 1: MOVABLE without ALLOC_CMA, 2: other types):
+VM_RQ_SERVED = 73  # 3 slots: rmqueue() calls that returned a page
+VM_RQ_PCP_HITS = 76  # 3 slots: ... served from a per-CPU list without taking the zone lock
+VM_RQ_ZONE_LOCK = 79  # 3 slots: zone->lock trips taken inside rmqueue() (refills and buddy attempts)
+VM_RQ_CMA_TO_NON_CMA = 82  # 3 slots: pages of CMA blocks served to the class (class 0 is always 0)
+NR_VM = 88
 
 # --- policy record (PL_* slots after C[H_POL]) --------------------------------------------
 PL_VERSION = 0  # 601 = linux-6.1 rules, 618 = linux-6.18 rules
@@ -299,6 +306,9 @@ PL_CMA_STAGE = 87  # mainline: __rmqueue() falls back to CMA after the requested
 PL_CMA_BALANCE_MODE = 88  # 0 free_cma > free*n/d; 1 also when non-CMA free < low; 2 (free - low)*n/d
 PL_PIN_ISOLATED_MIGRATE = 89  # candidate: a short pin of a page in an isolated block migrates it first
 PL_SHORT_PIN_MIGRATES_CMA = 90  # candidate: a short pin of a CMA page migrates it out of CMA first
+PL_PCP_SKIP_MOVABLE_NO_CMA = 91  # 2020 patch/v5.9+: MOVABLE without ALLOC_CMA skips the per-CPU lists
+PL_CMA_ONLY_RMQUEUE = 92  # 2020 patch/ACK 5.4 __rmqueue_cma(): ALLOC_CMA MOVABLE refills and buddy take CMA only
+PL_PCP_FAIL_NO_BUDDY = 93  # <= v5.10 rmqueue(): an order-0 per-CPU miss returns NULL (goto out), no buddy try
 PL_PCP_PINDEX = 8  # order_to_pindex table: NR_PAGE_ORDERS * MIGRATE_TYPES slots (-1: not PCP)
 PL_FALLBACK = PL_PCP_PINDEX + NR_PAGE_ORDERS * MIGRATE_TYPES  # fallbacks[3][2]: slots 74..79
 PL_SIZE = 96

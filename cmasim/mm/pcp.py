@@ -23,14 +23,14 @@ from cmasim.mm.mmzone import (
     TR_MM_PAGE_PCPU_DRAIN, VM_DRAIN_ALL, VM_PCP_DRAINS, VM_PCP_DRAIN_PAGES, VM_PCP_REFILLS,
     VM_PCP_REFILL_PAGES, VM_ZONE_LOCK, VM_PGFREE, VM_PCP_FREES,
     Z_BATCH, Z_FLAGS, Z_NR_ISOLATE_PB, Z_HIGH_MAX, Z_HIGH_MIN, Z_NR_FREE, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, ZONE_MOVABLE,
-    ALLOC_WMARK_HIGH,
+    ALLOC_WMARK_HIGH, ALLOC_CMA, MIGRATE_CMA, MIGRATE_MOVABLE, PL_CMA_ONLY_RMQUEUE,
 )
 from cmasim.mm.freelist import (
     get_pfnblock_migratetype, list_add_head, list_add_tail, list_del, list_empty, list_first,
     list_last, pcp_list_id, pi_aux, pi_order, pinfo, policy_version, set_pinfo, trace_emit,
     vm_add, zone_base,
 )
-from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __free_one_page, __rmqueue
+from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __free_one_page, __rmqueue, __rmqueue_smallest
 from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
 
 
@@ -94,15 +94,41 @@ def clamp(x, lo, hi):
     return x
 
 
+@kjit_inline
+def rmqueue_cma_only(C, mt, alloc_flags):
+    """True when __rmqueue_cma() of the 2020 __GFP_CMA design replaces __rmqueue(): a MOVABLE
+    request with ALLOC_CMA (i.e. __GFP_CMA) under a policy with PL_CMA_ONLY_RMQUEUE."""
+    return C[C[H_POL] + PL_CMA_ONLY_RMQUEUE] != 0 and mt == MIGRATE_MOVABLE and (alloc_flags & ALLOC_CMA) != 0
+
+
+@kjit
+def __rmqueue_cma(S, C, zslot, order):
+    """__rmqueue_cma() of the 2020 posting ("cma: redirect page allocation to CMA", LKML
+    <3f99bcf028ea…@codeaurora.org>, 5.10-rc1 base; the same in ACK android11-5.4 b9d3d8f1e991):
+    a MOVABLE __GFP_CMA request takes the CMA free lists only (__rmqueue_cma_fallback), with no
+    MOVABLE fallback; NULL once CMA is empty. Not modelled: the zone->cma_alloc switch to
+    __rmqueue_smallest(MOVABLE) while alloc_contig_range() runs, and ACK 5.4's
+    __rmqueue_fallback() retry loop (it converts UNMOVABLE/RECLAIMABLE blocks and retries CMA,
+    so it never returns a non-CMA page either)."""
+    return __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)
+
+
 @kjit
 def rmqueue_bulk(S, C, zslot, order, count, lst, mt, alloc_flags):
-    """rmqueue_bulk(): `count` blocks via __rmqueue() under one zone lock, appended to the tail."""
+    """rmqueue_bulk(): `count` blocks via __rmqueue() under one zone lock, appended to the tail.
+
+    2020 design (PL_CMA_ONLY_RMQUEUE): the patch's rmqueue_bulk(…, int cma) calls
+    __rmqueue_cma() for every block of a __GFP_CMA refill, so the MOVABLE list gets CMA pages only."""
     vm_add(C, VM_ZONE_LOCK, 1)
     vm_add(C, VM_PCP_REFILLS, 1)
     C[H_RMQM] = RMQUEUE_NORMAL
+    cma_only = rmqueue_cma_only(C, mt, alloc_flags)
     i = 0
     while i < count:
-        p = __rmqueue(S, C, zslot, order, mt, alloc_flags)
+        if cma_only:
+            p = __rmqueue_cma(S, C, zslot, order)
+        else:
+            p = __rmqueue(S, C, zslot, order, mt, alloc_flags)
         if p < 0:
             break
         list_add_tail(S, C, lst, p)

@@ -13,30 +13,33 @@ __alloc_pages_direct_reclaim() does after reclaim made no progress) and retries.
 kswapd itself lives in vmscan.py; this module only wakes it.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_CPUSET, ALLOC_HIGHATOMIC, ALLOC_KSWAPD, ALLOC_MIN_RESERVE, ALLOC_NOFRAGMENT,
     ALLOC_NON_BLOCK, ALLOC_NO_WATERMARKS, ALLOC_OOM, ALLOC_WMARK_HIGH, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN,
     GFP_DIRECT_RECLAIM_, GFP_DMA32_, GFP_DMA_, GFP_HIGH_, GFP_HIGHMEM_, GFP_KSWAPD_RECLAIM_,
     GFP_CMA_, GFP_MOVABLE_, GFP_NOMEMALLOC_, GFP_RECLAIMABLE_, PL_CMA_FIRST_BUDDY, PL_CMA_GFP_REQUIRED, MIGRATE_CMA,
-    H_KSWAPD_NEXT, H_LAST_MT, H_N, H_NOW, H_NZONES, H_PARAM, T_RECLAIM_ENABLED, VM_KSWAPD_WAKE, H_POL, H_RMQM,
+    H_KSWAPD_NEXT, H_N, H_NOW, H_NZONES, H_PARAM, T_RECLAIM_ENABLED, VM_KSWAPD_WAKE, H_POL, H_RMQM,
     MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, PG_ALLOC, PL_DEFRAG_MODE, PL_NOFRAGMENT,
     TR_MM_PAGE_FREE,
     VM_BUDDY_ALLOCS, VM_FREE_EVENTS, VM_NOFRAG_RETRY,
     VM_PCP_ALLOC_HITS, VM_PGALLOC, VM_PGFREE, VM_WMARK_FAIL,
-    VM_ZONE_LOCK,
+    VM_ZONE_LOCK, H_VM, VM_NON_CMA_TO_CMA_ALLOC, VM_RQ_SERVED, VM_RQ_PCP_HITS, VM_RQ_ZONE_LOCK, VM_RQ_CMA_TO_NON_CMA,
+    PL_PCP_SKIP_MOVABLE_NO_CMA, PL_PCP_FAIL_NO_BUDDY, Z_NR_FREE_CMA,
     Z_BOOST, Z_FLAGS, Z_IDX, Z_NR_FREE, Z_WMARK_HIGH, ZONE_BELOW_HIGH, ZONE_BOOSTED_WATERMARK,
     ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL,
 )
 from cmasim.mm.freelist import (
-    clear_pinfo, pageblock_zone, pi_order, pi_state, pinfo, policy_version,
+    clear_pinfo, get_pageblock_type_bits, pageblock_zone, pi_order, pi_state, pinfo, policy_version,
     trace_emit, vm_add, zone_base, get_pfnblock_migratetype,
 )
 from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __rmqueue, __rmqueue_smallest, free_one_page, pcp_allowed_order
 from cmasim.mm.watermark import (  # noqa: F401  (re-exported)
     __zone_watermark_ok, wmark_pages, zone_watermark_fast, zone_watermark_unusable_free,
 )
-from cmasim.mm.pcp import free_unref_page_commit, order_to_pindex, pcp_free_pindex, rmqueue_pcplist
+from cmasim.mm.pcp import (
+    __rmqueue_cma, free_unref_page_commit, order_to_pindex, pcp_free_pindex, rmqueue_cma_only, rmqueue_pcplist,
+)
 
 E_OK = 0
 E_NOT_ALLOCATED = -22  # -EINVAL: free of a pfn that is not the head of an allocated block
@@ -118,18 +121,25 @@ def alloc_flags_nofragment(C, pref, gfp):
 # --- rmqueue ---------------------------------------------------------------------------------------
 @kjit
 def rmqueue_buddy(S, C, zslot, order, alloc_flags, mt):
-    """rmqueue_buddy(): one block under the zone lock (HIGHATOMIC lists for reserve users)."""
+    """rmqueue_buddy(): one block under the zone lock (HIGHATOMIC lists for reserve users).
+
+    Android: ACK 5.10+ tries __rmqueue_cma() (CMA lists) first for ALLOC_CMA, then __rmqueue()
+    (PL_CMA_FIRST_BUDDY); the 2020 posting's rmqueue() calls only __rmqueue_cma() for a
+    __GFP_CMA request (PL_CMA_ONLY_RMQUEUE), no fallback."""
     vm_add(C, VM_ZONE_LOCK, 1)
     p = -1
     if alloc_flags & ALLOC_HIGHATOMIC:
         p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_HIGHATOMIC)
-    if p < 0 and (alloc_flags & ALLOC_CMA) and C[C[H_POL] + PL_CMA_FIRST_BUDDY]:
-        p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)  # Android: __rmqueue_cma_fallback() first
-    if p < 0:
-        C[H_RMQM] = RMQUEUE_NORMAL
-        p = __rmqueue(S, C, zslot, order, mt, alloc_flags)
-        if p < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
-            p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_HIGHATOMIC)
+    if p < 0 and rmqueue_cma_only(C, mt, alloc_flags):
+        p = __rmqueue_cma(S, C, zslot, order)
+    elif p < 0:
+        if (alloc_flags & ALLOC_CMA) and C[C[H_POL] + PL_CMA_FIRST_BUDDY]:
+            p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)  # Android: __rmqueue_cma_fallback() first
+        if p < 0:
+            C[H_RMQM] = RMQUEUE_NORMAL
+            p = __rmqueue(S, C, zslot, order, mt, alloc_flags)
+            if p < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
+                p = __rmqueue_smallest(S, C, zslot, order, MIGRATE_HIGHATOMIC)
     if p >= 0:
         vm_add(C, VM_BUDDY_ALLOCS, 1)
     return p
@@ -153,27 +163,71 @@ def wakeup_kswapd(C):
         vm_add(C, VM_KSWAPD_WAKE, 1)
 
 
+@kjit_inline
+def rmqueue_class(alloc_flags, mt):
+    """Request class for the per-class counters: 0 may use CMA (ALLOC_CMA: __GFP_CMA under
+    Android, every MOVABLE request in mainline), 1 MOVABLE without ALLOC_CMA, 2 other types."""
+    if alloc_flags & ALLOC_CMA:
+        return 0
+    if mt == MIGRATE_MOVABLE:
+        return 1
+    return 2
+
+
 @kjit
 def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
-    """rmqueue(): per-CPU list for PCP orders, else (or when the refill fails) the buddy."""
+    """rmqueue(): per-CPU list for PCP orders, else (or when the refill fails) the buddy.
+
+    Android variants, as policy switches:
+    * the CMA per-CPU list of the order first for ALLOC_CMA (ACK "ANDROID: mm: add cma pcp
+      list": 5.10 __rmqueue_pcplist get_populated_pcp_list(…, get_cma_migrate_type()), 6.18
+      order_to_pindex(MIGRATE_CMA, order)), then the request's own list;
+    * PL_PCP_SKIP_MOVABLE_NO_CMA: a MOVABLE request without ALLOC_CMA skips the per-CPU lists
+      and goes to the zone lock (mainline v5.9 1d91df85f399 "handle a missing case for
+      memalloc_nocma_{save/restore}", rewritten by the 2020 __GFP_CMA patch to test __GFP_CMA);
+    * PL_PCP_FAIL_NO_BUDDY: <= v5.10 rmqueue() `if (order == 0) { rmqueue_pcplist(); goto out; }`,
+      an order-0 request that tried a per-CPU list and got nothing fails in this zone.
+
+    Counters: a per-CPU hit (VM_PCP_ALLOC_HITS) is an allocation served from a per-CPU list by
+    an rmqueue() call that took no zone lock (a page popped after a failed CMA-list refill is
+    not a hit); per request class, pages served, hits and zone-lock trips; and pages of non-CMA
+    blocks handed to ALLOC_CMA requests while the zone had free CMA pages, and pages of CMA blocks
+    handed to requests without ALLOC_CMA, by class."""
     zb = zone_base(C, zslot)
+    pol = C[H_POL]
+    locks0 = C[C[H_VM] + VM_ZONE_LOCK]
     p = -1
+    tried_pcp = False
     if pcp_allowed_order(order):
         pindex = order_to_pindex(C, order, mt)
         cma_pindex = order_to_pindex(C, order, MIGRATE_CMA)
-        if (alloc_flags & ALLOC_CMA) and cma_pindex >= 0 and C[C[H_POL] + PL_CMA_FIRST_BUDDY]:
-            # Android: the CMA list of this order first (for THP the list it maps CMA to, shared
-            # with MOVABLE THPs unless the RFC's own list), refilled from the CMA free lists only.
-            p = rmqueue_pcplist(S, C, zslot, cpu, order, MIGRATE_CMA, alloc_flags, cma_pindex)
-            if p >= 0 and C[H_LAST_MT] < 0:
-                vm_add(C, VM_PCP_ALLOC_HITS, 1)
-        if p < 0 and pindex >= 0:
-            p = rmqueue_pcplist(S, C, zslot, cpu, order, mt, alloc_flags, pindex)
-            if p >= 0 and C[H_LAST_MT] < 0:
-                vm_add(C, VM_PCP_ALLOC_HITS, 1)
-    if p < 0:
+        skip = (C[pol + PL_PCP_SKIP_MOVABLE_NO_CMA] != 0 and mt == MIGRATE_MOVABLE
+                and (alloc_flags & ALLOC_CMA) == 0)
+        if not skip:
+            if (alloc_flags & ALLOC_CMA) and cma_pindex >= 0 and C[pol + PL_CMA_FIRST_BUDDY]:
+                # Android: the CMA list of this order first (for THP the list it maps CMA to, shared
+                # with MOVABLE THPs unless the RFC's own list), refilled from the CMA free lists only.
+                tried_pcp = True
+                p = rmqueue_pcplist(S, C, zslot, cpu, order, MIGRATE_CMA, alloc_flags, cma_pindex)
+            if p < 0 and pindex >= 0:
+                tried_pcp = True
+                p = rmqueue_pcplist(S, C, zslot, cpu, order, mt, alloc_flags, pindex)
+    from_pcp = p >= 0
+    if p < 0 and not (tried_pcp and order == 0 and C[pol + PL_PCP_FAIL_NO_BUDDY]):
         p = rmqueue_buddy(S, C, zslot, order, alloc_flags, mt)
+    cls = rmqueue_class(alloc_flags, mt)
+    trips = C[C[H_VM] + VM_ZONE_LOCK] - locks0
+    vm_add(C, VM_RQ_ZONE_LOCK + cls, trips)
     if p >= 0:
+        vm_add(C, VM_RQ_SERVED + cls, 1)
+        if from_pcp and trips == 0:
+            vm_add(C, VM_PCP_ALLOC_HITS, 1)
+            vm_add(C, VM_RQ_PCP_HITS + cls, 1)
+        is_cma = get_pageblock_type_bits(S, C, p) == MIGRATE_CMA
+        if (alloc_flags & ALLOC_CMA) and C[zb + Z_NR_FREE_CMA] > 0 and not is_cma:
+            vm_add(C, VM_NON_CMA_TO_CMA_ALLOC, 1 << order)  # the seed thread's "consumed"
+        if is_cma and not (alloc_flags & ALLOC_CMA):
+            vm_add(C, VM_RQ_CMA_TO_NON_CMA + cls, 1 << order)  # "polluted", by class
         vm_add(C, VM_PGALLOC + C[zb + Z_IDX], 1 << order)
         if (alloc_flags & ALLOC_KSWAPD) and (C[zb + Z_FLAGS] & ZONE_BOOSTED_WATERMARK):
             C[zb + Z_FLAGS] &= ~ZONE_BOOSTED_WATERMARK

@@ -73,6 +73,11 @@ EVENT_NAMES = {
     "gfp_cma_thp_no_cma": mz.VM_GFP_CMA_THP_NO_CMA, "short_pin_migrated": mz.VM_SHORT_PIN_MIGRATED,
     "pin_refused_isolated": mz.VM_PIN_REFUSED_ISOLATED, "contig_reclaimed_clean": mz.VM_CONTIG_RECLAIMED,
     "migrate_transient_eagain": mz.VM_MIGRATE_TRANSIENT,
+    "non_cma_to_cma_alloc": mz.VM_NON_CMA_TO_CMA_ALLOC,
+    **{f"rmqueue_{what}_{cls}": base + i
+       for what, base in (("served", mz.VM_RQ_SERVED), ("pcp_hits", mz.VM_RQ_PCP_HITS),
+                          ("zone_lock", mz.VM_RQ_ZONE_LOCK), ("cma_pages", mz.VM_RQ_CMA_TO_NON_CMA))
+       for i, cls in enumerate(("cma", "movable_no_cma", "other"))},
 }
 
 

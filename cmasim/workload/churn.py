@@ -40,7 +40,7 @@ W_HIGH_ORDER = 17
 W_P_FILE = 18  # permille of movable base allocations that are clean page cache
 W_P_FILE_DIRTY = 19  # permille that are dirty page cache (the rest anonymous)
 W_EVENTS = 20  # events generated so far
-W_GFP_CMA_OWNERS = 21  # which allocations carry __GFP_CMA: bit 0 anon, 1 THP, 2 clean file, 3 dirty file
+W_GFP_CMA_OWNERS = 21  # which allocations carry __GFP_CMA: bits anon, THP, clean file, dirty file, order-0 anon
 W_P_THP_GFP_CMA = 22  # permille of THP allocations that carry __GFP_CMA when THP is tagged
 W_SIZE = 24
 
@@ -96,7 +96,7 @@ def churn(S, C, W, n, t_end):
                         kind = OW_FILE_DIRTY
                         if tag & 8:
                             gfp |= GFP_CMA_
-                    elif tag & 1:
+                    elif (tag & 1) or ((tag & 16) and order == 0):
                         gfp |= GFP_CMA_
             elif r2 < W[W_P_MOVABLE] + W[W_P_UNMOVABLE]:
                 gfp = W[W_GFP_UNMOVABLE]
@@ -119,7 +119,7 @@ def churn(S, C, W, n, t_end):
     return n
 
 
-GFP_CMA_OWNER_BITS = {"anon": 1, "thp": 2, "file": 4, "file_dirty": 8}
+GFP_CMA_OWNER_BITS = {"anon": 1, "thp": 2, "file": 4, "file_dirty": 8, "anon0": 16}  # anon0: order-0 anon only
 
 
 def churn_params(machine, *, target_usage=0.80, p_order0=0.80, p_order13=0.15, high_order=9,
