@@ -59,6 +59,7 @@ _CHECK_MESSAGES = {
     23: "live-page counter is {exp}, handles hold {got}",
     24: "block {pfn} of zone {got} sits on a list of zone {exp}",
     25: "free block {pfn} spans pageblocks of types {exp} and {got}, which may not merge",
+    26: "reclaim counters ({pfn}: 0 kswapd, 1 direct): pgscan {exp} < pgsteal {got}",
 }
 
 

@@ -20,7 +20,10 @@ into a message. Checks:
 5. v6.10+: every free block sits on the list of its pageblock's type (freelist hygiene);
 6. the zone's isolated-pageblock count matches the isolate bits;
 7. free and per-CPU blocks carry no owner; every live handle points at an allocated head
-   whose HANDLE entry points back, and the live-page counter adds up.
+   whose HANDLE entry points back, and the live-page counter adds up;
+8. reclaim counters: pgscan_kswapd >= pgsteal_kswapd and pgscan_direct >= pgsteal_direct
+   (both count pages; a page is scanned before it is reclaimed, mm/vmscan.c
+   shrink_inactive_list()).
 """
 
 import numpy as np
@@ -28,7 +31,7 @@ import numpy as np
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     H_HANDLE, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NZONES, H_OWNER,
-    H_POL, H_PB, H_PREV,
+    H_POL, H_PB, H_PREV, H_VM, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES,
     NR_BUDDY_LISTS, NR_PAGE_ORDERS, NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE,
     PG_ALLOC, PG_BUDDY, PG_PCP, PG_TAIL, PL_NR_PCP_LISTS, P_COUNT,
@@ -67,6 +70,7 @@ E_HANDLE = 22  # LIVE[h] and HANDLE[pfn] disagree, or a handle points at a non-a
 E_LIVE_PAGES = 23  # the live-page counter differs from what the handles hold
 E_LIST_ZONE = 24  # a block on a list of another zone
 E_MERGED_ACROSS = 25  # a free block spans pageblocks whose types may not merge
+E_PGSCAN = 26  # pgsteal_* exceeds pgscan_* (pages reclaimed without being scanned)
 
 
 @kjit
@@ -232,6 +236,11 @@ def check_state(S, C):
         live_pages += 1 << pi_order(pinfo(S, C, p))
     if live_pages != C[H_LIVE_PAGES]:
         return E_LIVE_PAGES, 0, C[H_LIVE_PAGES], live_pages
+    vm = C[H_VM]
+    if C[vm + VM_PGSCAN_KSWAPD] < C[vm + VM_PGSTEAL_KSWAPD]:
+        return E_PGSCAN, 0, C[vm + VM_PGSCAN_KSWAPD], C[vm + VM_PGSTEAL_KSWAPD]
+    if C[vm + VM_PGSCAN_DIRECT] < C[vm + VM_PGSTEAL_DIRECT]:
+        return E_PGSCAN, 1, C[vm + VM_PGSCAN_DIRECT], C[vm + VM_PGSTEAL_DIRECT]
     return OK, 0, 0, 0
 
 

@@ -36,40 +36,56 @@ def param(C, t):
 
 
 @kjit
-def pick_reclaim_victim(S, C, zslot):
-    """Sample pfns of the zone for a reclaimable, unpinned allocated block (see module doc)."""
+def pick_reclaim_victim(S, C, zslot, may_swap, may_writepage):
+    """Sample pfns of the zone for a reclaimable, unpinned allocated block (see module doc).
+
+    Returns (head pfn or -1, pages scanned). A sampled block counts as scanned (pgscan_*) when
+    the kernel's LRU scan would have isolated it: page cache always, anonymous memory only
+    while swap is left and may_swap (get_scan_count() scans no anon LRU without swap), pinned
+    folios included (shrink_folio_list() isolates them, then keeps them). So every page
+    reclaimed was scanned first and pgscan >= pgsteal.
+    Kernel: mm/vmscan.c shrink_inactive_list() (nr_scanned -> PGSCAN_KSWAPD/PGSCAN_DIRECT,
+    counted in pages), shrink_folio_list(), pageout().
+    """
     zb = zone_base(C, zslot)
     start = C[zb + Z_START]
     span = C[zb + Z_END] - start
+    scanned = 0
     for _ in range(SAMPLE_TRIES):
         q = start + prandom_u32(C) % span
         h = block_head(S, C, zb, q)
         if h < 0 or pi_state(pinfo(S, C, h)) != PG_ALLOC:
             continue
         ow = S[C[H_OWNER] + h]
+        kind = ow & OW_KIND_MASK
+        pages = 1 << pi_order(pinfo(S, C, h))
+        swappable = kind == OW_ANON and may_swap and C[C[H_PARAM] + T_SWAP_FREE] >= pages
+        if kind != OW_FILE and kind != OW_FILE_DIRTY and not swappable:
+            continue
+        scanned += pages
         if folio_maybe_dma_pinned(ow):
             continue
-        kind = ow & OW_KIND_MASK
-        if kind == OW_FILE:
-            return h
         if kind == OW_FILE_DIRTY:
-            # pageout(): start writeback; the page is clean (reclaimable) next time.
-            S[C[H_OWNER] + h] = (ow & ~OW_KIND_MASK) | OW_FILE
-            vm_add(C, VM_PGWRITEBACK, 1 << pi_order(pinfo(S, C, h)))
+            if may_writepage:
+                # pageout(): start writeback; the page is clean (reclaimable) next time.
+                S[C[H_OWNER] + h] = (ow & ~OW_KIND_MASK) | OW_FILE
+                vm_add(C, VM_PGWRITEBACK, pages)
             continue
-        if kind == OW_ANON and C[C[H_PARAM] + T_SWAP_FREE] >= (1 << pi_order(pinfo(S, C, h))):
-            return h
-    return -1
+        return h, scanned
+    return -1, scanned
 
 
 @kjit
-def shrink_zone(S, C, cpu, zslot, nr_to_reclaim, direct):
-    """shrink_node()/shrink_folio_list() for one zone: reclaim up to nr_to_reclaim pages."""
+def shrink_zone(S, C, cpu, zslot, nr_to_reclaim, direct, may_swap, may_writepage):
+    """shrink_node()/shrink_folio_list() for one zone: reclaim up to nr_to_reclaim pages.
+
+    pgscan_* and pgsteal_* both count pages (mm/vmscan.c shrink_inactive_list()).
+    """
     reclaimed = 0
     scanned = 0
     while reclaimed < nr_to_reclaim:
-        h = pick_reclaim_victim(S, C, zslot)
-        scanned += 1
+        h, sc = pick_reclaim_victim(S, C, zslot, may_swap, may_writepage)
+        scanned += sc
         if h < 0:
             break
         pages = 1 << pi_order(pinfo(S, C, h))
@@ -108,7 +124,7 @@ def kswapd_run(S, C):
         if zone_balanced(C, zb):
             continue
         need = C[zb + Z_WMARK_HIGH] + C[zb + Z_BOOST] - C[zb + Z_NR_FREE] + SWAP_CLUSTER_MAX
-        got = shrink_zone(S, C, 0, z, need if need < budget else budget, False)
+        got = shrink_zone(S, C, 0, z, need if need < budget else budget, False, True, True)
         if not zone_balanced(C, zb) and got > 0:
             all_ok = False
     if all_ok:
@@ -126,7 +142,7 @@ def try_to_free_pages(S, C, cpu, pref):
         return 0
     total = 0
     for z in range(pref, -1, -1):
-        total += shrink_zone(S, C, cpu, z, SWAP_CLUSTER_MAX - total, True)
+        total += shrink_zone(S, C, cpu, z, SWAP_CLUSTER_MAX - total, True, True, True)
         if total >= SWAP_CLUSTER_MAX:
             break
     return total
