@@ -60,6 +60,7 @@ _CHECK_MESSAGES = {
     24: "block {pfn} of zone {got} sits on a list of zone {exp}",
     25: "free block {pfn} spans pageblocks of types {exp} and {got}, which may not merge",
     26: "reclaim counters ({pfn}: 0 kswapd, 1 direct): pgscan {exp} < pgsteal {got}",
+    27: "handle {pfn} still holds block {got} of OOM victim task {exp}",
 }
 
 
@@ -84,6 +85,7 @@ class MachineConfig:
     isolate_cost_ns: int = 1_000  # isolating one pageblock
     swap_bytes: int | None = None  # swap/zram capacity; None: a quarter of memory
     reclaim: bool = True  # kswapd and direct reclaim
+    oom_killer: bool = False  # out_of_memory() kills a task and the allocation retries (scenarios: on)
     kswapd_rate_pages_s: int = 262_144  # 1 GiB/s
     kswapd_period_ns: int = 1_000_000
     compaction: bool = True
@@ -191,7 +193,7 @@ class Machine:
         swap = cfg.swap_bytes if cfg.swap_bytes is not None else cfg.total_pages * mz.PAGE_SIZE // 4
         vals = {mz.T_MIGRATE_COST_NS: cfg.migrate_cost_ns, mz.T_KSWAPD_RATE: cfg.kswapd_rate_pages_s,
                 mz.T_KSWAPD_PERIOD_NS: cfg.kswapd_period_ns, mz.T_SWAP_FREE: swap // mz.PAGE_SIZE,
-                mz.T_RECLAIM_ENABLED: int(cfg.reclaim),
+                mz.T_RECLAIM_ENABLED: int(cfg.reclaim), mz.T_OOM_KILLER: int(cfg.oom_killer),
                 mz.T_COMPACTION_ENABLED: int(cfg.compaction), mz.T_KCOMPACTD_PERIOD_NS: cfg.kcompactd_period_ns,
                 mz.T_CLEAN_DROP_COST_NS: cfg.clean_drop_cost_ns, mz.T_SWAP_COST_NS: cfg.swap_cost_ns,
                 mz.T_DRAIN_COST_NS: cfg.drain_cost_ns, mz.T_ISOLATE_COST_NS: cfg.isolate_cost_ns}

@@ -129,6 +129,7 @@ class ReclaimSpec(_Strict):
     enabled: bool = True
     swap: Size | None = None  # swap/zram capacity (default: a quarter of memory)
     kswapd_rate_mib_s: float = Field(1024, gt=0)
+    oom_killer: bool = True  # false: an allocation the OOM killer would rescue fails instead (oom_kill counts it)
 
 
 class CompactionSpec(_Strict):

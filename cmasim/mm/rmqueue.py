@@ -37,6 +37,7 @@ from cmasim.mm.watermark import (  # noqa: F401  (re-exported)
     __zone_watermark_ok, wmark_pages, zone_watermark_fast, zone_watermark_unusable_free,
 )
 from cmasim.mm.pcp import free_unref_page_commit, order_to_pindex, pcp_free_pindex, rmqueue_pcplist
+from cmasim.mm.wakeup import wakeup_kswapd  # noqa: F401  (mm/vmscan.c; kept apart to avoid an import cycle)
 
 E_OK = 0
 E_NOT_ALLOCATED = -22  # -EINVAL: free of a pfn that is not the head of an allocated block
@@ -136,24 +137,6 @@ def rmqueue_buddy(S, C, zslot, order, alloc_flags, mt):
 
 
 @kjit
-def wakeup_kswapd(C):
-    """wakeup_kswapd(): schedule a kswapd run on the simulated clock if it sleeps.
-
-    With reclaim switched off there is no kswapd; a balanced zone then simply gets its
-    watermark boost reset, which is what kswapd would do without reclaiming anything.
-    """
-    if C[C[H_PARAM] + T_RECLAIM_ENABLED] == 0:
-        for z in range(C[H_NZONES]):
-            zb = zone_base(C, z)
-            if C[zb + Z_NR_FREE] > C[zb + Z_WMARK_HIGH] + C[zb + Z_BOOST]:
-                C[zb + Z_BOOST] = 0
-        return
-    if C[H_KSWAPD_NEXT] == 0:
-        C[H_KSWAPD_NEXT] = C[H_NOW] + 1
-        vm_add(C, VM_KSWAPD_WAKE, 1)
-
-
-@kjit
 def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
     """rmqueue(): per-CPU list for PCP orders, else (or when the refill fails) the buddy."""
     zb = zone_base(C, zslot)
@@ -177,7 +160,7 @@ def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
         vm_add(C, VM_PGALLOC + C[zb + Z_IDX], 1 << order)
         if (alloc_flags & ALLOC_KSWAPD) and (C[zb + Z_FLAGS] & ZONE_BOOSTED_WATERMARK):
             C[zb + Z_FLAGS] &= ~ZONE_BOOSTED_WATERMARK
-            wakeup_kswapd(C)
+            wakeup_kswapd(C, 0, 0, C[zb + Z_IDX])
     return p
 
 
