@@ -85,6 +85,7 @@ class MachineConfig:
     isolate_cost_ns: int = 1_000  # isolating one pageblock
     swap_bytes: int | None = None  # swap/zram capacity; None: a quarter of memory
     reclaim: bool = True  # kswapd and direct reclaim
+    defrag_mode: bool = False  # vm.defrag_mode (v6.15+; ignored by older rule sets)
     oom_killer: bool = False  # out_of_memory() kills a task and the allocation retries (scenarios: on)
     kswapd_rate_pages_s: int = 262_144  # 1 GiB/s
     kswapd_period_ns: int = 1_000_000
@@ -213,7 +214,7 @@ class Machine:
         C[b + mz.PL_VERSION] = pol.version
         C[b + mz.PL_CMA_NUM], C[b + mz.PL_CMA_DEN] = pol.cma_balance
         C[b + mz.PL_NOFRAGMENT] = int(pol.nofragment)
-        C[b + mz.PL_DEFRAG_MODE] = int(pol.defrag_mode)
+        C[b + mz.PL_DEFRAG_MODE] = int(pol.defrag_mode or (self.cfg.defrag_mode and pol.version >= 615))
         C[b + mz.PL_BOOST_FACTOR] = pol.watermark_boost_factor
         C[b + mz.PL_NR_PCP_LISTS] = pol.nr_pcp_lists
         C[b + mz.PL_LONGTERM_MIGRATE] = int(pol.longterm_pin_migrates)

@@ -42,6 +42,7 @@ def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int =
                         clean_drop_cost_ns=int(c.drop_clean_page_us * 1000), reclaim=sc.reclaim.enabled,
                         swap_bytes=sc.reclaim.swap, kswapd_rate_pages_s=int(sc.reclaim.kswapd_rate_mib_s * 256),
                         compaction=sc.compaction.enabled, pinners=pinners, oom_killer=sc.reclaim.oom_killer,
+                        defrag_mode=m.defrag_mode,
                         reserved_pages=m.reserved // 4096, reserve_pfn0=True)
     return Machine(cfg, policy, seed=seed)
 

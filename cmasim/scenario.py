@@ -164,6 +164,7 @@ class MachineSpec(_Strict):
     watermark_scale_factor: int = Field(10, ge=1, le=3000)
     percpu_pagelist_high_fraction: int = Field(0, ge=0)
     reserved: Size = 0  # kernel memory taken at boot (unmovable), e.g. text and memmap
+    defrag_mode: bool = False  # vm.defrag_mode (v6.15+ rule sets only)
 
 
 class Scenario(_Strict):

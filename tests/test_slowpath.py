@@ -114,3 +114,47 @@ def test_drain_after_each_reclaim_round_with_progress():
     assert m.vm(mz.VM_PGSTEAL_DIRECT) >= 32 * (rounds - 1)
     assert rounds - 1 <= m.vm(mz.VM_DRAIN_ALL) <= rounds
     m.check()
+
+
+# --- W9: vm.defrag_mode ------------------------------------------------------------------------
+def defrag_machine(defrag_mode, policy="linux-6.18"):
+    """DMA32 + Normal, every pageblock partly used by movable pages: a non-movable request can
+    only be served by stealing from a movable block."""
+    m = Machine(MachineConfig(zones=[("DMA32", 4096), ("Normal", 4096)], nr_cpus=1, min_free_kbytes=128,
+                              reclaim=False, compaction=False, defrag_mode=defrag_mode), get_policy(policy))
+    pages = []
+    while True:
+        p = m.alloc(0, G.GFP_HIGHUSER_MOVABLE | B["__GFP_NORETRY"])
+        if p < 0:
+            break
+        pages.append(p)
+    m.drain_all()
+    for p in pages:
+        if p % 2 == 0:
+            m.free(p)
+    m.drain_all()
+    for k in range(mz.NR_VM):
+        m.C[int(m.C[mz.H_VM]) + k] = 0
+    m.C[mz.H_KSWAPD_ORDER] = 0
+    return m
+
+
+def test_defrag_mode_keeps_nofragment_until_reclaim_and_compaction_failed():
+    """v6.15+ vm.defrag_mode: gfp_to_alloc_flags() sets ALLOC_NOFRAGMENT, get_page_from_freelist()
+    does not retry without it, the slow path drops it only where it would otherwise give up,
+    and kswapd is asked for at least pageblock order (mm/page_alloc.c)."""
+    m = defrag_machine(False)
+    assert m.alloc(0, G.GFP_KERNEL) >= 0
+    assert m.vm(mz.VM_NOFRAG_RETRY) >= 1 and allocstall(m) == 0  # the fast path falls back at once
+    d = defrag_machine(True)
+    assert d.alloc(0, G.GFP_KERNEL) >= 0
+    assert d.vm(mz.VM_NOFRAG_RETRY) == 0
+    assert allocstall(d) == MAX_RECLAIM_RETRIES + 1  # reclaim (nothing to reclaim) first, then the fallback
+    assert int(d.C[mz.H_KSWAPD_ORDER]) == mz.PAGEBLOCK_ORDER
+    d.check()
+
+
+def test_defrag_mode_is_ignored_by_the_6_1_rules():
+    m = defrag_machine(True, policy="linux-6.1")
+    assert m.alloc(0, G.GFP_KERNEL) >= 0
+    assert allocstall(m) == 0

@@ -13,8 +13,9 @@ that was skipped); then the retry loop: a direct-reclaim round (drain_all_pages(
 more try when it made progress), direct compaction for order > 0, __GFP_NORETRY and
 costly requests without __GFP_RETRY_MAYFAIL give up, should_reclaim_retry() (at most
 MAX_RECLAIM_RETRIES rounds without progress; progress resets the count for order <= 3;
-some zone must pass its MIN mark counting its reclaimable pages as free), then
-__alloc_pages_may_oom(): no OOM kill for costly orders, __GFP_RETRY_MAYFAIL,
+some zone must pass its MIN mark counting its reclaimable pages as free); with
+vm.defrag_mode (v6.15+) the loop first runs with ALLOC_NOFRAGMENT and drops it only when it
+would give up; then __alloc_pages_may_oom(): no OOM kill for costly orders, __GFP_RETRY_MAYFAIL,
 __GFP_THISNODE or lowmem-only requests; a kill (oom_kill.py) restarts the retry loop.
 
 Simplifications: no should_compact_retry() (compaction is retried only through the
@@ -26,7 +27,8 @@ killed task, no __GFP_NOFAIL looping.
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_CPUSET, ALLOC_KSWAPD, ALLOC_WMARK_HIGH, ALLOC_WMARK_LOW, GFP_CMA_,
-    GFP_COMP_, GFP_DIRECT_RECLAIM_, GFP_NORETRY_, GFP_RETRY_MAYFAIL_, GFP_THISNODE_, H_PARAM,
+    ALLOC_NOFRAGMENT, GFP_COMP_, GFP_DIRECT_RECLAIM_, GFP_NORETRY_, GFP_RETRY_MAYFAIL_, GFP_THISNODE_, H_PARAM, H_POL,
+    PL_DEFRAG_MODE,
     HPAGE_PMD_ORDER, MIGRATE_CMA, MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PG_ALLOC, T_COMPACTION_ENABLED,
     TR_MM_PAGE_ALLOC, VM_ALLOC_EVENTS, VM_ALLOC_FAIL, VM_CMA_TO_NON_CMA, VM_COMPACT_FAIL, VM_COMPACT_STALL,
     VM_COMPACT_SUCCESS, VM_GFP_CMA_THP, VM_GFP_CMA_THP_NO_CMA, VM_PGALLOC_PAGES, VM_SLOWPATH,
@@ -185,6 +187,9 @@ def __alloc_pages_slowpath(S, C, cpu, order, gfp, mt, highest, pref):
         retry, no_progress_loops = should_reclaim_retry(S, C, order, af, highest, pref, progress > 0,
                                                         no_progress_loops)
         if retry:
+            continue
+        if C[C[H_POL] + PL_DEFRAG_MODE] and (af & ALLOC_NOFRAGMENT):
+            af &= ~ALLOC_NOFRAGMENT  # vm.defrag_mode: reclaim/compaction failed to prevent the fallback
             continue
         p, oom_progress = __alloc_pages_may_oom(S, C, cpu, order, gfp, mt, highest, pref)
         if p >= 0:

@@ -76,6 +76,8 @@ def gfp_to_alloc_flags_cma(C, gfp, alloc_flags):
 def gfp_to_alloc_flags(C, gfp, order):
     """gfp_to_alloc_flags(): the slow path's flags (MIN watermark, reserves for atomic requests)."""
     af = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    if C[C[H_POL] + PL_DEFRAG_MODE]:
+        af |= ALLOC_NOFRAGMENT  # v6.15+ vm.defrag_mode: kept until reclaim and compaction failed
     if gfp & GFP_HIGH_:
         af |= ALLOC_MIN_RESERVE
     if gfp & GFP_KSWAPD_RECLAIM_:
@@ -190,7 +192,7 @@ def get_page_from_freelist(S, C, cpu, order, mt, alloc_flags, highest, pref):
                 p = rmqueue(S, C, z, cpu, order, alloc_flags, mt)
                 if p >= 0:
                     return p
-        if alloc_flags & ALLOC_NOFRAGMENT:
+        if (alloc_flags & ALLOC_NOFRAGMENT) and not C[C[H_POL] + PL_DEFRAG_MODE]:
             alloc_flags &= ~ALLOC_NOFRAGMENT
             vm_add(C, VM_NOFRAG_RETRY, 1)
             continue
