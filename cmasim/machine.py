@@ -102,6 +102,8 @@ _CHECK_MESSAGES = {
     24: "block {pfn} of zone {got} sits on a list of zone {exp}",
     25: "free block {pfn} spans pageblocks of types {exp} and {got}, which may not merge",
     26: "page {pfn} inside the allocated block at {exp} carries an owner word or handle {got}",
+    27: "reclaim counters ({pfn}: 0 kswapd, 1 direct): pgscan {exp} < pgsteal {got}",
+    28: "handle {pfn} still holds block {got} of OOM victim task {exp}",
 }
 
 
@@ -128,6 +130,8 @@ class MachineConfig:
     migrate_eagain_ppm: int = 0  # transient -EAGAIN per migration attempt, per million (cmasim.mm.migrate)
     swap_bytes: int | None = None  # swap/zram capacity; None: a quarter of memory
     reclaim: bool = True  # kswapd and direct reclaim
+    defrag_mode: bool = False  # vm.defrag_mode (v6.15+; ignored by older rule sets)
+    oom_killer: bool = False  # out_of_memory() kills a task and the allocation retries (scenarios: on)
     kswapd_rate_pages_s: int = 262_144  # 1 GiB/s
     kswapd_period_ns: int = 1_000_000
     compaction: bool = True
@@ -236,7 +240,7 @@ class Machine:
         swap = cfg.swap_bytes if cfg.swap_bytes is not None else cfg.total_pages * mz.PAGE_SIZE // 4
         vals = {mz.T_MIGRATE_COST_NS: cfg.migrate_cost_ns, mz.T_KSWAPD_RATE: cfg.kswapd_rate_pages_s,
                 mz.T_KSWAPD_PERIOD_NS: cfg.kswapd_period_ns, mz.T_SWAP_FREE: swap // mz.PAGE_SIZE,
-                mz.T_RECLAIM_ENABLED: int(cfg.reclaim),
+                mz.T_RECLAIM_ENABLED: int(cfg.reclaim), mz.T_OOM_KILLER: int(cfg.oom_killer),
                 mz.T_COMPACTION_ENABLED: int(cfg.compaction), mz.T_KCOMPACTD_PERIOD_NS: cfg.kcompactd_period_ns,
                 mz.T_CLEAN_DROP_COST_NS: cfg.clean_drop_cost_ns, mz.T_SWAP_COST_NS: cfg.swap_cost_ns,
                 mz.T_DRAIN_COST_NS: cfg.drain_cost_ns, mz.T_ISOLATE_COST_NS: cfg.isolate_cost_ns,
@@ -257,7 +261,7 @@ class Machine:
         C[b + mz.PL_VERSION] = pol.version
         C[b + mz.PL_CMA_NUM], C[b + mz.PL_CMA_DEN] = pol.cma_balance
         C[b + mz.PL_NOFRAGMENT] = int(pol.nofragment)
-        C[b + mz.PL_DEFRAG_MODE] = int(pol.defrag_mode)
+        C[b + mz.PL_DEFRAG_MODE] = int(pol.defrag_mode or (self.cfg.defrag_mode and pol.version >= 615))
         C[b + mz.PL_BOOST_FACTOR] = pol.watermark_boost_factor
         C[b + mz.PL_NR_PCP_LISTS] = pol.nr_pcp_lists
         C[b + mz.PL_LONGTERM_MIGRATE] = int(pol.longterm_pin_migrates)

@@ -46,8 +46,8 @@ def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int =
                         isolate_cost_ns=int(c.isolate_pageblock_us * 1000), swap_cost_ns=int(c.swap_page_us * 1000),
                         clean_drop_cost_ns=int(c.drop_clean_page_us * 1000), reclaim=sc.reclaim.enabled,
                         swap_bytes=sc.reclaim.swap, kswapd_rate_pages_s=int(sc.reclaim.kswapd_rate_mib_s * 256),
-                        compaction=sc.compaction.enabled, pinners=pinners,
-                        reserved_pages=m.reserved // 4096, reserve_pfn0=True,
+                        compaction=sc.compaction.enabled, pinners=pinners, oom_killer=sc.reclaim.oom_killer,
+                        defrag_mode=m.defrag_mode, reserved_pages=m.reserved // 4096, reserve_pfn0=True,
                         migrate_eagain_ppm=round(sc.migration.transient_eagain * 1_000_000))
     return Machine(cfg, policy, seed=seed)
 

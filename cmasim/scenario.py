@@ -129,6 +129,7 @@ class ReclaimSpec(_Strict):
     enabled: bool = True
     swap: Size | None = None  # swap/zram capacity (default: a quarter of memory)
     kswapd_rate_mib_s: float = Field(1024, gt=0)
+    oom_killer: bool = True  # false: an allocation the OOM killer would rescue fails instead (oom_kill counts it)
 
 
 class CompactionSpec(_Strict):
@@ -170,6 +171,7 @@ class MachineSpec(_Strict):
     watermark_scale_factor: int = Field(10, ge=1, le=3000)
     percpu_pagelist_high_fraction: int = Field(0, ge=0)
     reserved: Size = 0  # kernel memory taken at boot (unmovable), e.g. text and memmap
+    defrag_mode: bool = False  # vm.defrag_mode (v6.15+ rule sets only)
 
 
 class Scenario(_Strict):

@@ -234,10 +234,11 @@ def test_watermark_ignores_free_cma_for_non_movable_requests(policy, gfp):
     assert all(not in_cma(m, p) for p in got)
     free, free_cma = m.zone_field(0, mz.Z_NR_FREE), m.zone_field(0, mz.Z_NR_FREE_CMA)
     assert free_cma == 2048
-    # blocked by the MIN watermark (after the slow path drained the per-CPU lists) while 32 non-CMA
-    # and 2048 CMA pages are still free: free CMA does not count for this request
-    assert pcp_pages(m) == 0
-    assert free - free_cma == wmin == 32 and len(got) == 2048 - 32
+    # blocked by the MIN watermark while 32 non-CMA and 2048 CMA pages are still free: free CMA
+    # does not count for this request. Reclaim is off, so direct reclaim makes no progress and
+    # nothing is drained (__alloc_pages_direct_reclaim()): the per-CPU lists keep their pages.
+    assert wmin == 32 and free - free_cma <= wmin
+    assert len(got) + pcp_pages(m) + (free - free_cma) == 2048
     assert m.vm(mz.VM_ALLOC_FAIL) == 1
     # a movable request may count CMA pages and succeeds, from the CMA area
     q = m.alloc(0, MOVABLE, 0)

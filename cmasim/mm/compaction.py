@@ -1,6 +1,7 @@
 """Memory compaction: direct compaction for high-order requests, and kcompactd.
 
-Kernel: mm/compaction.c — compaction_suitable(), __compact_finished(), compact_zone(),
+Kernel: mm/compaction.c — compaction_suit_allocation_order() (v6.10+; v6.13+ non-CMA check),
+compaction_suitable(), __compact_finished(), compact_zone(),
 isolate_migratepages_block() (migrate scanner, upward from the zone start),
 isolate_freepages_block()/suitable_migration_target() (free scanner, downward from the
 zone end), compaction_alloc(); kcompactd_do_work().
@@ -13,28 +14,37 @@ scan ends when the scanners meet (COMPACT_COMPLETE) or at a pageblock boundary o
 free block of the requested order exists (COMPACT_SUCCESS). Freed source pages go to the
 per-CPU list and are drained after each pageblock (drain_local_pages()).
 
+kcompactd (kcompactd_do_work()) compacts every zone up to kcompactd_highest_zoneidx for
+kcompactd_max_order with the GFP_KERNEL migratetype (MIGRATE_UNMOVABLE: __compact_finished()
+then ignores the CMA lists), skips a zone whose MIN mark already passes at that order
+without ALLOC_CMA, and drains only that zone's per-CPU lists, only after COMPACT_COMPLETE.
+It is woken by kswapd and by wakeup_kswapd() (wakeup.py), not by the allocation slow path.
+
 Simplifications: no cached scanner positions, no skip bits, no deferral; async mode
-only differs in which source blocks it considers.
+only differs in which source blocks it considers; kcompactd's wake-up delay
+(T_KCOMPACTD_PERIOD_NS) stands in for deferral.
 """
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    ALLOC_CMA, H_COST_NS, H_KCOMPACTD_NEXT, H_NOW, H_NZONES, H_OWNER, H_PARAM,
-    MIGRATE_CMA, MIGRATE_MOVABLE, NR_PAGE_ORDERS, OW_AREA_SHIFT, OW_KIND_MASK,
+    ALLOC_CMA, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, H_COST_NS, H_KCOMPACTD_HIGHEST, H_KCOMPACTD_NEXT,
+    H_KCOMPACTD_ORDER, H_NZONES, H_OWNER, H_PARAM, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE,
+    NR_PAGE_ORDERS, OW_AREA_SHIFT, OW_KIND_MASK,
     PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_TAIL,
-    T_COMPACTION_ENABLED, T_KCOMPACTD_PERIOD_NS, T_MIGRATE_COST_NS,
+    T_MIGRATE_COST_NS,
     TR_COMPACTION_BEGIN, TR_COMPACTION_END,
     VM_COMPACT_DAEMON_WAKE, VM_COMPACT_FREE_SCANNED, VM_COMPACT_ISOLATED, VM_COMPACT_MIGRATE_SCANNED,
-    VM_PGMIGRATE_SUCCESS, Z_AREA, Z_END, Z_NR_FREE, Z_START, Z_WMARK_LOW, Z_WMARK_MIN,
+    VM_PGMIGRATE_SUCCESS, Z_AREA, Z_END, Z_IDX, Z_MANAGED, Z_NR_FREE, Z_START, Z_WMARK_LOW, Z_WMARK_MIN,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, handle_move, release_block
 from cmasim.mm.freelist import (
     free_list_id, free_list_mt, get_pfnblock_migratetype, list_empty, pi_list, pi_order, pi_state, pinfo,
-    set_pinfo, trace_emit, vm_add, zone_base,
+    policy_version, set_pinfo, trace_emit, vm_add, zone_base,
 )
 from cmasim.mm.page_alloc import find_suitable_fallback, page_del_and_expand, should_try_claim_block
 from cmasim.mm.pcp import drain_all_pages, drain_pages_zone
-from cmasim.mm.watermark import __zone_watermark_ok
+from cmasim.mm.wakeup import wakeup_kcompactd  # noqa: F401  (re-exported)
+from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
 
 COMPACT_SKIPPED = 1
 COMPACT_CONTINUE = 2
@@ -76,6 +86,31 @@ def compaction_suitable(C, zslot, order, highest):
         if fi >= 0 and fi <= EXTFRAG_THRESHOLD:
             return False
     return True
+
+
+@kjit
+def compaction_suit_allocation_order(C, zslot, order, highest, alloc_flags, is_async, kcompactd):
+    """compaction_suit_allocation_order(): COMPACT_SUCCESS if the zone already passes the
+    request's watermark at this order (nothing to do), COMPACT_SKIPPED if an async costly
+    request without ALLOC_CMA lacks non-CMA free memory for the migration targets (v6.13+:
+    the high-order page would otherwise form in CMA pageblocks it cannot use) or if
+    compaction_suitable() fails, else COMPACT_CONTINUE.
+    Kernel: mm/compaction.c compaction_suit_allocation_order() (v6.10+; the non-CMA check
+    from "mm: compaction: skip memory compaction when there are not enough migratable
+    pages", v6.13). Simplification: with vm.defrag_mode kcompactd would count
+    NR_FREE_PAGES_BLOCKS; it uses NR_FREE_PAGES here."""
+    zb = zone_base(C, zslot)
+    free = C[zb + Z_NR_FREE]
+    mark = wmark_pages(C, zb, alloc_flags & ALLOC_WMARK_MASK)
+    if __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free):
+        return COMPACT_SUCCESS
+    if (policy_version(C) >= 613 and order > PAGE_ALLOC_COSTLY_ORDER and is_async
+            and not (alloc_flags & ALLOC_CMA)):
+        if not __zone_watermark_ok(C, zslot, 0, mark + (2 << order), highest, 0, free):
+            return COMPACT_SKIPPED
+    if not compaction_suitable(C, zslot, order, highest):
+        return COMPACT_SKIPPED
+    return COMPACT_CONTINUE
 
 
 @kjit
@@ -191,19 +226,30 @@ def compact_zone(S, C, cpu, zslot, order, mt, sync):
 
 
 @kjit
-def wakeup_kcompactd(C):
-    if C[C[H_PARAM] + T_COMPACTION_ENABLED] == 0:
-        return
-    if C[H_KCOMPACTD_NEXT] == 0:
-        C[H_KCOMPACTD_NEXT] = C[H_NOW] + C[C[H_PARAM] + T_KCOMPACTD_PERIOD_NS]
-
-
-@kjit
 def kcompactd_run(S, C):
-    """kcompactd_do_work(): compact every suitable zone for a THP-order block, then drain."""
+    """kcompactd_do_work(): for every zone up to kcompactd_highest_zoneidx, unless
+    compaction_suit_allocation_order(order, zone, ALLOC_WMARK_MIN, sync, kcompactd) says
+    SUCCESS (the MIN mark already passes without ALLOC_CMA) or SKIPPED, compact it for
+    kcompactd_max_order, MIGRATE_SYNC_LIGHT, GFP_KERNEL (MIGRATE_UNMOVABLE target); after
+    COMPACT_COMPLETE drain that zone's per-CPU lists. Then forget the request.
+    Kernel: mm/compaction.c kcompactd_do_work() (v6.18)."""
     C[H_KCOMPACTD_NEXT] = 0
+    order = C[H_KCOMPACTD_ORDER]
+    highest = C[H_KCOMPACTD_HIGHEST] - 1
+    if highest < 0:
+        highest = C[zone_base(C, C[H_NZONES] - 1) + Z_IDX]
+    C[H_KCOMPACTD_ORDER] = 0
+    C[H_KCOMPACTD_HIGHEST] = 0
+    if order == 0:
+        return
     vm_add(C, VM_COMPACT_DAEMON_WAKE, 1)
     for z in range(C[H_NZONES]):
-        if compaction_suitable(C, z, PAGEBLOCK_ORDER, 3):
-            compact_zone(S, C, 0, z, PAGEBLOCK_ORDER, MIGRATE_MOVABLE, 1)
-    drain_all_pages(S, C, -1)
+        zb = zone_base(C, z)
+        zidx = C[zb + Z_IDX]
+        if zidx > highest or C[zb + Z_MANAGED] == 0:
+            continue
+        if compaction_suit_allocation_order(C, z, order, zidx, ALLOC_WMARK_MIN, False, True) != COMPACT_CONTINUE:
+            continue
+        status = compact_zone(S, C, 0, z, order, MIGRATE_UNMOVABLE, 1)
+        if status == COMPACT_COMPLETE:
+            drain_all_pages(S, C, z)

@@ -21,7 +21,13 @@ into a message. Checks:
 6. the zone's isolated-pageblock count matches the isolate bits;
 7. free and per-CPU blocks carry no owner, nor do the tail pages of allocated blocks (a
    split THP's pages are order-0 heads with their own owner words); every live handle points at an allocated head
-   whose HANDLE entry points back, and the live-page counter adds up.
+   whose HANDLE entry points back, and the live-page counter adds up;
+8. reclaim counters: pgscan_kswapd >= pgsteal_kswapd and pgscan_direct >= pgsteal_direct
+   (both count pages; a page is scanned before it is reclaimed, mm/vmscan.c
+   shrink_inactive_list());
+9. the last OOM victim's memory is gone: no live handle holds an anonymous block of that
+   task (cmasim.mm.oom_kill; its pinned blocks were dropped by their owner and wait for
+   the unpin, so they hold no handle).
 """
 
 import numpy as np
@@ -29,7 +35,7 @@ import numpy as np
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
     H_HANDLE, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NZONES, H_OWNER,
-    H_POL, H_PB, H_PREV,
+    H_OOM_LAST_VICTIM, H_POL, H_PB, H_PREV, H_VM, OW_ANON, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES,
     NR_BUDDY_LISTS, NR_PAGE_ORDERS, NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE,
     PG_ALLOC, PG_BUDDY, PG_PCP, PG_TAIL, PL_NR_PCP_LISTS, P_COUNT,
@@ -69,6 +75,8 @@ E_LIVE_PAGES = 23  # the live-page counter differs from what the handles hold
 E_LIST_ZONE = 24  # a block on a list of another zone
 E_MERGED_ACROSS = 25  # a free block spans pageblocks whose types may not merge
 E_TAIL_OWNER = 26  # a page inside an allocated block has an owner word or a handle (split THPs)
+E_PGSCAN = 27  # pgsteal_* exceeds pgscan_* (pages reclaimed without being scanned)
+E_OOM_VICTIM_ALIVE = 28  # a live handle still holds memory of the last OOM victim
 
 
 @kjit
@@ -226,6 +234,7 @@ def check_state(S, C):
     if heads_on_lists != nodes:
         return E_HEADS_VS_LISTS, 0, nodes, heads_on_lists
     live_pages = 0
+    victim = C[H_OOM_LAST_VICTIM]
     nh = C[H_NLIVE] if C[H_LIVE_DENSE] else C[H_N]
     for h in range(nh):
         p = S[C[H_LIVE] + h]
@@ -236,8 +245,16 @@ def check_state(S, C):
         if pi_state(pinfo(S, C, p)) != PG_ALLOC or S[C[H_HANDLE] + p] != h:
             return E_HANDLE, h, p, S[C[H_HANDLE] + p]
         live_pages += 1 << pi_order(pinfo(S, C, p))
+        w = S[C[H_OWNER] + p]
+        if victim > 0 and (w & OW_KIND_MASK) == OW_ANON and ((w >> OW_TASK_SHIFT) & OW_TASK_MASK) == victim:
+            return E_OOM_VICTIM_ALIVE, h, victim, p
     if live_pages != C[H_LIVE_PAGES]:
         return E_LIVE_PAGES, 0, C[H_LIVE_PAGES], live_pages
+    vm = C[H_VM]
+    if C[vm + VM_PGSCAN_KSWAPD] < C[vm + VM_PGSTEAL_KSWAPD]:
+        return E_PGSCAN, 0, C[vm + VM_PGSCAN_KSWAPD], C[vm + VM_PGSTEAL_KSWAPD]
+    if C[vm + VM_PGSCAN_DIRECT] < C[vm + VM_PGSTEAL_DIRECT]:
+        return E_PGSCAN, 1, C[vm + VM_PGSCAN_DIRECT], C[vm + VM_PGSTEAL_DIRECT]
     return OK, 0, 0, 0
 
 

@@ -21,7 +21,8 @@ count; only reclaim frees them.
 
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
-    H_HANDLE, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_NLIVE, H_OWNER, HPAGE_PMD_ORDER, PG_ALLOC, VM_THP_SPLIT_PAGE,
+    H_HANDLE, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_NLIVE, H_OOM_LAST_VICTIM, H_OOM_NEXT_TASK, H_OWNER,
+    HPAGE_PMD_ORDER, OW_TASK_MASK, OW_TASK_SHIFT, PG_ALLOC, VM_THP_SPLIT_PAGE,
     OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_FREE_PENDING, OW_SLAB, OW_SLAB_RECLAIMABLE, OW_KIND_MASK, OW_PIN_MASK, OW_PIN_SHIFT,
     VM_DEFERRED_FREE, VM_RECLAIM_DROPPED_HANDLES,
 )
@@ -93,9 +94,28 @@ def handle_move(S, C, old, new):
         S[C[H_LIVE] + h] = new
 
 
+NR_OOM_TASKS = 16  # tasks the workload's anonymous memory is divided into (cmasim.mm.oom_kill)
+
+
+@kjit
+def mm_task_assign(C, w):
+    """The owner word of a newly faulted block: anonymous memory joins the next task in
+    round-robin order, skipping the last OOM victim (see cmasim.mm.oom_kill); other kinds,
+    and blocks that already belong to a task, are returned unchanged."""
+    if (w & OW_KIND_MASK) != OW_ANON or ((w >> OW_TASK_SHIFT) & OW_TASK_MASK) != 0:
+        return w
+    t = C[H_OOM_NEXT_TASK] % NR_OOM_TASKS + 1
+    if t == C[H_OOM_LAST_VICTIM]:
+        t = t % NR_OOM_TASKS + 1
+    C[H_OOM_NEXT_TASK] = t
+    return w | (t << OW_TASK_SHIFT)
+
+
 @kjit
 def live_add(S, C, p):
-    """Dense mode: append block p to LIVE[0:NLIVE]; return its handle."""
+    """Dense mode: append block p to LIVE[0:NLIVE]; return its handle. Anonymous memory joins
+    a task (mm_task_assign)."""
+    S[C[H_OWNER] + p] = mm_task_assign(C, S[C[H_OWNER] + p])
     h = C[H_NLIVE]
     handle_attach(S, C, h, p)
     C[H_NLIVE] = h + 1

@@ -120,6 +120,8 @@ OW_PIN_MASK = 0xFFFF
 OW_FREE_PENDING = 1 << 20
 OW_LONGTERM = 1 << 21
 OW_AREA_SHIFT = 24
+OW_TASK_SHIFT = 24  # anonymous memory: the task (1..NR_OOM_TASKS, 0 none) in the same bits (cmasim.mm.oom_kill)
+OW_TASK_MASK = 0x3F
 
 # --- per-pageblock word PB[pb] ---------------------------------------------------------
 # bits 0-2 migratetype, bit 3 isolate (v6.17+ standalone bit), bit 4 compaction skip,
@@ -179,7 +181,20 @@ H_PARAM = 41  # offset of the tunables block (T_* slots) in C
 H_TIMER_SEQ = 42  # timer insertion counter (deterministic tie-break)
 H_PINNERS = 43  # offset of the pinner table in C (PNS slots each)
 H_NPINNERS = 44
-H_SIZE = 48
+# kswapd / kcompactd / OOM state (cmasim.mm.wakeup, vmscan, compaction, oom_kill)
+H_KSWAPD_ORDER = 48  # pgdat->kswapd_order (requested by wakeup_kswapd)
+H_KSWAPD_HIGHEST = 49  # pgdat->kswapd_highest_zoneidx + 1 (0: MAX_NR_ZONES, none requested)
+H_KSWAPD_RUN = 50  # 1 while a balance_pgdat() run is in progress (between kswapd steps)
+H_KSWAPD_RUN_ORDER = 51  # sc.order of the running balance_pgdat() (0 once compact_gap is reclaimed)
+H_KSWAPD_RUN_ALLOC_ORDER = 52  # the order the run was started for (kswapd's alloc_order)
+H_KSWAPD_RUN_HIGHEST = 53  # highest_zoneidx of the running balance_pgdat()
+H_KSWAPD_BOOST_LEFT = 54  # nr_boost_reclaim of the running balance_pgdat()
+H_KSWAPD_RECLAIMED = 55  # sc.nr_reclaimed of the running balance_pgdat()
+H_KCOMPACTD_ORDER = 56  # pgdat->kcompactd_max_order
+H_KCOMPACTD_HIGHEST = 57  # pgdat->kcompactd_highest_zoneidx + 1 (0: nr_zones - 1)
+H_OOM_NEXT_TASK = 58  # round-robin task id for the next anonymous fault (oom_kill.py)
+H_OOM_LAST_VICTIM = 59  # task id of the last OOM victim (0: none); skipped by new faults
+H_SIZE = 64
 
 # --- zone struct (ZS int64 slots each) ---------------------------------------------------
 Z_START = 0
@@ -205,6 +220,7 @@ Z_STAT_THRESHOLD = 19
 Z_LOWMEM = 20  # lowmem_reserve[MAX_NR_ZONES]
 Z_AREA = 24  # free_area[o].nr_free, NR_PAGE_ORDERS slots
 Z_PRESENT = 35
+Z_BOOST_RECLAIM = 36  # zone_boosts[i]: the boost the running balance_pgdat() reclaims for
 ZS = 40
 
 # --- per-CPU pageset struct (PS slots) ---------------------------------------------------
@@ -279,6 +295,8 @@ VM_SHORT_PIN_MIGRATED = 62  # short-term pins that first migrated their page (ca
 VM_CONTIG_RECLAIMED = 63  # clean page-cache pages dropped by alloc_contig_range instead of migrated
 VM_GFP_CMA_THP = 64  # THP-order allocations carrying __GFP_CMA
 VM_PIN_REFUSED_ISOLATED = 65  # short pins refused while their page sat in an isolated block
+VM_OOM_KILL_PAGES = 66  # pages freed by OOM kills (released at once or at the victim's unpins)
+VM_OOM_NO_VICTIM = 67  # out_of_memory() calls that found no killable task (the allocation fails)
 VM_MIGRATE_TRANSIENT = 70  # migration attempts failed with a transient -EAGAIN (T_MIGRATE_EAGAIN_PPM)
 VM_THP_SPLIT_PAGE = 71  # thp_split_page: THPs split because no order-9 migration target was had
 # Android __GFP_CMA history (issue 14), slots 72..84 (after the old NR_VM):
@@ -326,6 +344,7 @@ T_CLEAN_DROP_COST_NS = 9  # simulated cost of dropping a clean page (reclaim)
 T_SWAP_COST_NS = 10  # simulated cost of writing an anonymous page to swap/zram
 T_DRAIN_COST_NS = 11  # simulated cost of drain_all_pages (IPIs to every CPU)
 T_ISOLATE_COST_NS = 12  # simulated cost of isolating one pageblock
+T_OOM_KILLER = 13  # 1: out_of_memory() kills a task and the allocation retries; 0: it fails (counted)
 T_MIGRATE_EAGAIN_PPM = 15  # chance (per million) that one migration attempt fails with -EAGAIN
 NR_T = 16
 

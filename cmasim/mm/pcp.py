@@ -9,8 +9,8 @@ alloc_factor, ZONE_BELOW_HIGH); >= 616 raises the free_high threshold to
 batch + high_min/2. 601 uses a fixed ``high``, free_factor and cached pcp migratetypes.
 The list index map (order_to_pindex) is policy data: ``PL_PCP_PINDEX[order][mt]``.
 
-Simplifications: the pcp trylock never fails; ZONE_RECLAIM_ACTIVE is never set (no
-kswapd yet); page checks (check_new_pages) always pass.
+Simplifications: the pcp trylock never fails; page checks (check_new_pages) always pass.
+ZONE_RECLAIM_ACTIVE is set by kswapd's balance_pgdat() (vmscan.py).
 """
 
 from cmasim.mm.jit import kjit, kjit_inline

@@ -19,14 +19,14 @@ from cmasim.mm.mmzone import (
     ALLOC_NON_BLOCK, ALLOC_NO_WATERMARKS, ALLOC_OOM, ALLOC_WMARK_HIGH, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN,
     GFP_DIRECT_RECLAIM_, GFP_DMA32_, GFP_DMA_, GFP_HIGH_, GFP_HIGHMEM_, GFP_KSWAPD_RECLAIM_,
     GFP_CMA_, GFP_MOVABLE_, GFP_NOMEMALLOC_, GFP_RECLAIMABLE_, PL_CMA_FIRST_BUDDY, PL_CMA_GFP_REQUIRED, MIGRATE_CMA,
-    H_KSWAPD_NEXT, H_N, H_NOW, H_NZONES, H_PARAM, T_RECLAIM_ENABLED, VM_KSWAPD_WAKE, H_POL, H_RMQM,
+    H_N, H_NZONES, H_POL, H_RMQM,
     MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, PG_ALLOC, PL_DEFRAG_MODE, PL_NOFRAGMENT,
     TR_MM_PAGE_FREE,
     VM_BUDDY_ALLOCS, VM_FREE_EVENTS, VM_NOFRAG_RETRY,
     VM_PCP_ALLOC_HITS, VM_PGALLOC, VM_PGFREE, VM_WMARK_FAIL,
     VM_ZONE_LOCK, H_VM, VM_NON_CMA_TO_CMA_ALLOC, VM_RQ_SERVED, VM_RQ_PCP_HITS, VM_RQ_ZONE_LOCK, VM_RQ_CMA_TO_NON_CMA,
     PL_PCP_SKIP_MOVABLE_NO_CMA, PL_PCP_FAIL_NO_BUDDY, Z_NR_FREE_CMA,
-    Z_BOOST, Z_FLAGS, Z_IDX, Z_NR_FREE, Z_WMARK_HIGH, ZONE_BELOW_HIGH, ZONE_BOOSTED_WATERMARK,
+    Z_FLAGS, Z_IDX, ZONE_BELOW_HIGH, ZONE_BOOSTED_WATERMARK,
     ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL,
 )
 from cmasim.mm.freelist import (
@@ -40,6 +40,7 @@ from cmasim.mm.watermark import (  # noqa: F401  (re-exported)
 from cmasim.mm.pcp import (
     __rmqueue_cma, free_unref_page_commit, order_to_pindex, pcp_free_pindex, rmqueue_cma_only, rmqueue_pcplist,
 )
+from cmasim.mm.wakeup import wakeup_kswapd  # noqa: F401  (mm/vmscan.c; kept apart to avoid an import cycle)
 
 E_OK = 0
 E_NOT_ALLOCATED = -22  # -EINVAL: free of a pfn that is not the head of an allocated block
@@ -78,6 +79,8 @@ def gfp_to_alloc_flags_cma(C, gfp, alloc_flags):
 def gfp_to_alloc_flags(C, gfp, order):
     """gfp_to_alloc_flags(): the slow path's flags (MIN watermark, reserves for atomic requests)."""
     af = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    if C[C[H_POL] + PL_DEFRAG_MODE]:
+        af |= ALLOC_NOFRAGMENT  # v6.15+ vm.defrag_mode: kept until reclaim and compaction failed
     if gfp & GFP_HIGH_:
         af |= ALLOC_MIN_RESERVE
     if gfp & GFP_KSWAPD_RECLAIM_:
@@ -146,23 +149,6 @@ def rmqueue_buddy(S, C, zslot, order, alloc_flags, mt):
 
 
 @kjit
-def wakeup_kswapd(C):
-    """wakeup_kswapd(): schedule a kswapd run on the simulated clock if it sleeps.
-
-    With reclaim switched off there is no kswapd; a balanced zone then simply gets its
-    watermark boost reset, which is what kswapd would do without reclaiming anything.
-    """
-    if C[C[H_PARAM] + T_RECLAIM_ENABLED] == 0:
-        for z in range(C[H_NZONES]):
-            zb = zone_base(C, z)
-            if C[zb + Z_NR_FREE] > C[zb + Z_WMARK_HIGH] + C[zb + Z_BOOST]:
-                C[zb + Z_BOOST] = 0
-        return
-    if C[H_KSWAPD_NEXT] == 0:
-        C[H_KSWAPD_NEXT] = C[H_NOW] + 1
-        vm_add(C, VM_KSWAPD_WAKE, 1)
-
-
 @kjit_inline
 def rmqueue_class(alloc_flags, mt):
     """Request class for the per-class counters: 0 may use CMA (ALLOC_CMA: __GFP_CMA under
@@ -231,7 +217,7 @@ def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
         vm_add(C, VM_PGALLOC + C[zb + Z_IDX], 1 << order)
         if (alloc_flags & ALLOC_KSWAPD) and (C[zb + Z_FLAGS] & ZONE_BOOSTED_WATERMARK):
             C[zb + Z_FLAGS] &= ~ZONE_BOOSTED_WATERMARK
-            wakeup_kswapd(C)
+            wakeup_kswapd(C, 0, 0, C[zb + Z_IDX])
     return p
 
 
@@ -261,7 +247,7 @@ def get_page_from_freelist(S, C, cpu, order, mt, alloc_flags, highest, pref):
                 p = rmqueue(S, C, z, cpu, order, alloc_flags, mt)
                 if p >= 0:
                     return p
-        if alloc_flags & ALLOC_NOFRAGMENT:
+        if (alloc_flags & ALLOC_NOFRAGMENT) and not C[C[H_POL] + PL_DEFRAG_MODE]:
             alloc_flags &= ~ALLOC_NOFRAGMENT
             vm_add(C, VM_NOFRAG_RETRY, 1)
             continue

@@ -71,7 +71,8 @@ EVENT_NAMES = {
     "reclaim_dropped_handles": mz.VM_RECLAIM_DROPPED_HANDLES, "longterm_pin_on_cma": mz.VM_LONGTERM_PIN_ON_CMA,
     "cma_to_non_cma_alloc": mz.VM_CMA_TO_NON_CMA, "gfp_cma_thp": mz.VM_GFP_CMA_THP,
     "gfp_cma_thp_no_cma": mz.VM_GFP_CMA_THP_NO_CMA, "short_pin_migrated": mz.VM_SHORT_PIN_MIGRATED,
-    "pin_refused_isolated": mz.VM_PIN_REFUSED_ISOLATED, "contig_reclaimed_clean": mz.VM_CONTIG_RECLAIMED,
+    "pin_refused_isolated": mz.VM_PIN_REFUSED_ISOLATED, "oom_kill_pages": mz.VM_OOM_KILL_PAGES,
+    "oom_no_victim": mz.VM_OOM_NO_VICTIM, "contig_reclaimed_clean": mz.VM_CONTIG_RECLAIMED,
     "migrate_transient_eagain": mz.VM_MIGRATE_TRANSIENT,
     "non_cma_to_cma_alloc": mz.VM_NON_CMA_TO_CMA_ALLOC,
     **{f"rmqueue_{what}_{cls}": base + i
