@@ -124,15 +124,16 @@ def test_file_name_becomes_scenario_name(tmp_path):
 
 
 def test_cma_placement_without_normal_is_top_down():
-    sc = load_scenario_text('[machine]\nmemory = "64MiB"\n[[cma]]\nsize = "8MiB"\n[[cma]]\nname="b"\nsize="4MiB"\n',
-                            "x.toml")
+    sc = load_scenario_text('[machine]\nmemory = "64MiB"\n[[cma]]\nsize = "8MiB"\n[[cma]]\nname="b"\nsize="4MiB"\n'
+                            '[workload]\nduration_s = 1\n', "x.toml")
     zones = scn.zone_layout(sc.machine)
     assert zones == [("DMA32", 16384)]
     assert scn.place_cma(zones, sc.cma) == [("reserved", 16384 - 2048, 2048, 0), ("b", 16384 - 3072, 1024, 0)]
 
 
 def test_explicit_zones_are_sorted_in_kernel_order():
-    sc = load_scenario_text('[machine.zones]\nnormal = "64MiB"\ndma = "16MiB"\nDMA32 = "32MiB"\n', "z.toml")
+    sc = load_scenario_text('[machine.zones]\nnormal = "64MiB"\ndma = "16MiB"\nDMA32 = "32MiB"\n'
+                            '[workload]\nduration_s = 1\n', "z.toml")
     assert scn.zone_layout(sc.machine) == [("DMA", 4096), ("DMA32", 8192), ("Normal", 16384)]
 
 

@@ -421,11 +421,14 @@ def test_simulated_run_trace_parses_back(tmp_path):
                        trace=True)
     assert met == json.loads((out / "metrics.json").read_text()) | {"wall_s": met["wall_s"]}
     text = (out / "trace.txt").read_text()
-    written = collections.Counter(line.split(": ", 2)[1] for line in text.splitlines())
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    header = text.splitlines()[:len(text.splitlines()) - len(body)]
+    assert header and all(line.startswith("#") for line in header)  # the tracefs header comes first
+    written = collections.Counter(line.split(": ", 2)[1] for line in body)
     arr, p = P.parse_file(out / "trace.txt", "mainline")
     st_ = p.stats
-    assert st_.bad == {} and st_.unknown_events == {} and st_.header_lines == 0
-    assert st_.lines == st_.events == len(arr) == met["trace"]["records"] == sum(written.values())
+    assert st_.bad == {} and st_.unknown_events == {} and st_.header_lines == len(header)
+    assert st_.lines - st_.header_lines == st_.events == len(arr) == met["trace"]["records"] == sum(written.values())
     assert st_.by_event == dict(written)
     # every kind the writer knows appears, and is recognised as that kind
     assert set(written) == {"mm_page_alloc", "mm_page_free", "mm_page_alloc_zone_locked", "mm_page_pcpu_drain",

@@ -148,7 +148,6 @@ def rmqueue_buddy(S, C, zslot, order, alloc_flags, mt):
     return p
 
 
-@kjit
 @kjit_inline
 def rmqueue_class(alloc_flags, mt):
     """Request class for the per-class counters: 0 may use CMA (ALLOC_CMA: __GFP_CMA under

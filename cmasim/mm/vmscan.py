@@ -94,8 +94,12 @@ def pick_reclaim_victim(S, C, zslot, may_swap, may_writepage):
 def shrink_zone(S, C, cpu, zslot, nr_to_reclaim, direct, may_swap, may_writepage):
     """shrink_node()/shrink_folio_list() for one zone: reclaim up to nr_to_reclaim pages.
 
-    pgscan_* and pgsteal_* both count pages (mm/vmscan.c shrink_inactive_list()).
+    pgscan_* and pgsteal_* both count pages (mm/vmscan.c shrink_inactive_list()). With the
+    model's reclaim switched off (scenario reclaim.enabled = false) nothing is reclaimed, by
+    kswapd (which still runs, for its boost bookkeeping) or directly.
     """
+    if param(C, T_RECLAIM_ENABLED) == 0:
+        return 0
     reclaimed = 0
     scanned = 0
     while reclaimed < nr_to_reclaim:

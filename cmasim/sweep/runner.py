@@ -98,7 +98,7 @@ def execute(ctx: RunContext, task: RunTask) -> dict[str, Any]:
 
 def warm_up(policies: list[str]) -> None:
     """Compile (or load from numba's cache) the core in this process before the first real run."""
-    from cmasim.compare import _warm_up
     from cmasim.policy import get_policy
+    from cmasim.warmup import compile_core
 
-    _warm_up([get_policy(p) for p in policies])
+    compile_core([get_policy(p) for p in policies])
