@@ -53,7 +53,7 @@ def compile_notice(quiet: bool = False, show=None):
     if core_cached():
         yield
         return
-    err.print(f"compiling the allocator core once (about {COLD_COMPILE_S} s on 2 cores); later runs load it "
+    err.print(f"compiling the allocator core once (about {COLD_COMPILE_S // 60} min on 2 cores); later runs load it "
               "from the cache. `make install` (or `cmasim compile`) does this ahead of time.", highlight=False,
               soft_wrap=True)
     if quiet or show is None:

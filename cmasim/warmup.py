@@ -23,8 +23,8 @@ from pathlib import Path
 
 from cmasim.mm import jit
 
-# Measured cold compile of compile_core() on the 2-core development machine (docs/performance.md).
-COLD_COMPILE_S = 110
+# Measured cold compile of compile_core() on the idle 2-core development machine (docs/performance.md).
+COLD_COMPILE_S = 430
 
 WARMUP_SCENARIO = """\
 description = "warm-up: every workload feature on a tiny machine, to compile the core once"
