@@ -8,7 +8,6 @@ import itertools
 import json
 from pathlib import Path
 
-import pytest
 
 from cmasim.mm import mmzone as mz
 from cmasim.policy import get_policy

@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,7 +148,6 @@ def test_opens_in_headless_chromium(folders, tmp_path, kind):
     assert shot.stat().st_size > 20_000  # a real picture, not a blank page
     if kind == "run" and os.environ.get("CMASIM_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, ROOT / "docs" / "report-screenshot.png")
-    _ = Path
 
 
 def test_sweep_report_plots_each_numeric_axis(tmp_path):

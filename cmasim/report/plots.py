@@ -19,7 +19,6 @@ from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from cmasim.mm import mmzone as mz  # noqa: E402
-from cmasim.pageblocks import USE_KINDS  # noqa: E402
 
 # Migratetype colours (light: free pages; dark: used pages of that block).
 MT_COLOURS = {"Unmovable": "#d95f02", "Movable": "#1b9e77", "Reclaimable": "#7570b3", "HighAtomic": "#e6ab02",
@@ -231,5 +230,3 @@ def sweep_curves(rows: list[dict], axis: str, metric: str) -> str:
     ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
 
-
-_ = USE_KINDS
