@@ -2,7 +2,7 @@
 
 The core (cmasim/mm, the workloads, the clock) is compiled by numba on first use and kept
 in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile takes one to
-two minutes on a 2-core machine, a cached load about a second. `compile_core()` runs a
+seven minutes on a 2-core machine (docs/performance.md), a cached load about a second. `compile_core()` runs a
 tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
 compiled entry point (`churn`, `fill_anon`, `alloc_contig_range`, the pinners, `run_events`,
 ...) is compiled or loaded once; `make install` calls it (`cmasim compile`), so a user's
