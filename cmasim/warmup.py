@@ -1,9 +1,9 @@
 """Compiling the allocator core once: the warm-up run, the "is it cached" check, and progress.
 
 The core (cmasim/mm, the workloads, the clock) is compiled by numba on first use and kept
-in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile takes one to
-seven minutes on a 2-core machine (docs/performance.md), a cached load about a second. `compile_core()` runs a
-tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
+in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile takes about
+seven minutes on a 2-core machine (docs/performance.md), a cached load about a second.
+`compile_core()` runs a tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
 compiled entry point (`churn`, `fill_anon`, `alloc_contig_range`, the pinners, `run_events`,
 ...) is compiled or loaded once; `make install` calls it (`cmasim compile`), so a user's
 first `cmasim run` loads the cache. `core_cached()` says whether the cache matches the
