@@ -19,7 +19,7 @@ from cmasim.compare import add_parser as add_compare_parser
 from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
 from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
 from cmasim.machine import MachineTooLarge
-from cmasim.outdir import Interrupted, OutputError
+from cmasim.outdir import Interrupted, OutputError, staged_output
 from cmasim.report.errors import ReportError
 from cmasim.sweep.cli import add_parsers as add_sweep_parsers
 
@@ -69,12 +69,6 @@ def compile_notice(quiet: bool = False, show=None):
         yield
 
 
-def _staged(out_dir: Path, force: bool):
-    from cmasim.outdir import staged_output
-
-    return staged_output(out_dir, force)
-
-
 NEXT_STEPS = (
     ("compare policies on the same seeds", "cmasim compare --scenario default --policy linux-6.18 "
                                            "--policy linux-6.18+pin-pending-migration --seeds 3"),
@@ -99,7 +93,7 @@ def cmd_run(a) -> int:
             return _fail(f"--trace {trace}: give a file name (it is written inside the --out folder)")
     parse_events(a.trace_events)  # a bad event name fails before anything runs
     was_cached = core_cached()
-    with _staged(out_dir, a.force) as tmp, \
+    with staged_output(out_dir, a.force) as tmp, \
             Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
                      TimeRemainingColumn(), console=err, disable=a.quiet, transient=True) as prog, \
             compile_notice(a.quiet, lambda text: prog.update(task, sim=text)):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-
-import numpy as np
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from cmasim.machine import Machine, MachineConfig
 from cmasim.mm import mmzone as mz
