@@ -242,4 +242,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise ReportError(f"{out}: cannot write: {e.strerror or e}") from None
+    except BaseException:  # Ctrl-C: no half-written page left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return out
