@@ -1,7 +1,8 @@
 """The simulated clock: timers and periodic kernel work, run in time order.
 
 `advance_clock(S, C, t, scratch)` runs everything due up to time t — pin timers (unpin,
-pinner threads), the vmstat worker (decay_pcp_high() once a second, v6.7+), kswapd steps
+pinner threads), the vmstat worker (once a second: the per-CPU vmstat fold, and decay_pcp_high() from
+v6.7), kswapd steps
 and kcompactd runs — then sets now = t. Event loops call it before each event; long
 kernel operations (alloc_contig_range()) call it as their simulated work proceeds, so
 pins start and end while a range is being migrated. Work done by kernel threads here is
@@ -19,6 +20,7 @@ from cmasim.mm.gup import unpin_user_page
 from cmasim.mm.pcp import decay_pcp_high
 from cmasim.mm.timers import timer_peek_time, timer_pop
 from cmasim.mm.vmscan import kswapd_run
+from cmasim.mm.zone_stat import refresh_cpu_vm_stats
 from cmasim.workload.pinner import pinner_fire, pinner_unpinned
 
 TICK_NS = 1_000_000_000
@@ -28,6 +30,14 @@ NEVER = 1 << 62
 
 @kjit
 def vmstat_update(S, C):
+    """vmstat_update() on every CPU: refresh_cpu_vm_stats() folds each CPU's vmstat diffs into
+    the zone counters (all versions), then (v6.7+) decay_pcp_high() per zone and CPU. Every
+    CPU folds before any decay; that is the kernel's order per CPU (fold, then decay), and a
+    decay on one CPU only adds to that CPU's diffs. Kernel: mm/vmstat.c vmstat_update(),
+    refresh_cpu_vm_stats(). Simplification: all CPUs' workers run at the same instant (the
+    kernel skews them by 3 jiffies per CPU in round_jiffies_relative())."""
+    for cpu in range(C[H_NCPU]):
+        refresh_cpu_vm_stats(C, cpu)
     if policy_version(C) >= 607:
         saved = C[H_CPU]
         for z in range(C[H_NZONES]):

@@ -24,6 +24,7 @@ from cmasim.mm.debug import check_state
 from cmasim.mm.freelist import set_pinfo
 from cmasim.mm.page_alloc import __free_one_page as free_one_block, free_pages_core_range, page_del_and_expand
 from cmasim.mm.pcp import drain_all_pages
+from cmasim.mm.zone_stat import fold_all_vm_stats
 from cmasim.policy import Policy
 from cmasim.workload.pinner import pinners_start
 
@@ -104,6 +105,9 @@ _CHECK_MESSAGES = {
     26: "page {pfn} inside the allocated block at {exp} carries an owner word or handle {got}",
     27: "reclaim counters ({pfn}: 0 kswapd, 1 direct): pgscan {exp} < pgsteal {got}",
     28: "handle {pfn} still holds block {got} of OOM victim task {exp}",
+    29: "zone {pfn}: folded NR_FREE_PAGES + per-CPU vmstat diffs = {got}, free lists hold {exp}",
+    30: "zone {pfn}: folded NR_FREE_CMA_PAGES + per-CPU vmstat diffs = {got}, free lists hold {exp}",
+    31: "CPU {pfn}: vmstat diffs {exp} / {got} beyond any stat_threshold",
 }
 
 
@@ -227,7 +231,9 @@ class Machine:
         if cfg.reserve_pfn0:
             self._reserve_pfn0()
         self._reserve_boot_memory(cfg.reserved_pages)
-        # Boot-time frees and allocations are not part of the workload's statistics.
+        # Boot-time frees and allocations are not part of the workload's statistics; the
+        # vmstat worker has folded the boot-time deltas by the time the workload starts.
+        fold_all_vm_stats(C)
         C[off_vm:off_vm + mz.NR_VM] = 0
         self.cma_areas = [CmaArea(name, base, count, opb, i) for i, (name, base, count, opb) in enumerate(cfg.cma_areas)]
         self._scratch = np.zeros(4, dtype=np.int64)

@@ -79,17 +79,18 @@ def test_pgdat_balanced_does_not_count_free_cma():
 def test_pgdat_balanced_any_eligible_zone_suffices_and_lowmem_reserve_applies():
     """Any zone up to highest_zoneidx passing its high mark balances the node (the old kswapd
     wanted every zone balanced); a lower zone counts for higher requests only above its
-    lowmem_reserve. Order 0 reads only the counters, so they are set directly."""
+    lowmem_reserve. Order 0 reads only the counters, so they are set directly (the folded
+    NR_FREE_PAGES, zone_page_state(), which pgdat_balanced() reads: no diffs, no drift mark)."""
     m = Machine(MachineConfig(zones=[("DMA32", 8192), ("Normal", 8192)], nr_cpus=1, reclaim=False,
                               compaction=False), get_policy("linux-6.18"))
     zb0, zb1 = int(m.C[mz.H_ZONE]), int(m.C[mz.H_ZONE]) + mz.ZS
-    m.C[zb1 + mz.Z_NR_FREE] = m.zone_field(1, mz.Z_WMARK_MIN)  # Normal below its high mark
+    m.C[zb1 + mz.Z_VM_NR_FREE] = m.zone_field(1, mz.Z_WMARK_MIN)  # Normal below its high mark
     assert pgdat_balanced(m.C, 0, mz.ZONE_NORMAL)  # DMA32 is fine: the node is balanced
     assert pgdat_balanced(m.C, 0, mz.ZONE_DMA32)
-    m.C[zb0 + mz.Z_LOWMEM + mz.ZONE_NORMAL] = m.zone_field(0, mz.Z_NR_FREE)
+    m.C[zb0 + mz.Z_LOWMEM + mz.ZONE_NORMAL] = m.zone_field(0, mz.Z_VM_NR_FREE)
     assert not pgdat_balanced(m.C, 0, mz.ZONE_NORMAL)  # DMA32 keeps everything for itself
     assert pgdat_balanced(m.C, 0, mz.ZONE_DMA32)
-    m.C[zb1 + mz.Z_NR_FREE] = 8192  # Normal alone balances a Normal request
+    m.C[zb1 + mz.Z_VM_NR_FREE] = 8192  # Normal alone balances a Normal request
     assert pgdat_balanced(m.C, 0, mz.ZONE_NORMAL)
 
 

@@ -32,13 +32,14 @@ from cmasim.mm.mmzone import (
     HPAGE_PMD_ORDER, MIGRATE_CMA, MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PG_ALLOC, T_COMPACTION_ENABLED,
     TR_MM_PAGE_ALLOC, VM_ALLOC_EVENTS, VM_ALLOC_FAIL, VM_CMA_TO_NON_CMA, VM_COMPACT_FAIL, VM_COMPACT_STALL,
     VM_COMPACT_SUCCESS, VM_GFP_CMA_THP, VM_GFP_CMA_THP_NO_CMA, VM_PGALLOC_PAGES, VM_SLOWPATH,
-    VM_THP_FAULT_ALLOC, VM_THP_FAULT_FALLBACK, Z_NR_FREE, ZONE_NORMAL,
+    VM_THP_FAULT_ALLOC, VM_THP_FAULT_FALLBACK, Z_VM_NR_FREE, ZONE_NORMAL,
 )
 from cmasim.mm.compaction import (
     COMPACT_CONTINUE, COMPACT_SKIPPED, COMPACT_SUCCESS, compact_zone, compaction_suit_allocation_order,
 )
 from cmasim.mm.freelist import get_pageblock_type_bits, set_pinfo, trace_emit, vm_add, zone_base
 from cmasim.mm.oom_kill import out_of_memory
+from cmasim.mm.zone_stat import zone_page_state_snapshot
 from cmasim.mm.pcp import drain_all_pages
 from cmasim.mm.rmqueue import (  # noqa: F401  (free_pages is re-exported for callers)
     alloc_flags_nofragment, free_pages, get_page_from_freelist, gfp_migratetype, gfp_to_alloc_flags,
@@ -106,7 +107,8 @@ def should_reclaim_retry(S, C, order, af, highest, pref, did_some_progress, no_p
     """should_reclaim_retry(): count a round without progress (every round for costly
     orders), give up after MAX_RECLAIM_RETRIES of them, else retry while some zone of the
     zonelist would pass its MIN mark (+ boost) at this order if all its reclaimable pages
-    were free. Returns (retry, no_progress_loops). Kernel: mm/page_alloc.c
+    were free. The free count is zone_page_state_snapshot(NR_FREE_PAGES) (folded + every
+    CPU's diff, i.e. exact). Returns (retry, no_progress_loops). Kernel: mm/page_alloc.c
     should_reclaim_retry() (v6.18; the highatomic unreserve before OOM is not modelled)."""
     if did_some_progress and order <= PAGE_ALLOC_COSTLY_ORDER:
         no_progress_loops = 0
@@ -117,7 +119,7 @@ def should_reclaim_retry(S, C, order, af, highest, pref, did_some_progress, no_p
     for z in range(pref, -1, -1):
         zb = zone_base(C, z)
         mark = wmark_pages(C, zb, 0)
-        available = C[zb + Z_NR_FREE]
+        available = zone_page_state_snapshot(C, zb, Z_VM_NR_FREE)
         if not __zone_watermark_ok(C, z, order, mark, highest, af, available):
             available += zone_reclaimable_pages(S, C, z)
             if not __zone_watermark_ok(C, z, order, mark, highest, af, available):

@@ -34,7 +34,7 @@ from cmasim.mm.mmzone import (
     T_MIGRATE_COST_NS,
     TR_COMPACTION_BEGIN, TR_COMPACTION_END,
     VM_COMPACT_DAEMON_WAKE, VM_COMPACT_FREE_SCANNED, VM_COMPACT_ISOLATED, VM_COMPACT_MIGRATE_SCANNED,
-    VM_PGMIGRATE_SUCCESS, Z_AREA, Z_END, Z_IDX, Z_MANAGED, Z_NR_FREE, Z_START, Z_WMARK_LOW, Z_WMARK_MIN,
+    VM_PGMIGRATE_SUCCESS, Z_AREA, Z_END, Z_IDX, Z_MANAGED, Z_START, Z_VM_NR_FREE, Z_WMARK_LOW, Z_WMARK_MIN,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, handle_move, release_block
 from cmasim.mm.freelist import (
@@ -45,6 +45,7 @@ from cmasim.mm.page_alloc import find_suitable_fallback, page_del_and_expand, sh
 from cmasim.mm.pcp import drain_all_pages, drain_pages_zone
 from cmasim.mm.wakeup import wakeup_kcompactd  # noqa: F401  (re-exported)
 from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
+from cmasim.mm.zone_stat import zone_page_state
 
 COMPACT_SKIPPED = 1
 COMPACT_CONTINUE = 2
@@ -75,11 +76,13 @@ def fragmentation_index(C, zb, order):
 @kjit
 def compaction_suitable(C, zslot, order, highest):
     """compaction_suitable(): enough free memory for the migration targets, and a failure that
-    is due to fragmentation rather than lack of memory (fragmentation index > 500)."""
+    is due to fragmentation rather than lack of memory (fragmentation index > 500). The free
+    count is the folded zone_page_state(NR_FREE_PAGES). Kernel: mm/compaction.c
+    compaction_suitable(), __compaction_suitable()."""
     zb = zone_base(C, zslot)
     mark = C[zb + Z_WMARK_LOW] if order > PAGE_ALLOC_COSTLY_ORDER else C[zb + Z_WMARK_MIN]
     mark += 2 << order
-    if not __zone_watermark_ok(C, zslot, 0, mark, highest, ALLOC_CMA, C[zb + Z_NR_FREE]):
+    if not __zone_watermark_ok(C, zslot, 0, mark, highest, ALLOC_CMA, zone_page_state(C, zb, Z_VM_NR_FREE)):
         return False
     if order > PAGE_ALLOC_COSTLY_ORDER:
         fi = fragmentation_index(C, zb, order)
@@ -98,9 +101,10 @@ def compaction_suit_allocation_order(C, zslot, order, highest, alloc_flags, is_a
     Kernel: mm/compaction.c compaction_suit_allocation_order() (v6.10+; the non-CMA check
     from "mm: compaction: skip memory compaction when there are not enough migratable
     pages", v6.13). Simplification: with vm.defrag_mode kcompactd would count
-    NR_FREE_PAGES_BLOCKS; it uses NR_FREE_PAGES here."""
+    NR_FREE_PAGES_BLOCKS; it uses NR_FREE_PAGES here. Both tests read the folded
+    zone_page_state(NR_FREE_PAGES) (zone_watermark_ok())."""
     zb = zone_base(C, zslot)
-    free = C[zb + Z_NR_FREE]
+    free = zone_page_state(C, zb, Z_VM_NR_FREE)
     mark = wmark_pages(C, zb, alloc_flags & ALLOC_WMARK_MASK)
     if __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free):
         return COMPACT_SUCCESS

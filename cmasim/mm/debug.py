@@ -27,7 +27,11 @@ into a message. Checks:
    shrink_inactive_list());
 9. the last OOM victim's memory is gone: no live handle holds an anonymous block of that
    task (cmasim.mm.oom_kill; its pinned blocks were dropped by their owner and wait for
-   the unpin, so they hold no handle).
+   the unpin, so they hold no handle);
+10. the per-CPU vmstat deltas add up: folded NR_FREE_PAGES (NR_FREE_CMA_PAGES) plus every
+   CPU's diff equals the exact count, and no diff lies outside [-stat_threshold,
+   stat_threshold] of the threshold that made it (at most 125; mm/vmstat.c
+   __mod_zone_page_state() folds anything beyond it; cmasim.mm.zone_stat).
 """
 
 import numpy as np
@@ -38,7 +42,8 @@ from cmasim.mm.mmzone import (
     H_OOM_LAST_VICTIM, H_POL, H_PB, H_PREV, H_VM, OW_ANON, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES,
     NR_BUDDY_LISTS, NR_PAGE_ORDERS, NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE,
-    PG_ALLOC, PG_BUDDY, PG_PCP, PG_TAIL, PL_NR_PCP_LISTS, P_COUNT,
+    PG_ALLOC, PG_BUDDY, PG_PCP, PG_TAIL, PL_NR_PCP_LISTS, P_COUNT, P_VM_DIFF_CMA, P_VM_DIFF_FREE,
+    Z_VM_NR_FREE, Z_VM_NR_FREE_CMA,
     Z_AREA, Z_END, Z_NR_FREE, Z_NR_FREE_BLOCKS, Z_NR_FREE_CMA, Z_NR_FREE_HIGHATOMIC, Z_NR_ISOLATE_PB,
     Z_START,
 )
@@ -77,6 +82,9 @@ E_MERGED_ACROSS = 25  # a free block spans pageblocks whose types may not merge
 E_TAIL_OWNER = 26  # a page inside an allocated block has an owner word or a handle (split THPs)
 E_PGSCAN = 27  # pgsteal_* exceeds pgscan_* (pages reclaimed without being scanned)
 E_OOM_VICTIM_ALIVE = 28  # a live handle still holds memory of the last OOM victim
+E_VMSTAT_DRIFT = 29  # folded NR_FREE_PAGES + per-CPU diffs != exact count
+E_VMSTAT_DRIFT_CMA = 30  # folded NR_FREE_CMA_PAGES + per-CPU diffs != exact count
+E_VMSTAT_DIFF_RANGE = 31  # a per-CPU diff beyond the largest possible threshold
 
 
 @kjit
@@ -208,6 +216,19 @@ def check_state(S, C):
             return E_NR_FREE_HIGHATOMIC, z, C[zb + Z_NR_FREE_HIGHATOMIC], nr_ha
         if nr_blocks != C[zb + Z_NR_FREE_BLOCKS]:
             return E_NR_FREE_BLOCKS, z, C[zb + Z_NR_FREE_BLOCKS], nr_blocks
+        folded = C[zb + Z_VM_NR_FREE]
+        folded_cma = C[zb + Z_VM_NR_FREE_CMA]
+        for cpu in range(C[H_NCPU]):
+            pc = pcp_base(C, z, cpu)
+            d, dc = C[pc + P_VM_DIFF_FREE], C[pc + P_VM_DIFF_CMA]
+            if d > 125 or d < -125 or dc > 125 or dc < -125:
+                return E_VMSTAT_DIFF_RANGE, cpu, d, dc
+            folded += d
+            folded_cma += dc
+        if folded != nr_free:
+            return E_VMSTAT_DRIFT, z, nr_free, folded
+        if folded_cma != nr_cma:
+            return E_VMSTAT_DRIFT_CMA, z, nr_cma, folded_cma
         for o in range(NR_PAGE_ORDERS):
             if area[o] != C[zb + Z_AREA + o]:
                 return E_AREA_NR_FREE, z, C[zb + Z_AREA + o], area[o]

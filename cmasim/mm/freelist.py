@@ -16,9 +16,10 @@ from cmasim.mm.mmzone import (
     MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES, NR_BUDDY_LISTS,
     NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE, PB_MT_MASK, PB_ZONE_SHIFT,
     PG_BUDDY, PI_AUX_SHIFT, PI_LIST_SHIFT, PI_ORDER_MASK, PI_STATE_SHIFT,
-    TR_SIZE, H_TRACE_BASE, Z_AREA, Z_NR_FREE, Z_NR_FREE_BLOCKS, Z_NR_FREE_CMA, Z_NR_FREE_HIGHATOMIC, ZS,
+    TR_SIZE, H_TRACE_BASE, Z_AREA, Z_NR_FREE_BLOCKS, Z_NR_FREE_HIGHATOMIC, ZS,
     PL_VERSION,
 )
+from cmasim.mm.zone_stat import account_free_counters
 
 
 # --- intrusive doubly-linked lists ----------------------------------------------------------
@@ -191,13 +192,15 @@ def free_list_mt(C, lst):
 # --- accounting -----------------------------------------------------------------------------------------
 @kjit_inline
 def account_freepages(C, zb, nr, mt):
-    """account_freepages() (v6.10+): counters follow the list a page is on; ISOLATE lists uncounted."""
+    """account_freepages() (v6.10+): counters follow the list a page is on; ISOLATE lists uncounted.
+
+    NR_FREE_PAGES and NR_FREE_CMA_PAGES go through __mod_zone_page_state() (per-CPU deltas,
+    `cmasim.mm.zone_stat`); nr_free_highatomic is a plain zone field (WRITE_ONCE), exact.
+    Kernel: mm/page_alloc.c account_freepages() (v6.18)."""
     if mt == MIGRATE_ISOLATE:
         return
-    C[zb + Z_NR_FREE] += nr
-    if mt == MIGRATE_CMA:
-        C[zb + Z_NR_FREE_CMA] += nr
-    elif mt == MIGRATE_HIGHATOMIC:
+    account_free_counters(C, zb, nr, mt == MIGRATE_CMA)
+    if mt == MIGRATE_HIGHATOMIC:
         C[zb + Z_NR_FREE_HIGHATOMIC] += nr
 
 

@@ -21,7 +21,7 @@ JIT = os.environ.get("CMASIM_JIT", "1") != "0" and os.environ.get("NUMBA_DISABLE
 
 _PKG = Path(__file__).resolve().parent.parent
 # Every file whose functions are compiled, or whose constants they read.
-_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py")
+_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/zone_stat.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py")
 
 
 def _core_digest() -> str:

@@ -221,6 +221,10 @@ Z_LOWMEM = 20  # lowmem_reserve[MAX_NR_ZONES]
 Z_AREA = 24  # free_area[o].nr_free, NR_PAGE_ORDERS slots
 Z_PRESENT = 35
 Z_BOOST_RECLAIM = 36  # zone_boosts[i]: the boost the running balance_pgdat() reclaims for
+# zone->vm_stat[]: the folded ("atomic") NR_FREE_PAGES / NR_FREE_CMA_PAGES that zone_page_state()
+# reads; Z_NR_FREE / Z_NR_FREE_CMA above are the exact counts (folded + the per-CPU P_VM_DIFF_*).
+Z_VM_NR_FREE = 37
+Z_VM_NR_FREE_CMA = 38
 ZS = 40
 
 # --- per-CPU pageset struct (PS slots) ---------------------------------------------------
@@ -230,6 +234,9 @@ P_FREE_COUNT = 2  # v6.7+ free_count
 P_ALLOC_FACTOR = 3
 P_FLAGS = 4
 P_FREE_FACTOR = 5  # v6.1 free_factor
+# per_cpu_zonestat.vm_stat_diff[] (mm/vmstat.c): this CPU's not yet folded deltas
+P_VM_DIFF_FREE = 6  # NR_FREE_PAGES
+P_VM_DIFF_CMA = 7  # NR_FREE_CMA_PAGES
 PS = 8
 PCPF_PREV_FREE_HIGH_ORDER = 1
 PCPF_FREE_HIGH_BATCH = 2

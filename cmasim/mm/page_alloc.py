@@ -26,7 +26,7 @@ from cmasim.mm.mmzone import (
     TR_MM_PAGE_ALLOC_EXTFRAG, TR_MM_PAGE_ALLOC_ZONE_LOCKED,
     ALLOC_KSWAPD, ALLOC_NOFRAGMENT, ALLOC_CMA,
     VM_CLAIMS, VM_CMA_ALLOCS, VM_EXTFRAG, VM_MERGES, VM_SPLITS, VM_STEALS,
-    Z_AREA, Z_BOOST, Z_END, Z_FLAGS, Z_MANAGED, Z_NR_FREE, Z_NR_FREE_CMA, Z_START, Z_WMARK_HIGH,
+    Z_AREA, Z_BOOST, Z_END, Z_FLAGS, Z_MANAGED, Z_START, Z_VM_NR_FREE, Z_VM_NR_FREE_CMA, Z_WMARK_HIGH,
     ZONE_BOOSTED_WATERMARK, PL_CMA_NUM, PL_CMA_DEN, PL_CMA_BALANCE_MODE, PL_CMA_FIRST_RMQUEUE, PL_CMA_STAGE,
     Z_WMARK_LOW,
 )
@@ -37,6 +37,7 @@ from cmasim.mm.freelist import (
     pi_state, pinfo, policy_version, set_pageblock_migratetype, trace_emit, vm_add, zone_base,
     free_list_mt,
 )
+from cmasim.mm.zone_stat import zone_page_state
 
 RMQUEUE_NORMAL = 0
 RMQUEUE_CMA = 1
@@ -372,6 +373,11 @@ def __rmqueue_steal(S, C, zslot, order, start_mt):
 def cma_balance_first(C, zb, alloc_flags):
     """__rmqueue() CMA balancing: CMA first when free CMA > NR_FREE_PAGES * NUM / DEN (mainline 1/2).
 
+    Both counters are the folded zone_page_state() values, as the kernel reads them (they lag
+    the free lists by the per-CPU vmstat deltas, `cmasim.mm.zone_stat`).
+    Kernel: mm/page_alloc.c __rmqueue() (zone_page_state(zone, NR_FREE_CMA_PAGES) >
+    zone_page_state(zone, NR_FREE_PAGES) / 2).
+
     Candidate variants (PL_CMA_BALANCE_MODE): 1 — also when the zone's non-CMA free memory
     is below the low watermark ("use CMA first" recheck); 2 — compare against
     (NR_FREE_PAGES - low watermark) instead. Android-style policies set NUM = 0 (off) or
@@ -386,8 +392,8 @@ def cma_balance_first(C, zb, alloc_flags):
     den = C[pol + PL_CMA_DEN]
     if num <= 0:
         return False
-    free = C[zb + Z_NR_FREE]
-    cma = C[zb + Z_NR_FREE_CMA]
+    free = zone_page_state(C, zb, Z_VM_NR_FREE)
+    cma = zone_page_state(C, zb, Z_VM_NR_FREE_CMA)
     mode = C[pol + PL_CMA_BALANCE_MODE]
     if mode == 2:
         free -= C[zb + Z_WMARK_LOW]

@@ -22,7 +22,7 @@ from cmasim.mm.mmzone import (
     P_ALLOC_FACTOR, P_COUNT, P_FLAGS, P_FREE_COUNT, P_FREE_FACTOR, P_HIGH,
     TR_MM_PAGE_PCPU_DRAIN, VM_DRAIN_ALL, VM_PCP_DRAINS, VM_PCP_DRAIN_PAGES, VM_PCP_REFILLS,
     VM_PCP_REFILL_PAGES, VM_ZONE_LOCK, VM_PGFREE, VM_PCP_FREES,
-    Z_BATCH, Z_FLAGS, Z_NR_ISOLATE_PB, Z_HIGH_MAX, Z_HIGH_MIN, Z_NR_FREE, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, ZONE_MOVABLE,
+    Z_BATCH, Z_FLAGS, Z_NR_ISOLATE_PB, Z_HIGH_MAX, Z_HIGH_MIN, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, ZONE_MOVABLE,
     ALLOC_WMARK_HIGH, ALLOC_CMA, MIGRATE_CMA, MIGRATE_MOVABLE, PL_CMA_ONLY_RMQUEUE,
 )
 from cmasim.mm.freelist import (
@@ -31,7 +31,7 @@ from cmasim.mm.freelist import (
     vm_add, zone_base,
 )
 from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __free_one_page, __rmqueue, __rmqueue_smallest
-from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
+from cmasim.mm.watermark import wmark_pages, zone_watermark_ok
 
 
 @kjit_inline
@@ -279,7 +279,9 @@ def free_unref_page_commit(S, C, zslot, cpu, p, mt, order, pindex):
     """free_unref_page_commit(): put a block at the head of its list; drain when count >= high.
 
     After a drain, a zone marked ZONE_BELOW_HIGH that passes its high watermark again gets
-    the flag cleared (v6.7+), which lets pcp->high grow back."""
+    the flag cleared (v6.7+), which lets pcp->high grow back; the test is zone_watermark_ok()
+    on the folded NR_FREE_PAGES. Kernel: mm/page_alloc.c free_unref_page_commit() /
+    free_frozen_page_commit() (v6.14+)."""
     zb = zone_base(C, zslot)
     pc = pcp_base(C, zslot, cpu)
     v = policy_version(C)
@@ -311,8 +313,8 @@ def free_unref_page_commit(S, C, zslot, cpu, p, mt, order, pindex):
     high = nr_pcp_high(C, zb, pc, batch, free_high)
     if C[pc + P_COUNT] >= high:
         free_pcppages_bulk(S, C, zslot, cpu, nr_pcp_free(C, pc, batch, high, free_high), pindex)
-        if v >= 607 and (C[zb + Z_FLAGS] & ZONE_BELOW_HIGH) and __zone_watermark_ok(
-                C, zslot, 0, wmark_pages(C, zb, ALLOC_WMARK_HIGH), ZONE_MOVABLE, 0, C[zb + Z_NR_FREE]):
+        if v >= 607 and (C[zb + Z_FLAGS] & ZONE_BELOW_HIGH) and zone_watermark_ok(
+                C, zslot, 0, wmark_pages(C, zb, ALLOC_WMARK_HIGH), ZONE_MOVABLE, 0):
             C[zb + Z_FLAGS] &= ~ZONE_BELOW_HIGH
         return True
     return False

@@ -29,14 +29,15 @@ from cmasim.mm.mmzone import (
     OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_KIND_MASK, PAGEBLOCK_ORDER, PG_ALLOC, PG_TAIL,
     T_CLEAN_DROP_COST_NS, T_KSWAPD_PERIOD_NS, T_KSWAPD_RATE, T_RECLAIM_ENABLED, T_SWAP_COST_NS, T_SWAP_FREE,
     VM_ALLOCSTALL, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD, VM_PGWRITEBACK,
-    VM_PSWPOUT, Z_BOOST, Z_BOOST_RECLAIM, Z_END, Z_FLAGS, Z_IDX, Z_LOWMEM, Z_MANAGED, Z_NR_FREE, Z_START,
+    VM_PSWPOUT, Z_BOOST, Z_BOOST_RECLAIM, Z_END, Z_FLAGS, Z_IDX, Z_LOWMEM, Z_MANAGED, Z_START,
     ZONE_RECLAIM_ACTIVE,
 )
 from cmasim.mm.folio import folio_maybe_dma_pinned, reclaim_take
 from cmasim.mm.freelist import pi_order, pi_state, pinfo, vm_add, zone_base
 from cmasim.mm.page_alloc import block_head
 from cmasim.mm.prandom import prandom_u32
-from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages, zone_watermark_unusable_free
+from cmasim.mm.watermark import __zone_watermark_ok, free_pages_safe, wmark_pages, zone_watermark_unusable_free
+from cmasim.mm.zone_stat import set_pgdat_percpu_threshold
 from cmasim.mm.wakeup import (  # noqa: F401  (re-exported)
     pgdat_balanced, pgdat_watermark_boosted, wake_all_kswapds, wakeup_kcompactd, wakeup_kswapd,
 )
@@ -170,12 +171,14 @@ def set_reclaim_active(C, highest, on):
 @kjit
 def kswapd_zone_shortfall(C, z, order, highest):
     """Pages zone z lacks to pass the balance test (high mark + boost, alloc_flags 0, the
-    run's order and highest_zoneidx); SWAP_CLUSTER_MAX when only the order is missing."""
+    run's order and highest_zoneidx); SWAP_CLUSTER_MAX when only the order is missing. The
+    free count is pgdat_balanced()'s (folded, or the snapshot below the percpu_drift_mark)."""
     zb = zone_base(C, z)
     mark = wmark_pages(C, zb, ALLOC_WMARK_HIGH)
-    if __zone_watermark_ok(C, z, order, mark, highest, 0, C[zb + Z_NR_FREE]):
+    free = free_pages_safe(C, zb)
+    if __zone_watermark_ok(C, z, order, mark, highest, 0, free):
         return 0
-    usable = C[zb + Z_NR_FREE] - zone_watermark_unusable_free(C, zb, order, 0)
+    usable = free - zone_watermark_unusable_free(C, zb, order, 0)
     need = mark + C[zb + Z_LOWMEM + highest] - usable + 1
     return need if need > SWAP_CLUSTER_MAX else SWAP_CLUSTER_MAX
 
@@ -212,7 +215,8 @@ def balance_pgdat_end(C):
     pageblock order; if the node is balanced at the order kswapd reclaimed for, wake
     kcompactd for the order it was asked for and sleep. A request that arrived during the
     run starts the next run. Kernel: mm/vmscan.c balance_pgdat() (out:),
-    kswapd_try_to_sleep(), prepare_kswapd_sleep()."""
+    kswapd_try_to_sleep(), prepare_kswapd_sleep(); kswapd_try_to_sleep() restores the normal
+    vmstat threshold (set_pgdat_percpu_threshold(calculate_normal_threshold)) before it sleeps."""
     highest = C[H_KSWAPD_RUN_HIGHEST]
     set_reclaim_active(C, highest, False)
     boosted = False
@@ -232,6 +236,7 @@ def balance_pgdat_end(C):
         C[H_KSWAPD_NEXT] = C[H_NOW] + param(C, T_KSWAPD_PERIOD_NS)
     else:
         C[H_KSWAPD_NEXT] = 0
+        set_pgdat_percpu_threshold(C, False)  # kswapd_try_to_sleep(): normal threshold, then sleep
 
 
 @kjit

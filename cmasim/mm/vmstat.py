@@ -29,12 +29,15 @@ VMSTAT_ORDER = (
 
 
 def vmstat_counters(m) -> dict[str, int]:
-    """The /proc/vmstat counters the model keeps, by kernel name (node totals)."""
+    """The /proc/vmstat counters the model keeps, by kernel name (node totals).
+
+    nr_free_pages and nr_free_cma are the folded counters (global_zone_page_state(), per-CPU
+    vmstat deltas not included), as vmstat_start() prints them."""
     out: dict[str, int] = {}
-    out["nr_free_pages"] = sum(m.zone_field(z, mz.Z_NR_FREE) for z in range(m.nr_zones))
+    out["nr_free_pages"] = sum(m.zone_field(z, mz.Z_VM_NR_FREE) for z in range(m.nr_zones))
     if m.policy.version >= 615:
         out["nr_free_pages_blocks"] = sum(m.zone_field(z, mz.Z_NR_FREE_BLOCKS) for z in range(m.nr_zones))
-    out["nr_free_cma"] = sum(m.zone_field(z, mz.Z_NR_FREE_CMA) for z in range(m.nr_zones))
+    out["nr_free_cma"] = sum(m.zone_field(z, mz.Z_VM_NR_FREE_CMA) for z in range(m.nr_zones))
     for idx, name in enumerate(("dma", "dma32", "normal", "movable")):
         out[f"pgalloc_{name}"] = m.vm(mz.VM_PGALLOC + idx)
     out["pgfree"] = m.vm(mz.VM_PGFREE)
@@ -125,6 +128,9 @@ def render_pagetypeinfo(m, node: int = 0) -> str:
 def render_zoneinfo(m, node: int = 0) -> str:
     """zoneinfo_show_print(): watermarks, sizes, protection, zone counters and pagesets.
 
+    'pages free', nr_free_pages and nr_free_cma are the folded zone_page_state() values, as
+    the kernel prints them (the per-CPU vmstat deltas are not included).
+
     Simplified: the per-node stats block and the zone counters the model does not keep
     (LRU sizes, NUMA events) are left out. 6.1 flavour: no promo, pagesets without
     high_min/high_max.
@@ -135,7 +141,7 @@ def render_zoneinfo(m, node: int = 0) -> str:
         f = lambda k, z=z: m.zone_field(z, k)  # noqa: E731
         boost = f(mz.Z_BOOST)
         out.append(f"Node {node}, zone {m.zone_names[z]:>8}\n")
-        out.append(f"  pages free     {f(mz.Z_NR_FREE)}\n")
+        out.append(f"  pages free     {f(mz.Z_VM_NR_FREE)}\n")
         out.append(f"        boost    {boost}\n")
         out.append(f"        min      {f(mz.Z_WMARK_MIN) + boost}\n")
         out.append(f"        low      {f(mz.Z_WMARK_LOW) + boost}\n")
@@ -149,10 +155,10 @@ def render_zoneinfo(m, node: int = 0) -> str:
         out.append(f"        cma      {f(mz.Z_CMA_PAGES)}\n")
         prot = ", ".join(str(f(mz.Z_LOWMEM + j)) for j in range(mz.MAX_NR_ZONES))
         out.append(f"        protection: ({prot}, {f(mz.Z_LOWMEM + mz.MAX_NR_ZONES - 1)})\n")
-        out.append(f"      {'nr_free_pages':<12} {f(mz.Z_NR_FREE)}\n")
+        out.append(f"      {'nr_free_pages':<12} {f(mz.Z_VM_NR_FREE)}\n")
         if v >= 615:
             out.append(f"      {'nr_free_pages_blocks':<12} {f(mz.Z_NR_FREE_BLOCKS)}\n")
-        out.append(f"      {'nr_free_cma':<12} {f(mz.Z_NR_FREE_CMA)}\n")
+        out.append(f"      {'nr_free_cma':<12} {f(mz.Z_VM_NR_FREE_CMA)}\n")
         out.append("  pagesets\n")
         for cpu in range(m.cfg.nr_cpus):
             high = m.pcp_field(z, cpu, mz.P_HIGH)

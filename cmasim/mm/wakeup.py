@@ -21,10 +21,10 @@ from cmasim.mm.mmzone import (
     ALLOC_WMARK_HIGH, GFP_DIRECT_RECLAIM_, H_KCOMPACTD_HIGHEST, H_KCOMPACTD_NEXT, H_KCOMPACTD_ORDER,
     H_KSWAPD_HIGHEST, H_KSWAPD_NEXT, H_KSWAPD_ORDER, H_NOW, H_NZONES, H_PARAM, H_POL, PAGEBLOCK_ORDER,
     PL_DEFRAG_MODE, T_COMPACTION_ENABLED, T_KCOMPACTD_PERIOD_NS, VM_KSWAPD_WAKE, Z_BOOST, Z_IDX, Z_MANAGED,
-    Z_NR_FREE,
 )
 from cmasim.mm.freelist import vm_add, zone_base
-from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
+from cmasim.mm.watermark import wmark_pages, zone_watermark_ok_safe
+from cmasim.mm.zone_stat import set_pgdat_percpu_threshold
 
 
 @kjit
@@ -32,13 +32,14 @@ def pgdat_balanced(C, order, highest):
     """pgdat_balanced(): the node is balanced when ANY managed zone up to `highest` (kernel
     zone index) passes zone_watermark_ok_safe(zone, order, high_wmark_pages(zone), highest),
     i.e. __zone_watermark_ok() with alloc_flags 0: free CMA and free highatomic pages do not
-    count, lowmem_reserve[highest] applies, the high mark includes the boost.
+    count, lowmem_reserve[highest] applies, the high mark includes the boost. The free count is
+    the folded NR_FREE_PAGES, or the exact snapshot below the zone's percpu_drift_mark.
     Kernel: mm/vmscan.c pgdat_balanced() (v6.1, v6.18; no NUMA memory tiering here)."""
     for z in range(C[H_NZONES]):
         zb = zone_base(C, z)
         if C[zb + Z_IDX] > highest or C[zb + Z_MANAGED] == 0:
             continue
-        if __zone_watermark_ok(C, z, order, wmark_pages(C, zb, ALLOC_WMARK_HIGH), highest, 0, C[zb + Z_NR_FREE]):
+        if zone_watermark_ok_safe(C, z, order, wmark_pages(C, zb, ALLOC_WMARK_HIGH), highest):
             return True
     return False
 
@@ -74,7 +75,9 @@ def wakeup_kswapd(C, gfp, order, highest):
     """wakeup_kswapd(zone, gfp_flags, order, highest_zoneidx): record kswapd_order and
     kswapd_highest_zoneidx (largest asked for); if kswapd sleeps, wake it unless the node is
     balanced for this request and no zone is boosted. In that case a caller that cannot
-    direct-reclaim wakes kcompactd instead (memory may be free but fragmented).
+    direct-reclaim wakes kcompactd instead (memory may be free but fragmented). A woken
+    kswapd lowers the vmstat threshold of zones with a percpu_drift_mark to the pressure
+    threshold (kswapd_try_to_sleep() after schedule(); restored in vmscan.balance_pgdat_end).
     Kernel: mm/vmscan.c wakeup_kswapd() (v6.1, v6.18). kswapd runs whether reclaim is
     enabled or not; with reclaim off it simply finds nothing to reclaim."""
     cur = C[H_KSWAPD_HIGHEST]
@@ -89,6 +92,7 @@ def wakeup_kswapd(C, gfp, order, highest):
             wakeup_kcompactd(C, order, highest)
         return
     C[H_KSWAPD_NEXT] = C[H_NOW] + 1
+    set_pgdat_percpu_threshold(C, True)
     vm_add(C, VM_KSWAPD_WAKE, 1)
 
 

@@ -40,6 +40,7 @@ from cmasim.machine import ZONE_INDEX, Machine, MachineConfig
 from cmasim.mm import mm_init
 from cmasim.mm import mmzone as mz
 from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_tail, set_pinfo
+from cmasim.mm.zone_stat import fold_all_vm_stats
 from cmasim.policy import Policy
 from cmasim.trace.parser import FLAVOURS, flavour_from_type_names
 
@@ -558,7 +559,8 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
     start = 0
     for zi, (zs, size) in enumerate(zip(snap.zones, sizes)):
         zb = int(C[mz.H_ZONE]) + zi * mz.ZS
-        for k in (mz.Z_NR_FREE, mz.Z_NR_FREE_CMA, mz.Z_NR_FREE_HIGHATOMIC, mz.Z_NR_FREE_BLOCKS):
+        for k in (mz.Z_NR_FREE, mz.Z_NR_FREE_CMA, mz.Z_NR_FREE_HIGHATOMIC, mz.Z_NR_FREE_BLOCKS,
+                  mz.Z_VM_NR_FREE, mz.Z_VM_NR_FREE_CMA):
             C[zb + k] = 0
         C[zb + mz.Z_AREA:zb + mz.Z_AREA + mz.NR_PAGE_ORDERS] = 0
         n_pb = zs.nr_blocks
@@ -646,5 +648,9 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
         managed.append(zs.managed)
         del idx
         start += size
+    # The per-CPU vmstat deltas start folded (zero): the snapshot does not say how the small
+    # difference between zoneinfo's folded 'pages free' and buddyinfo's exact count is split
+    # over the CPUs, and the first vmstat worker run of the trace folds it anyway.
+    fold_all_vm_stats(C)
     C[int(C[mz.H_VM]):int(C[mz.H_VM]) + mz.NR_VM] = 0
     return SnapState(m, snap, pretrace, offline, reserved, infer_pages_min(snap), managed, notes)
