@@ -27,6 +27,8 @@ from helpers import (
 
 from cmasim import gfp as g
 from cmasim.mm import mmzone as mz
+from cmasim.mm import zone_stat
+from cmasim.mm.page_alloc import cma_balance_first
 
 ALL_ORDERS = range(mz.NR_PAGE_ORDERS)
 
@@ -181,7 +183,16 @@ def test_cma_first_only_when_free_cma_exceeds_half_of_free(policy):
     p = m.alloc(0, MOVABLE, 0)
     assert p == 8192 and not in_cma(m, p)
     assert m.vm(mz.VM_CMA_ALLOCS) == 0
-    # ... now free CMA (4096) > NR_FREE_PAGES (8191) / 2: CMA first
+    # ... the rule reads the folded zone_page_state(NR_FREE_PAGES): the allocation's -1 still
+    # sits in CPU 0's vmstat diff (stat_threshold 4 here), so CMA is still not more than half ...
+    assert m.zone_field(normal, mz.Z_VM_NR_FREE) == 8192 and m.pcp_field(normal, 0, mz.P_VM_DIFF_FREE) == -1
+    zb = int(m.C[mz.H_ZONE]) + normal * mz.ZS
+    assert not cma_balance_first(m.C, zb, mz.ALLOC_CMA)
+    # ... once the vmstat worker has folded the diffs, free CMA (4096) > NR_FREE_PAGES / 2:
+    # CMA first
+    zone_stat.fold_all_vm_stats(m.C)
+    assert m.zone_field(normal, mz.Z_VM_NR_FREE) == 8191
+    assert cma_balance_first(m.C, zb, mz.ALLOC_CMA)
     q = m.alloc(0, MOVABLE, 1)
     # CMA pageblocks are freed one by one at activation, each to the list head, so the
     # highest order-10 CMA block (7168) heads the list.
