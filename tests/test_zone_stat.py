@@ -12,6 +12,7 @@ from cmasim import gfp as g
 from cmasim.mm import mm_init
 from cmasim.mm import mmzone as mz
 from cmasim.mm import zone_stat
+from cmasim.mm.alloc_pages import should_reclaim_retry
 from cmasim.mm.page_alloc import cma_balance_first
 from cmasim.mm.vmscan import balance_pgdat_end, balance_pgdat_start
 from cmasim.mm.wakeup import pgdat_balanced, wakeup_kswapd
@@ -194,3 +195,21 @@ def test_kswapd_lowers_the_threshold_while_awake():
     balance_pgdat_end(m.C)  # ... and ends with nothing new asked: kswapd sleeps
     assert m.C[mz.H_KSWAPD_NEXT] == 0
     assert m.zone_field(z, mz.Z_STAT_THRESHOLD) == normal_t
+
+
+def test_should_reclaim_retry_reads_the_snapshot():
+    """should_reclaim_retry(): zone_page_state_snapshot(NR_FREE_PAGES) — folded plus every
+    CPU's diff — decides, so unfolded allocations do not make a zone look retry-worthy."""
+    m = make_machine(SMALL, "linux-6.18")
+    z = zone_index(m, "Normal")
+    dma32 = zone_index(m, "DMA32")
+    m.C[zone_addr(m, dma32, mz.Z_LOWMEM + mz.ZONE_NORMAL)] = m.zone_field(dma32, mz.Z_NR_FREE)
+    m.C[zone_addr(m, z, mz.Z_WMARK_MIN)] = m.zone_field(z, mz.Z_NR_FREE)  # exact fails MIN by one
+    m.C[zone_addr(m, z, mz.Z_BOOST)] = 0
+    shift_to_folded(m, z, 1, 20)  # the folded counter alone would pass
+    assert zone_watermark_ok(m.C, z, 0, m.zone_field(z, mz.Z_WMARK_MIN), mz.ZONE_NORMAL, 0)
+    retry, loops = should_reclaim_retry(m.S, m.C, 0, 0, mz.ZONE_NORMAL, z, 0, 0)
+    assert not retry and loops == 1
+    m.C[zone_addr(m, z, mz.Z_WMARK_MIN)] -= 1  # now the exact count passes
+    retry, _ = should_reclaim_retry(m.S, m.C, 0, 0, mz.ZONE_NORMAL, z, 0, 0)
+    assert retry
