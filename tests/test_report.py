@@ -193,6 +193,25 @@ def test_sweep_report_plots_each_numeric_axis(tmp_path):
     assert "Mean cma_success_rate for each (threads, hold) cell" in page  # the 2-D heat map
 
 
+def test_sweep_report_boundaries_per_group(tmp_path):
+    """With `by` axes in the summary, the boundary table has one row per policy and group, as
+    cmasim.sweep.summary computes it (the other axes pooled per seed)."""
+    from cmasim.sweep.store import Store
+
+    rows = [{"run_key": f"{p}-{t}-{h}-{s}", "point": json.dumps({"threads": t, "hold": h}), "policy": p,
+             "seed": s, "threads": t, "hold": h, "status": "ok", "cma_requests": 10,
+             "cma_success_rate": max(0.0, 1.0 - t * h / 100)}
+            for p in ("a",) for t in (1, 10, 50) for h in (1, 8) for s in (1, 2)]
+    Store(tmp_path).append(rows)
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "x.json").write_text(json.dumps({
+        "name": "t", "scenario": "s", "policies": ["a"], "seeds": [1, 2], "points": 6,
+        "axes": {"threads": {}, "hold": {}}, "summary": {"axis": "threads", "thresholds": [0.95], "by": ["hold"]}}))
+    page = build_report(tmp_path)
+    # hold 1: 0.99, 0.9 -> 10; hold 8: 0.92 at 1 thread -> 1
+    assert "<td>a</td><td>1</td><td>10</td>" in page and "<td>a</td><td>8</td><td>1</td>" in page
+
+
 def test_sweep_report_without_manifest(tmp_path):
     """An old sweep folder (no summary in its record) still plots against each numeric axis."""
     from cmasim.sweep.store import Store

@@ -244,21 +244,26 @@ def _sweep_sections(folder: Path) -> tuple[str, list[str]]:
     rate = metric == "cma_success_rate" and "cma_requests" in cols
     band = ("Wilson 95% interval of the pooled cma_alloc() successes" if rate
             else "range of the per-seed means")
-    bnd = {}
-    for pol in policies:
-        xs, y = _seed_curve(rows, pol, axis, metric, {})
-        if xs:
-            bnd[pol] = boundary_of(xs, y, threshold, crosses, scan)
-    parts.append(_table(["policy", f"{axis} boundary: mean {metric} {'<' if crosses == 'below' else '>'} "
-                                   f"{threshold:g}"],
-                        [[p, ("> max" if scan == "up" else "< min") if b == INF else f"{b:g}"] for p, b in bnd.items()]))
+    by = [b for b in sm.get("by", []) if b in cols]
+    groups = sorted({tuple(r.get(b) for b in by) for r in rows}, key=lambda g: tuple(str(v) for v in g))
+    table, bnd = [], {}
+    for grp in groups:  # the sweep summary's rule: per policy and `by` group, other axes pooled per seed
+        for pol in policies:
+            xs, y = _seed_curve(rows, pol, axis, metric, dict(zip(by, grp)))
+            if xs:
+                b = boundary_of(xs, y, threshold, crosses, scan)
+                table.append([pol, *grp, ("> max" if scan == "up" else "< min") if b == INF else f"{b:g}"])
+                if not by:
+                    bnd[pol] = b
+    parts.append(_table(["policy", *by, f"{axis} boundary: mean {metric} {'<' if crosses == 'below' else '>'} "
+                                        f"{threshold:g}"], table))
     for ax in [axis] + [a for a in axes if a != axis][:2]:
         parts.append(_figure(plots.sweep_curves(rows, ax, metric, rate, bnd if ax == axis else None, threshold,
                                                 policies),
                              f"{metric} against {ax} per policy, pooled over seeds and the other axes; band: "
                              f"{band}." + (f" Dashed: the {threshold:g} threshold; dotted verticals: each "
                                            f"policy's boundary along {ax} (as the sweep summary computes it)."
-                                           if ax == axis else "")))
+                                           if ax == axis and bnd else "")))
     if len(axes) >= 2:
         other = max((a for a in axes if a != axis), key=lambda a: len({r[a] for r in rows}))
         lines = {}
