@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario parameter, e.g. workload.pinner.0.threads=8 (repeatable)")
     r.add_argument("--timeline", type=float, metavar="MS",
-                   help="sample free memory by order and CMA use every MS simulated ms into timeline.npz")
+                   help="sample free memory by order and CMA use every MS simulated ms into timeline.npz, "
+                        "and up to 8 evenly spaced pageblock maps into pageblocks_timeline.npz")
     r.add_argument("--report", action="store_true", help="write report.html (cmasim report) into the folder")
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="one self-contained HTML page of a run, compare, replay or sweep folder")

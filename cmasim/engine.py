@@ -31,6 +31,7 @@ from cmasim.workload.fill import fill_anon, recycle_anon
 CHUNK = 250_000
 NEVER = 1 << 62
 SAMPLE_NS = 10_000_000  # the engine samples zone counters every 10 ms of simulated time
+MAP_SNAPSHOTS = 8  # run --timeline: pageblock maps kept for the report's small multiples
 # run --timeline: columns of each sample (pages; the last NR_PAGE_ORDERS are free blocks per order)
 TIMELINE_COLUMNS = ("t_ns", "nr_free_pages", "nr_free_cma", "cma_taken", "cma_borrowed") + tuple(
     f"free_order{o}" for o in range(mz.NR_PAGE_ORDERS))
@@ -97,6 +98,9 @@ class Engine:
         self.sample_ns = SAMPLE_NS
         self._next_metric_sample = 0
         self.timeline: list[list[int]] | None = None  # with timeline(): one row of TIMELINE_COLUMNS per sample
+        # With timeline() and keep_maps: (t, cmasim.pageblocks map) at most MAP_SNAPSHOTS times, evenly spaced.
+        self.timeline_maps: list[tuple[int, dict]] = []
+        self._next_map = 0
         self.cma_ranges: list[tuple[int, str, int, int, str]] = []  # (t, area, pfn, count, "ok" | "busy")
         self.busy_explained: list[dict] = []  # cmasim.explain records, one per busy range
         self.keep_maps = False  # run.py sets it when writing an output folder
@@ -164,6 +168,7 @@ class Engine:
         """Sample TIMELINE_COLUMNS every `interval_ns` of simulated time (run --timeline)."""
         self.sample_ns = min(SAMPLE_NS, interval_ns)
         self.timeline = []
+        self._map_every = max(interval_ns, -(-self.t_end // MAP_SNAPSHOTS))
 
     def _sample(self) -> None:
         m = self.m
@@ -174,6 +179,9 @@ class Engine:
             taken = sum(a.count - a.available_count for a in m.cma_areas)  # bitmap bits set: cma_alloc buffers
             total = sum(a.count for a in m.cma_areas)
             self.timeline.append([m.now_ns, free, cma, taken, max(0, total - cma - taken)] + orders)
+            if self.keep_maps and m.now_ns >= self._next_map and len(self.timeline_maps) < MAP_SNAPSHOTS:
+                self.timeline_maps.append((m.now_ns, pageblock_map(m)))
+                self._next_map = m.now_ns + self._map_every
         if m.now_ns >= self._next_metric_sample:  # the metrics' own 10 ms samples, timeline or not
             self.samples.append((m.now_ns, free, cma))
             self._next_metric_sample = m.now_ns + SAMPLE_NS

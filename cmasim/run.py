@@ -170,6 +170,11 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         if engine.timeline is not None:
             np.savez_compressed(out_dir / "timeline.npz", columns=np.array(TIMELINE_COLUMNS),
                                 data=np.array(engine.timeline, dtype=np.int64).reshape(-1, len(TIMELINE_COLUMNS)))
+            if engine.timeline_maps:
+                keys = engine.timeline_maps[0][1].keys()
+                np.savez_compressed(out_dir / "pageblocks_timeline.npz",
+                                    t_ns=np.array([t for t, _ in engine.timeline_maps], dtype=np.int64),
+                                    **{k: np.stack([mp[k] for _, mp in engine.timeline_maps]) for k in keys})
     return metrics
 
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import DATA, ROOT
 
 from cmasim.cli import main
+from cmasim.mm import mmzone as mz
 from cmasim.pageblocks import USE_KINDS
 from cmasim.report import build_report, data_of_report
 from cmasim.trace.snapshot import parse_pagetypeinfo
@@ -103,6 +104,23 @@ def test_timeline_counts_add_up(folders):
     assert (cma == 16 << 8).all()
 
 
+def test_timeline_pageblock_maps(folders):
+    """run --timeline keeps up to 8 evenly spaced pageblock maps; each accounts for every page of
+    every block, the CMA blocks stay CMA (or isolated), and the report draws them."""
+    run = folders / "run"
+    with np.load(run / "pageblocks_timeline.npz") as z:
+        t, mt = z["t_ns"], z["mt"]
+        used = sum(z[k].astype(np.int64) for k in USE_KINDS)
+    with np.load(run / "pageblocks.npz") as z:
+        end_mt = z["end_mt"]
+    assert 2 <= len(t) <= 8 and (np.diff(t) > 0).all()
+    assert mt.shape == (len(t), len(end_mt)) and (used == 512).all()
+    cma = end_mt == mz.MIGRATE_CMA
+    assert ((mt[:, cma] == mz.MIGRATE_CMA) | (mt[:, cma] == mz.MIGRATE_ISOLATE)).all()
+    page = (run / "report.html").read_text()
+    assert "Pageblocks over time" in page and page.count("t = ") >= len(t)
+
+
 def test_compare_and_replay_reports(folders):
     for kind in ("compare", "replay"):
         page = build_report(folders / kind)
@@ -151,7 +169,51 @@ def test_opens_in_headless_chromium(folders, tmp_path, kind):
 
 
 def test_sweep_report_plots_each_numeric_axis(tmp_path):
-    """A sweep folder: success rate against every swept numeric axis, per policy, from the store."""
+    """A sweep folder: success rate against every swept numeric axis, per policy, from the store;
+    the boundary table and the heat map's boundary line follow the sweep summary's rule."""
+    from cmasim.sweep.store import Store
+
+    rows = [{"run_key": f"{p}-{t}-{h}-{s}", "point": json.dumps({"threads": t, "hold": h}), "policy": p,
+             "seed": s, "threads": t, "hold": h, "status": "ok", "cma_requests": 10,
+             "cma_success_rate": 1.0 - t * h / 100 if p == "a" else 1.0}
+            for p in ("a", "b") for t in (1, 10, 50) for h in (1, 2) for s in (1, 2)]
+    Store(tmp_path).append(rows)
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "x.json").write_text(json.dumps({
+        "name": "t", "scenario": "s", "policies": ["a", "b"], "seeds": [1, 2], "points": 6,
+        "axes": {"threads": {}, "hold": {}},
+        "summary": {"axis": "threads", "metric": "cma_success_rate", "thresholds": [0.95], "crosses": "below",
+                    "scan": "up"}}))
+    page = build_report(tmp_path)
+    assert "cmasim sweep:" in page and "(24 runs)" in page
+    assert "cma_success_rate against threads" in page and "cma_success_rate against hold" in page
+    # pooled over hold: a's mean is 1 - 1.5 t / 100: 0.985 at 1, 0.85 at 10 -> boundary 10; b never
+    assert re.search(r"<td>a</td><td>10</td>", page) and re.search(r"<td>b</td><td>&gt; max</td>", page)
+    assert "Wilson 95% interval" in page  # rates pooled over seeds get a binomial band
+    assert "Mean cma_success_rate for each (threads, hold) cell" in page  # the 2-D heat map
+
+
+def test_sweep_report_boundaries_per_group(tmp_path):
+    """With `by` axes in the summary, the boundary table has one row per policy and group, as
+    cmasim.sweep.summary computes it (the other axes pooled per seed)."""
+    from cmasim.sweep.store import Store
+
+    rows = [{"run_key": f"{p}-{t}-{h}-{s}", "point": json.dumps({"threads": t, "hold": h}), "policy": p,
+             "seed": s, "threads": t, "hold": h, "status": "ok", "cma_requests": 10,
+             "cma_success_rate": max(0.0, 1.0 - t * h / 100)}
+            for p in ("a",) for t in (1, 10, 50) for h in (1, 8) for s in (1, 2)]
+    Store(tmp_path).append(rows)
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "x.json").write_text(json.dumps({
+        "name": "t", "scenario": "s", "policies": ["a"], "seeds": [1, 2], "points": 6,
+        "axes": {"threads": {}, "hold": {}}, "summary": {"axis": "threads", "thresholds": [0.95], "by": ["hold"]}}))
+    page = build_report(tmp_path)
+    # hold 1: 0.99, 0.9 -> 10; hold 8: 0.92 at 1 thread -> 1
+    assert "<td>a</td><td>1</td><td>10</td>" in page and "<td>a</td><td>8</td><td>1</td>" in page
+
+
+def test_sweep_report_without_manifest(tmp_path):
+    """An old sweep folder (no summary in its record) still plots against each numeric axis."""
     from cmasim.sweep.store import Store
 
     rows = [{"run_key": f"{p}-{t}-{s}", "point": json.dumps({"threads": t, "hold": 100}), "policy": p, "seed": s,

@@ -161,6 +161,7 @@ def test_store_resume_exactly_once(tmp_path):
     assert {k: v for k, v in a.items() if k in b} == b
     rec = json.loads((out / "sweeps" / f"{sw.spec_hash}.json").read_text())
     assert rec["runs"] == 8 and rec["axes"]["threads"]["key"] == "workload.pinner.0.threads"
+    assert rec["summary"]["metric"] == sw.summary.metric  # the report draws the summary's boundary from it
 
 
 def test_failed_run_is_stored_with_error_and_seed(tmp_path):

@@ -110,6 +110,17 @@ def _run_sections(folder: Path) -> tuple[str, list[str]]:
                              "busy (red)."))
         counts = data_of_report(folder)["blocks_by_type"]
         parts.append(_table(["migratetype", "blocks at end"], [[k, f"{v:,}"] for k, v in counts.items()]))
+    pbt = folder / "pageblocks_timeline.npz"
+    if pbt.is_file():
+        with np.load(pbt) as z:
+            t_ns = z["t_ns"]
+            snaps = [(f"t = {t / 1e6:,.1f} ms", {k: z[k][i] for k in z.files if k != "t_ns"})
+                     for i, t in enumerate(t_ns)]
+        parts.append("<h2>Pageblocks over time</h2>")
+        parts.append(_figure(plots.pageblock_map(snaps, cr["areas"] if cr else [], cr["ranges"] if cr else [],
+                                                 per_row=4, until_ms=[float(t) / 1e6 for t in t_ns]),
+                             "The pageblock map at evenly spaced times of the run (run --timeline), same "
+                             "colours as above; each map marks the ranges cma_alloc() had tried by then."))
     tl = folder / "timeline.npz"
     if tl.is_file():
         with np.load(tl) as z:
@@ -155,7 +166,7 @@ def _compare_sections(folder: Path) -> tuple[str, list[str]]:
     from cmasim.report import plots
 
     r = json.loads((folder / "compare.json").read_text())
-    title = f"compare: {r['scenario']} — {', '.join(r['policies'])}"
+    title = f"{r['scenario']} — {', '.join(r['policies'])}"
     seeds = len(r["seeds"])
     parts = [f"<p>{html.escape(r.get('description', ''))}</p>",
              _figure(plots.compare_dots(r), "Each headline metric per policy: the dot is the mean, the bar its "
@@ -189,31 +200,103 @@ def _replay_sections(folder: Path) -> tuple[str, list[str]]:
     return title, parts
 
 
+def _sweep_manifest(folder: Path) -> dict:
+    """The newest `sweeps/<spec_hash>.json` record (cmasim.sweep.driver.write_spec_record), or {}."""
+    recs = sorted((folder / "sweeps").glob("*.json"), key=lambda f: f.stat().st_mtime) \
+        if (folder / "sweeps").is_dir() else []
+    return json.loads(recs[-1].read_text()) if recs else {}
+
+
 def _sweep_sections(folder: Path) -> tuple[str, list[str]]:
     from cmasim.report import plots
+    from cmasim.sweep.summary import INF, boundary_of
 
     try:
         import duckdb
     except ImportError:
         raise ReportError(f"{folder}: a sweep folder needs duckdb to read results/*.parquet") from None
     con = duckdb.connect()
-    rel = con.sql(f"SELECT * FROM read_parquet('{(folder / 'results').as_posix()}/*.parquet')")
+    rel = con.sql(f"SELECT * FROM read_parquet('{(folder / 'results').as_posix()}/*.parquet', union_by_name=true)")
     cols = rel.columns
     rows = [dict(zip(cols, t)) for t in rel.fetchall()]
-    title = f"sweep: {folder.name} ({len(rows):,} runs)"
+    title = f"{folder.name} ({len(rows):,} runs)"
     rows = [r for r in rows if r.get("status") in (None, "ok")]
-    axes = sorted({k for r in rows for k in json.loads(r.get("point") or "{}")})
+    man = _sweep_manifest(folder)
+    sm = man.get("summary") or {}
+    axes = list(man.get("axes") or sorted({k for r in rows for k in json.loads(r.get("point") or "{}")}))
     axes = [a for a in axes if a in cols and len({r[a] for r in rows}) > 1
             and all(isinstance(r[a], (int, float)) for r in rows if r[a] is not None)]
-    metric = "cma_success_rate" if "cma_success_rate" in cols else None
+    metric = sm.get("metric") or ("cma_success_rate" if "cma_success_rate" in cols else None)
+    if metric not in cols:
+        metric = None
     parts = []
-    if axes and metric:
-        for ax in axes[:3]:
-            parts.append(_figure(plots.sweep_curves(rows, ax, metric), f"{metric} against {ax} per policy; "
-                                                                        "band: range over seeds and other axes."))
-    else:
-        parts.append('<p class="note">No swept axis or success-rate column found to plot.</p>')
+    if man:
+        parts.append(f"<p>Sweep <code>{html.escape(man.get('name', ''))}</code> of scenario "
+                     f"<code>{html.escape(man.get('scenario', ''))}</code>: {man.get('points', '?')} points × "
+                     f"{len(man.get('policies', []))} policies × {len(man.get('seeds', []))} seeds.</p>")
+    if not (axes and metric):
+        parts.append('<p class="note">No swept numeric axis or metric column found to plot.</p>')
+        return title, parts
+    axis = sm.get("axis") if sm.get("axis") in axes else axes[0]
+    threshold = (sm.get("thresholds") or [0.99])[0]
+    crosses, scan = sm.get("crosses", "below"), sm.get("scan", "up")
+    policies = man.get("policies") or sorted({r["policy"] for r in rows})
+    rate = metric == "cma_success_rate" and "cma_requests" in cols
+    band = ("Wilson 95% interval of the pooled cma_alloc() successes" if rate
+            else "range of the per-seed means")
+    by = [b for b in sm.get("by", []) if b in cols]
+    groups = sorted({tuple(r.get(b) for b in by) for r in rows}, key=lambda g: tuple(str(v) for v in g))
+    table, bnd = [], {}
+    for grp in groups:  # the sweep summary's rule: per policy and `by` group, other axes pooled per seed
+        for pol in policies:
+            xs, y = _seed_curve(rows, pol, axis, metric, dict(zip(by, grp)))
+            if xs:
+                b = boundary_of(xs, y, threshold, crosses, scan)
+                table.append([pol, *grp, ("> max" if scan == "up" else "< min") if b == INF else f"{b:g}"])
+                if not by:
+                    bnd[pol] = b
+    parts.append(_table(["policy", *by, f"{axis} boundary: mean {metric} {'<' if crosses == 'below' else '>'} "
+                                        f"{threshold:g}"], table))
+    for ax in [axis] + [a for a in axes if a != axis][:2]:
+        parts.append(_figure(plots.sweep_curves(rows, ax, metric, rate, bnd if ax == axis else None, threshold,
+                                                policies),
+                             f"{metric} against {ax} per policy, pooled over seeds and the other axes; band: "
+                             f"{band}." + (f" Dashed: the {threshold:g} threshold; dotted verticals: each "
+                                           f"policy's boundary along {ax} (as the sweep summary computes it)."
+                                           if ax == axis and bnd else "")))
+    if len(axes) >= 2:
+        other = max((a for a in axes if a != axis), key=lambda a: len({r[a] for r in rows}))
+        lines = {}
+        for pol in policies:
+            line = []
+            for v in sorted({r[other] for r in rows if r[other] is not None}):
+                xs, y = _seed_curve(rows, pol, axis, metric, {other: v})
+                if xs:
+                    b = boundary_of(xs, y, threshold, crosses, scan)
+                    line.append((v, None if b == INF else b))
+            lines[pol] = line
+        parts.append(_figure(plots.sweep_heatmap(rows, axis, other, metric, policies, lines, threshold),
+                             f"Mean {metric} for each ({axis}, {other}) cell per policy, pooled over seeds and the "
+                             f"other axes; the black line joins, for each {other}, the {axis} where the mean first "
+                             f"crosses {threshold:g} (the sweep summary's boundary rule); ▸ marks rows where it never "
+                             f"does inside the swept range."))
     return title, parts
+
+
+def _seed_curve(rows: list[dict], policy: str, axis: str, metric: str, fixed: dict) -> tuple[list, np.ndarray]:
+    """Per seed, the mean of `metric` at each value of `axis` over the rows of `policy` that match
+    `fixed` (the other axes pooled): (xs, y[seed, x]) as cmasim.sweep.summary.boundary_of takes them."""
+    cells: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["policy"] != policy or r.get(axis) is None or r.get(metric) is None:
+            continue
+        if any(r.get(k) != v for k, v in fixed.items()):
+            continue
+        cells.setdefault((r[axis], r["seed"]), []).append(float(r[metric]))
+    xs = sorted({x for x, _ in cells})
+    seeds = sorted({s for _, s in cells})
+    y = np.array([[np.mean(cells[(x, s)]) if (x, s) in cells else np.nan for x in xs] for s in seeds], dtype=float)
+    return xs, y
 
 
 def build_report(folder: str | Path) -> str:

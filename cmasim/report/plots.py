@@ -65,32 +65,50 @@ def pageblock_image(pb: dict[str, np.ndarray], cols: int, cell: int = 6) -> np.n
     return img
 
 
-def pageblock_map(maps: list[tuple[str, dict]], areas: list[dict], ranges: list[dict]) -> str:
-    """Small multiples of the pageblock map (e.g. start and end of a run)."""
+def _row_segments(first: int, last: int, cols: int):
+    """Blocks first..last of a map `cols` wide, as (row, first column, last column) per row."""
+    b = first
+    while b <= last:
+        r, c0 = divmod(b, cols)
+        c1 = min(cols - 1, c0 + last - b)
+        yield r, c0, c1
+        b += c1 - c0 + 1
+
+
+def pageblock_map(maps: list[tuple[str, dict]], areas: list[dict], ranges: list[dict], per_row: int = 2,
+                  until_ms: list[float] | None = None) -> str:
+    """Small multiples of the pageblock map (start and end of a run, or a run's timeline), `per_row`
+    maps to a row; `ranges` (cma_alloc() ranges with their "t_ms") are drawn on every map, or with
+    `until_ms` on each map only those tried up to that map's time."""
     n = len(maps[0][1]["mt"])
     cols = 64 if n <= 4096 else 128
     cell = 6
     rows = -(-n // cols)
     width = 9.0
-    height = 0.9 + (width / len(maps) - 0.2) * rows / cols
-    fig, axes = plt.subplots(1, len(maps), figsize=(width, height), squeeze=False)
-    for ax, (title, pb) in zip(axes[0], maps):
+    ncol = min(per_row, len(maps))
+    nrow = -(-len(maps) // ncol)
+    height = nrow * (0.45 + (width / ncol - 0.2) * rows / cols) + 0.45
+    fig, axes = plt.subplots(nrow, ncol, figsize=(width, height), squeeze=False)
+    for ax in axes.flat[len(maps):]:
+        ax.axis("off")
+    for k, (ax, (title, pb)) in enumerate(zip(axes.flat, maps)):
         ax.imshow(pageblock_image(pb, cols, cell), interpolation="nearest")
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-        for a in areas:  # outline the CMA area's blocks
+        for a in areas:  # outline the CMA area: one rectangle per map row it covers
             first, last = a["base_pfn"] >> mz.PAGEBLOCK_ORDER, (a["base_pfn"] + a["count"] - 1) >> mz.PAGEBLOCK_ORDER
-            for b in range(first, last + 1):
-                r, c = divmod(b, cols)
-                ax.add_patch(plt.Rectangle((c * cell - 0.5, r * cell - 0.5), cell, cell, fill=False, lw=0.3,
-                                           edgecolor=MT_COLOURS["CMA"]))
+            for r, c0, c1 in _row_segments(first, last, cols):
+                ax.add_patch(plt.Rectangle((c0 * cell - 0.5, r * cell - 0.5), (c1 - c0 + 1) * cell, cell, fill=False,
+                                           lw=0.6, edgecolor=MT_COLOURS["CMA"]))
         for rg in ranges:  # ranges cma_alloc() tried: a line under their blocks
+            if until_ms is not None and rg["t_ms"] > until_ms[k]:
+                continue
             colour = "#33a02c" if rg["outcome"] == "ok" else PINNED
-            for b in range(rg["pfn"] >> mz.PAGEBLOCK_ORDER, (rg["pfn"] + rg["count"] - 1 >> mz.PAGEBLOCK_ORDER) + 1):
-                r, c = divmod(b, cols)
-                ax.plot([c * cell - 0.5, c * cell + cell - 1.5], [r * cell + cell - 1, r * cell + cell - 1],
-                        color=colour, lw=1.2, solid_capstyle="butt")
+            first, last = rg["pfn"] >> mz.PAGEBLOCK_ORDER, (rg["pfn"] + rg["count"] - 1) >> mz.PAGEBLOCK_ORDER
+            for r, c0, c1 in _row_segments(first, last, cols):
+                ax.plot([c0 * cell - 0.5, c1 * cell + cell - 1.5], [r * cell + cell - 1] * 2, color=colour, lw=1.2,
+                        solid_capstyle="butt")
     legend = [Patch(color=MT_COLOURS[k], label=k) for k in ("Unmovable", "Movable", "Reclaimable", "CMA", "Isolate")]
     legend += [Patch(color=PINNED, label="pinned page / busy range"), Patch(color="#33a02c", label="range cma_alloc took"),
                Patch(color=DEVICE, label="device buffer")]
@@ -131,16 +149,17 @@ def latency_cdf(requests: list[dict]) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 2.8))
     sizes = sorted({r["pages"] for r in requests})
     classes = {"all sizes": requests}
-    if 1 < len(sizes) <= 4:
+    if 1 < len(sizes) <= 4 and len(requests) >= 3 * len(sizes):
         classes = {f"{s / 256:g} MiB": [r for r in requests if r["pages"] == s] for s in sizes}
-    elif len(sizes) > 4:
+    elif len(sizes) > 4 and len(requests) >= 6:
         med = float(np.median([r["pages"] for r in requests]))
         classes = {f"≤ {med / 256:.0f} MiB": [r for r in requests if r["pages"] <= med],
                    f"> {med / 256:.0f} MiB": [r for r in requests if r["pages"] > med]}
     for label, rs in classes.items():
         lat = np.sort([r["latency_ms"] for r in rs])
         if len(lat):
-            line, = ax.step(lat, np.arange(1, len(lat) + 1) / len(lat), where="post", label=f"{label} (n={len(lat)})")
+            line, = ax.step(np.r_[lat[0], lat], np.arange(len(lat) + 1) / len(lat), where="post", marker=".",
+                            markevery=list(range(1, len(lat) + 1)), label=f"{label} (n={len(lat)})")
             fails = [r["latency_ms"] for r in rs if r["ret"] != 0]
             if fails:
                 ax.plot(fails, [1.02] * len(fails), "x", color=line.get_color(), label=f"{label}: {len(fails)} failed")
@@ -212,21 +231,95 @@ def fidelity_bars(fid: dict) -> str:
     return _svg(fig)
 
 
-def sweep_curves(rows: list[dict], axis: str, metric: str) -> str:
-    """Mean of `metric` against one swept axis, per policy, with the min-max band over seeds."""
+def sweep_curves(rows: list[dict], axis: str, metric: str, rate: bool = False, boundaries: dict | None = None,
+                 threshold: float | None = None, policies: list[str] | None = None) -> str:
+    """Mean of `metric` against one swept axis, per policy. Band: with `rate` (a cma_alloc() success
+    rate with its `cma_requests` column), the Wilson 95% interval of the successes pooled over seeds and
+    the other axes; otherwise the min-max of the per-seed means. `boundaries` {policy: x} and
+    `threshold` draw the sweep summary's boundary."""
+    from cmasim.stats import wilson
+
     fig, ax = plt.subplots(figsize=(7.5, 2.8))
-    for pol in sorted({r["policy"] for r in rows}):
-        pts: dict[float, list[float]] = {}
+    for k, pol in enumerate(policies or sorted({r["policy"] for r in rows})):
+        pts: dict[float, list[tuple[float, float]]] = {}
         for r in rows:
             if r["policy"] == pol and r.get(axis) is not None and r.get(metric) is not None:
-                pts.setdefault(float(r[axis]), []).append(float(r[metric]))
+                pts.setdefault(float(r[axis]), []).append((float(r[metric]), float(r.get("cma_requests") or 0)))
         if not pts:
             continue
         xs = sorted(pts)
-        ax.plot(xs, [np.mean(pts[x]) for x in xs], marker="o", ms=3, label=pol)
-        ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs], alpha=0.2)
+        colour = f"C{k % 10}"
+        if rate:
+            n = [sum(q for _, q in pts[x]) for x in xs]
+            ok = [sum(v * q for v, q in pts[x]) for x in xs]
+            mean = [o / t if t else np.nan for o, t in zip(ok, n)]
+            ci = [wilson(o, t) or (np.nan, np.nan) for o, t in zip(ok, n)]
+            lo, hi = [c[0] for c in ci], [c[1] for c in ci]
+        else:
+            by_seed = {x: [v for v, _ in pts[x]] for x in xs}
+            mean = [np.mean(by_seed[x]) for x in xs]
+            lo, hi = [min(by_seed[x]) for x in xs], [max(by_seed[x]) for x in xs]
+        ax.plot(xs, mean, marker="o", ms=3, label=pol, color=colour)
+        ax.fill_between(xs, lo, hi, alpha=0.2, color=colour)
+        b = (boundaries or {}).get(pol)
+        if b is not None and np.isfinite(b):
+            ax.axvline(b, color=colour, ls=":", lw=1)
+    if threshold is not None and boundaries:
+        ax.axhline(threshold, color="#444444", ls="--", lw=0.8)
+    if len({float(r[axis]) for r in rows if r.get(axis) is not None}) > 2:
+        vals = sorted({float(r[axis]) for r in rows if r.get(axis) is not None})
+        if vals[0] > 0 and vals[-1] / vals[0] >= 50:
+            ax.set_xscale("log")
     ax.set_xlabel(axis)
     ax.set_ylabel(metric)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _svg(fig)
 
+
+def sweep_heatmap(rows: list[dict], x_axis: str, y_axis: str, metric: str, policies: list[str],
+                  lines: dict[str, list[tuple[float, float | None]]], threshold: float) -> str:
+    """One heat map per policy: mean `metric` per (x, y) cell (values written in the cells), and the
+    boundary line {policy: [(y, x or None)]}: for each y, the x where the mean crosses `threshold`."""
+    xs = sorted({r[x_axis] for r in rows if r.get(x_axis) is not None})
+    ys = sorted({r[y_axis] for r in rows if r.get(y_axis) is not None})
+    pols = [p for p in policies if any(r["policy"] == p for r in rows)]
+    ncol = min(3, len(pols))
+    nrow = -(-len(pols) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.1 * ncol + 0.8, 0.35 * len(ys) * nrow + 1.2 * nrow),
+                             squeeze=False)
+    vals = [float(r[metric]) for r in rows if r.get(metric) is not None]
+    vmin, vmax = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    im = None
+    for ax in axes.flat[len(pols):]:
+        ax.axis("off")
+    for ax, pol in zip(axes.flat, pols):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for i, yv in enumerate(ys):
+            for j, xv in enumerate(xs):
+                v = [float(r[metric]) for r in rows if r["policy"] == pol and r.get(x_axis) == xv
+                     and r.get(y_axis) == yv and r.get(metric) is not None]
+                if v:
+                    grid[i, j] = np.mean(v)
+        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="RdYlGn", vmin=vmin, vmax=vmax,
+                       interpolation="nearest")
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=6)
+        pts = [(xs.index(b) if b in xs else None, ys.index(yv)) for yv, b in lines.get(pol, [])]
+        seg = [q for j, i in pts if j is not None for q in ((j - 0.5, i - 0.5), (j - 0.5, i + 0.5))]
+        if seg:  # a step line along the cell edges: left of the first cell past the threshold, row by row
+            ax.plot([p[0] for p in seg], [p[1] for p in seg], color="black", lw=2)
+        for j, i in pts:
+            if j is None:
+                ax.text(len(xs) - 0.45, i, "▸", va="center", fontsize=8)
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels([f"{v:g}" for v in xs], fontsize=7)
+        ax.set_yticks(range(len(ys)))
+        ax.set_yticklabels([f"{v:g}" for v in ys], fontsize=7)
+        ax.set_xlabel(x_axis, fontsize=8)
+        ax.set_ylabel(y_axis, fontsize=8)
+        ax.set_title(pol, fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), label=f"{metric} (threshold {threshold:g})", shrink=0.8)
+    return _svg(fig)

@@ -38,7 +38,8 @@ def write_spec_record(sweep: Sweep, out: Path) -> None:
            "policies": sweep.policies, "seeds": sweep.seeds, "set": sweep.fixed_sets,
            "axes": {a: ax.model_dump(exclude_none=True) for a, ax in sweep.axes.items()},
            "points": len(sweep.points), "runs": len(sweep.tasks),
-           "dropped": [{"point": p, "reason": r} for p, r in sweep.dropped]}
+           "dropped": [{"point": p, "reason": r} for p, r in sweep.dropped],
+           "summary": sweep.summary.model_dump()}
     f = d / f"{sweep.spec_hash}.json"
     tmp = f.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
