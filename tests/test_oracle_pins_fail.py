@@ -1,0 +1,100 @@
+"""The model against the real Linux 6.1 `pins_fail_cma64` measurements, cell by cell.
+
+The built-in scenario `oracle-pins-fail` runs the 13 pinner loads as phases on one machine
+(cmasim.workload.pins_fail); each (phase, size) cell is compared with the kernel's ALLOC and
+WINDOW records (cmasim.oracle): failures within ±2 of the kernel's (of 12) in every seed,
+busy retries per attempt within ±50% where the kernel has at least 10, the fill borrowing
+the area like the kernel's (within 5%), and no FOLL_LONGTERM pin ever on a CMA page.
+Cells the model's mechanisms do not reproduce are xfail with the reason (docs/fidelity.md).
+Runs compiled in a subprocess (the interpreted core takes minutes per phase).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from cmasim.oracle import kernel_cells
+
+SEEDS = [1, 2]
+# Cells whose kernel result no faithful mechanism of the model reproduces (docs/fidelity.md).
+XFAIL = {
+    ("r4", 64): "4 threads pinning any fill page: the kernel fails 8/12 with ~21 CMA pins per attempt, "
+                "4x fewer than t1 (81) for the same failures; uniform random pins cannot (docs/fidelity.md)",
+}
+
+SCRIPT = r"""
+import json, sys
+from cmasim.mm.jit import JIT
+assert JIT
+from cmasim.oracle import run_cells
+from cmasim.policy import get_policy
+from cmasim.run import run_scenario
+from cmasim.scenario import load_scenario
+out = []
+for seed in json.loads(sys.argv[1]):
+    m = run_scenario(load_scenario("oracle-pins-fail"), get_policy("linux-6.1"), seed=seed)
+    from cmasim.oracle import sim_cells
+    cells = {f"{k[0]}:{k[1]}": v for k, v in sim_cells(m).items()}
+    out.append({"cells": cells, "longterm_on_cma": m["counters"].get("longterm_pin_on_cma", -1),
+                "lt_pages_in_cma": sum(p["pins"]["pages_in_cma"] for p in m["workload"]["pins_fail"]["phases"]
+                                       if p["name"].startswith("lt")),
+                "lt_pins": sum(p["pins"]["pins"] for p in m["workload"]["pins_fail"]["phases"]
+                               if p["name"].startswith("lt"))})
+print(json.dumps(out))
+"""
+
+KERNEL = kernel_cells()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    env = dict(os.environ, CMASIM_JIT="1", PYTHONPATH=str(ROOT))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    r = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(SEEDS)], cwd=ROOT, env=env, text=True,
+                       capture_output=True, timeout=3000)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _cells():
+    for key in KERNEL:
+        marks = [pytest.mark.xfail(reason=XFAIL[key], strict=True)] if key in XFAIL else []
+        yield pytest.param(key, marks=marks, id=f"{key[0]}-{key[1]}")
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize("key", list(_cells()))
+def test_cell_failures_and_busy_retries(sim, key):
+    k = KERNEL[key]
+    for run in sim:
+        s = run["cells"][f"{key[0]}:{key[1]}"]
+        assert s["attempts"] == k["attempts"] == 12
+        assert abs(s["fail"] - k["fail"]) <= 2, (key, s["fail"], k["fail"])
+        assert set(s["errors"]) <= {"-16"}  # every failure is -EBUSY, as in the kernel
+        if k["busy_retries"] >= 10:
+            ratio = s["busy_retries"] / k["busy_retries"]
+            assert 0.5 <= ratio <= 1.5, (key, s["busy_retries"], k["busy_retries"])
+
+
+@pytest.mark.compiled
+def test_fill_borrows_the_area_like_the_kernel(sim):
+    for run in sim:
+        for key, k in KERNEL.items():
+            if key[0] in ("lt8h5", "t16h20"):
+                continue  # after the LONGTERM phases the kernel borrows ~95% (docs/fidelity.md)
+            s = run["cells"][f"{key[0]}:{key[1]}"]
+            assert abs(s["fill_pages_in_cma_med"] - k["fill_pages_in_cma_med"]) <= 0.05 * k["fill_pages_in_cma_med"]
+
+
+@pytest.mark.compiled
+def test_no_longterm_pin_on_cma(sim):
+    for run in sim:
+        assert run["lt_pins"] > 1000  # the LONGTERM phases did pin
+        assert run["lt_pages_in_cma"] == 0
+        assert run["longterm_on_cma"] == 0
