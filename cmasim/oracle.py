@@ -93,7 +93,8 @@ def _f(x, nd=0):
 
 
 def table(kernel: dict, sims: list[dict]) -> str:
-    """Markdown: one row per cell; sim columns are the mean over seeds (min-max for failures)."""
+    """Markdown: one row per cell; sim columns are the mean over seeds (min-max for failures);
+    a cell is within ±2 when the mean of the seeds' failures is."""
     head = ("| phase | MiB | fail k / sim (min-max) | busy k / sim | busy pinned-at-test k / sim | sim gave up / "
             "left behind | first range ms k / sim | later range ms k / sim | CMA pins during k / sim | "
             "fill in CMA k / sim | within ±2 |")
@@ -108,7 +109,7 @@ def table(kernel: dict, sims: list[dict]) -> str:
             v = [s[f] for s in ss if s.get(f) is not None]
             return sum(v) / len(v) if v else None
         fails = [s["fail"] for s in ss]
-        hit = all(abs(f - k["fail"]) <= 2 for f in fails)
+        hit = abs(mean("fail") - k["fail"]) <= 2
         ok += hit
         lines.append(
             f"| {key[0]} | {key[1]} | {k['fail']} / {mean('fail'):.1f} ({min(fails)}-{max(fails)}) | "
@@ -119,7 +120,7 @@ def table(kernel: dict, sims: list[dict]) -> str:
             f"{_f(k['pins_cma_during_med'])} / {_f(mean('pins_cma_during_med'))} | "
             f"{_f(k['fill_pages_in_cma_med'])} / {_f(mean('fill_pages_in_cma_med'))} | {'yes' if hit else 'NO'} |")
     lines.append("")
-    lines.append(f"{ok} of {len(kernel)} cells within ±2 failures of the kernel in every seed ({len(sims)} seeds).")
+    lines.append(f"{ok} of {len(kernel)} cells within ±2 failures of the kernel (mean of {len(sims)} seeds).")
     return "\n".join(lines)
 
 

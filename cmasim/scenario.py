@@ -169,6 +169,7 @@ class PinsFailSpec(_Strict):
     deadline_s: float = Field(120, gt=0)  # no new attempt this long after the pinners started (-D)
     phase_gap_s: float = Field(1, ge=0)  # idle time between two phases
     hz: int = Field(250, ge=100, le=1000)  # msleep() granularity for holds >= 20 ms (CONFIG_HZ)
+    pin_wake_us: float = Field(0, ge=0)  # wake-up latency added to every pinner sleep (hold and gap)
     loads: str  # comma list name:threads:hold_us:gap_us[:flags], flags L (FOLL_LONGTERM), R (any fill page)
     phases: list[str] = []  # run only these loads (default: all, in order)
 

@@ -11,8 +11,9 @@ where `fixed` is the per-call work (isolation, drains, test_pages_isolated, undo
 `per_page` the migration of one borrowed 4 KiB page (scan, unmap, copy, remap). Data: every
 successful WINDOW (ret=0) of every phase; the first range of an attempt migrates the
 borrowed pages of the whole range (fill_pages_in_cma x size / area), a later range only
-those of the MiB it adds (fill share x 256). Least squares on the per-size medians of
-first ranges and the median of later ranges (medians: emulation adds long outliers).
+those of the MiB it adds (fill share x 256). The per-page cost is the ratio of the
+per-size medians of first ranges to their pages (weighted by count), the fixed cost the
+median residual of the later ranges (medians: emulation adds long outliers).
 The speed factor is per_page / the hardware migrate cost (costs.migrate_page_us, 4 us);
 the fixed cost is then expressed in hardware µs as costs.contig_call_us (minus what
 isolation and drain already charge). Prints the [costs] table for the scenario.
@@ -23,8 +24,6 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from cmasim.oracle import DATA, _kv
 
@@ -58,9 +57,11 @@ def fit(folder: Path, hw_migrate_us: float, isolate_us: float, drain_us: float) 
     later = [(r[5] / area * 256, r[4]) for r in rows if r[2] > 0 and r[3] == 0]
     pts.append((statistics.median(p for p, _ in later), statistics.median(m for _, m in later), len(later),
                 "later ranges"))
-    A = np.array([[1.0, p] for p, _, _, _ in pts])
-    y = np.array([m for _, m, _, _ in pts])
-    (fixed_ms, per_page_ms), *_ = np.linalg.lstsq(A, y, rcond=None)
+    # per page: the first ranges through the origin (their fixed part is ~1% of them);
+    # fixed: the median residual of the later ranges (a median: their added MiB is sometimes
+    # free, sometimes fully borrowed, and failed first ranges make some of them long).
+    per_page_ms = sum(m * n for _, m, n, _ in pts[:-1]) / sum(p * n for p, _, n, _ in pts[:-1])
+    fixed_ms = statistics.median(ms - p * per_page_ms for p, ms in later)
     factor = per_page_ms * 1000 / hw_migrate_us
     nblocks = 32  # pageblocks isolated per range of the 64 MiB area
     call_hw_us = max(0.0, fixed_ms * 1000 / factor - nblocks * isolate_us - drain_us)
