@@ -124,3 +124,77 @@ def test_no_longterm_pin_on_cma(sim):
         assert run["lt_pins"] > 1000  # the LONGTERM phases did pin
         assert run["lt_pages_in_cma"] == 0
         assert run["longterm_on_cma"] == 0
+
+
+def test_bad_loads_name_file_and_field():
+    from cmasim.scenario import ScenarioError, load_scenario
+    for bad, words in (("t4:4:1000", "name:threads:hold_us:gap_us"), ("t4:4:1000:0:X", "unknown flag"),
+                       ("a:1:10:0,a:1:10:0", "share a name"), ("t:2:0:0", "hold_us > 0")):
+        with pytest.raises(ScenarioError) as e:
+            load_scenario("oracle-pins-fail", [f"workload.pins_fail.loads={bad}"])
+        assert "oracle-pins-fail" in str(e.value) and "workload.pins_fail.loads" in str(e.value), str(e.value)
+        assert words in str(e.value)
+    with pytest.raises(ScenarioError, match="workload.pins_fail.phases: no load named 'zz'"):
+        load_scenario("oracle-pins-fail", ['workload.pins_fail.phases=["zz"]'])
+    with pytest.raises(ScenarioError, match="workload.pins_fail.sizes_mib"):
+        load_scenario("oracle-pins-fail", ["workload.pins_fail.sizes_mib=[65]"])
+
+
+def test_pinner_rows_follow_the_tool():
+    from cmasim.mm import mmzone as mz
+    from cmasim.scenario import load_scenario
+    from cmasim.workload.pins_fail import hold_jitter_ns, pinner_rows
+    spec = load_scenario("oracle-pins-fail").workload.pins_fail
+    rows = {ld.name: r for ld, r in zip(spec.load_list(), pinner_rows(spec))}
+    wake = int(spec.pin_wake_us * 1000)
+    assert hold_jitter_ns(1000, 250) == 126_000  # usleep_range(H, H + H/8 + 1)
+    assert hold_jitter_ns(20000, 100) == 10_000_000  # msleep: up to one jiffy more
+    assert rows["t4"]["hold_ns"] == 1_000_000 + wake and rows["t4"]["gap_ns"] == 0
+    assert rows["t1g9"]["gap_ns"] == 9_000_000 + wake
+    assert rows["r4"]["pick"] == mz.PICK_FILL and rows["t4"]["pick"] == mz.PICK_CANDIDATES
+    assert rows["lt4"]["longterm"] and not rows["t4"]["longterm"]
+    assert all(r["start_ns"] == -1 for r in rows.values())
+
+
+SMALL = """
+[machine]
+zones = { DMA32 = "128MiB" }
+cpus = 2
+thp = false
+[[cma]]
+size = "16MiB"
+[workload.pins_fail]
+leave = "12MiB"
+headroom = "16MiB"
+sizes_mib = [16]
+loads = "t1:1:1000:0"
+"""
+
+
+def test_candidate_list_goes_stale_when_cma_alloc_migrates():
+    """The candidate handles follow their data: after cma_alloc() migrated them out of CMA,
+    a pick from the (unchanged) list lands outside CMA; a rescan finds none left in CMA."""
+    from cmasim.gfp import GFP_HIGHUSER_MOVABLE
+    from cmasim.mm import mmzone as mz
+    from cmasim.mm.cma import cma_alloc
+    from cmasim.mm.freelist import get_pageblock_type_bits
+    from cmasim.policy import get_policy
+    from cmasim.run import build_machine
+    from cmasim.scenario import load_scenario_text
+    from cmasim.workload.fill import drop_outside_cma, fill_anon, rescan_candidates
+    from cmasim.workload.pinner import pick_candidate
+    sc = load_scenario_text(SMALL, "small.toml")
+    m = build_machine(sc, get_policy("linux-6.1"), 1)
+    S, C = m.S, m.C
+    fill_anon(S, C, (12 << 20) // 4096, GFP_HIGHUSER_MOVABLE, m.n_pages)
+    assert drop_outside_cma(S, C, 4096) == 4096
+    n = rescan_candidates(S, C)
+    assert n > 1000 and C[mz.H_NCAND] == n
+    picks = [pick_candidate(S, C) for _ in range(50)]
+    assert all(p >= 0 and get_pageblock_type_bits(S, C, p) == mz.MIGRATE_CMA for p in picks)
+    a = m.area("reserved")
+    pfn, ret, _ = cma_alloc(m, a, a.count, 8)
+    assert ret == 0
+    picks = [pick_candidate(S, C) for _ in range(50)]
+    assert all(p >= 0 and get_pageblock_type_bits(S, C, p) != mz.MIGRATE_CMA for p in picks)
+    assert rescan_candidates(S, C) == 0

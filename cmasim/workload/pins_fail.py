@@ -120,6 +120,7 @@ class PinsFail:
                 pfn, ret = stop.value
                 break
         C[mz.H_ALLOC_ACTIVE] = 0
+        (self.area.latencies_ns if ret == 0 else self.area.failed_latencies_ns).append(m.now_ns - t0)
         rec = {"size_mib": mib, "try": i, "ok": int(ret == 0), "err": int(ret), "ns": m.now_ns - t0,
                "windows": self._cur, "held_cma_start": held0, "held_cma_max": int(C[mz.H_HELD_CMA_MAX]),
                "pins_cma_during": int(C[mz.H_PINS_CMA_DURING]), "fill_pages_in_cma": in_cma,
