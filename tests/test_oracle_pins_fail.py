@@ -112,7 +112,8 @@ def test_fill_borrows_the_area_like_the_kernel(sim):
             k = KERNEL[key]["fill_pages_in_cma_med"]
             assert abs(s - k) <= 0.05 * k, (key, s, k)
         for size in (64, 56, 48):
-            rise_k = KERNEL[("t16h20", size)]["fill_pages_in_cma_med"] / KERNEL[("nopin", size)]["fill_pages_in_cma_med"]
+            rise_k = (KERNEL[("t16h20", size)]["fill_pages_in_cma_med"]
+                      / KERNEL[("nopin", size)]["fill_pages_in_cma_med"])
             rise_s = (run["cells"][f"t16h20:{size}"]["fill_pages_in_cma_med"]
                       / run["cells"][f"nopin:{size}"]["fill_pages_in_cma_med"])
             assert rise_k > 1.1 and rise_s > 1.1, (size, rise_k, rise_s)
