@@ -140,7 +140,7 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         else:
             engine.run(progress)
         if sc.workload.pins_fail is not None:
-            pins_fail = PinsFail(machine, sc.workload.pins_fail, engine.anon_gfp).run()
+            pins_fail = PinsFail(machine, sc.workload.pins_fail, engine.anon_gfp, engine.tracer).run()
             engine.flush()
         if sink is not None:
             sink.close(machine)

@@ -65,8 +65,9 @@ def _median(v):
 class PinsFail:
     """Drives `spec` on machine `m` (built with pinner_rows(spec)); `run()` returns the metrics."""
 
-    def __init__(self, m, spec: PinsFailSpec, anon_gfp: int):
+    def __init__(self, m, spec: PinsFailSpec, anon_gfp: int, tracer=None):
         self.m, self.spec, self.gfp = m, spec, anon_gfp
+        self.downstream = tracer  # the engine's tracer (ftrace output, busy-range explanations)
         self.area = m.area(spec.area)
         self.dropped = 0
         self.ranges: list[dict] = []
@@ -74,9 +75,13 @@ class PinsFail:
     # --- time ---------------------------------------------------------------------------------
     def wait(self, ns: int) -> None:
         self.m.advance(self.m.now_ns + int(ns))
+        if self.downstream:
+            self.downstream("", "")  # drain the core's trace buffer
 
     # --- the tracer cma_alloc_steps calls after every alloc_contig_range() ---------------------
     def _tracer(self, event: str, fields: str) -> None:
+        if self.downstream:
+            self.downstream(event, fields)
         if event:
             return
         a, m = self.area, self.m
@@ -126,7 +131,7 @@ class PinsFail:
                "pins_cma_during": int(C[mz.H_PINS_CMA_DURING]), "fill_pages_in_cma": in_cma,
                "cma_free_pages": free_cma}
         if ret == 0:
-            cma_release(m, self.area, pfn, count)
+            cma_release(m, self.area, pfn, count, self.downstream)
         self.wait(spec.interval_ms * 1e6)
         return rec
 
