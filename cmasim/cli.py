@@ -78,6 +78,23 @@ NEXT_STEPS = (
 )
 
 
+def pins_fail_table(pf: dict) -> Table:
+    """workload.pins_fail: one row per phase and request size (cmasim.workload.pins_fail)."""
+    t = Table(title="pins_fail: per phase and request size")
+    for col in ("phase", "MiB", "ok / fail", "busy (gave up / left behind)", "first / later range ms",
+                "CMA pins held start / max", "fill in CMA"):
+        t.add_column(col, justify="right" if col != "phase" else "left")
+    for ph in pf["phases"]:
+        for size, c in ph["sizes"].items():
+            later = c["later_range_ms_med"]
+            t.add_row(ph["name"], size, f"{c['ok']} / {c['fail']}",
+                      f"{c['busy_retries']} ({c['busy_gave_up']} / {c['busy_left_behind']})",
+                      f"{_num(c['first_range_ms_med'] or 0)} / {'-' if later is None else _num(later)}",
+                      f"{_num(c['held_cma_start_med'] or 0)} / {c['held_cma_max']}",
+                      _num(c["fill_pages_in_cma_med"] or 0))
+    return t
+
+
 def cmd_run(a) -> int:
     from cmasim.run import run_scenario
     from cmasim.warmup import compile_core, core_cached
@@ -125,6 +142,9 @@ def cmd_run(a) -> int:
                   f"{_num(c['latency']['p50_ms'])} / {_num(c['latency']['max_ms'])} ms")
     if not a.quiet:
         out.print(t)
+        pf = metrics["workload"].get("pins_fail")
+        if pf:
+            out.print(pins_fail_table(pf))
     tr = metrics["trace"]
     if trace:
         note = f"{tr['records']:,} trace records written"

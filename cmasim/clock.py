@@ -83,7 +83,7 @@ def run_due_work(S, C, t, scratch):
             if kind == TIMER_UNPIN:
                 unpin_user_page(S, C, 0, pfn)
                 if tag > 0:
-                    pinner_unpinned(C, tag - 1)
+                    pinner_unpinned(S, C, tag - 1, pfn)
             elif kind == TIMER_PIN:
                 pinner_fire(S, C, tag - 1, scratch)
         elif nxt == tick:

@@ -87,8 +87,10 @@ class Engine:
             self.t_end = int(wl.duration_s * 1e9)
             if wl.churn is not None:
                 self.churn_total = self.t_end // wl.churn.event_interval_ns
-        else:
+        elif wl.churn is not None:
             self.t_end = self.churn_total * wl.churn.event_interval_ns
+        else:
+            self.t_end = 0  # a driver-timed workload (workload.pins_fail) runs after the engine
         self.devices = [Device(d, machine.area(d.area), np.random.default_rng([seed, 1000 + i]),
                                int(d.start_ms * 1e6)) for i, d in enumerate(wl.device)]
         self.fill_done = wl.fill is None

@@ -132,6 +132,11 @@ class MachineConfig:
     drain_cost_ns: int = 20_000  # drain_all_pages(): IPIs and per-CPU flushes
     isolate_cost_ns: int = 1_000  # isolating one pageblock
     migrate_eagain_ppm: int = 0  # transient -EAGAIN per migration attempt, per million (cmasim.mm.migrate)
+    contig_call_cost_ns: int = 0  # fixed cost of one alloc_contig_range() call (cost model; 0 on hardware)
+    scan_cost_ns: int = 0  # per pfn walked by the migrate scanner
+    test_cost_ns: int = 0  # per pfn checked by test_pages_isolated()
+    migrate_fail_cost_ns: int | None = None  # one failed folio migration attempt; None: 2.5 x migrate_cost_ns
+    thp_cost_ppm: int = 1_000_000  # per-base-page cost of a large folio's migration relative to 4 KiB
     swap_bytes: int | None = None  # swap/zram capacity; None: a quarter of memory
     reclaim: bool = True  # kswapd and direct reclaim
     defrag_mode: bool = False  # vm.defrag_mode (v6.15+; ignored by older rule sets)
@@ -191,7 +196,9 @@ class Machine:
         off_param = off_pol + mz.PL_SIZE
         off_pinners = off_param + mz.NR_T
         off_heap = off_pinners + max(1, len(cfg.pinners)) * mz.PNS
-        off_trace = off_heap + cfg.timer_capacity * 3
+        ncand = max(1, sum(a[2] for a in cfg.cma_areas))  # the pinners' candidate list (CMA pages)
+        off_cand = off_heap + cfg.timer_capacity * 3
+        off_trace = off_cand + ncand
         C = np.zeros(off_trace + cfg.trace_capacity * mz.TR_SIZE, dtype=np.int64)
         hdr = {mz.H_N: n, mz.H_NZONES: nz, mz.H_NCPU: ncpu, mz.H_NLISTS: nlists, mz.H_LPZ: lpz,
                mz.H_PREV: off_prev, mz.H_PINFO: off_pinfo, mz.H_PB: off_pb, mz.H_NPB: npb,
@@ -201,7 +208,7 @@ class Machine:
                mz.H_TRACE_BASE: off_trace, mz.H_NEXT_TICK: 1_000_000_000, mz.H_OWNER: off_owner,
                mz.H_HANDLE: off_handle, mz.H_LIVE: off_live, mz.H_LIVE_DENSE: 0 if cfg.sparse_handles else 1, mz.H_HEAP: off_heap,
                mz.H_HEAP_CAP: cfg.timer_capacity, mz.H_PARAM: off_param, mz.H_PINNERS: off_pinners,
-               mz.H_NPINNERS: len(cfg.pinners)}
+               mz.H_NPINNERS: len(cfg.pinners), mz.H_CAND: off_cand, mz.H_NCAND_CAP: ncand}
         for k, v in hdr.items():
             C[k] = v
         self.S, self.C = S, C
@@ -250,14 +257,20 @@ class Machine:
                 mz.T_COMPACTION_ENABLED: int(cfg.compaction), mz.T_KCOMPACTD_PERIOD_NS: cfg.kcompactd_period_ns,
                 mz.T_CLEAN_DROP_COST_NS: cfg.clean_drop_cost_ns, mz.T_SWAP_COST_NS: cfg.swap_cost_ns,
                 mz.T_DRAIN_COST_NS: cfg.drain_cost_ns, mz.T_ISOLATE_COST_NS: cfg.isolate_cost_ns,
-                mz.T_MIGRATE_EAGAIN_PPM: cfg.migrate_eagain_ppm}
+                mz.T_MIGRATE_EAGAIN_PPM: cfg.migrate_eagain_ppm, mz.T_CONTIG_CALL_COST_NS: cfg.contig_call_cost_ns,
+                mz.T_SCAN_COST_NS: cfg.scan_cost_ns, mz.T_TEST_COST_NS: cfg.test_cost_ns,
+                mz.T_MIGRATE_FAIL_COST_NS: (cfg.migrate_fail_cost_ns if cfg.migrate_fail_cost_ns is not None
+                                            else 10 * cfg.migrate_cost_ns // 4),
+                mz.T_THP_COST_PPM: cfg.thp_cost_ppm}
         for k, v in vals.items():
             C[b + k] = v
         pb = int(C[mz.H_PINNERS])
         for i, pn in enumerate(cfg.pinners):
             row = {mz.PN_HOLD_NS: pn["hold_ns"], mz.PN_GAP_NS: pn.get("gap_ns", 0),
                    mz.PN_LONGTERM: int(pn.get("longterm", False)), mz.PN_CMA_ONLY: int(pn.get("cma_only", False)),
-                   mz.PN_THREADS: pn.get("threads", 1), mz.PN_START_NS: pn.get("start_ns", 0)}
+                   mz.PN_THREADS: pn.get("threads", 1), mz.PN_START_NS: pn.get("start_ns", 0),
+                   mz.PN_PICK: pn.get("pick", mz.PICK_ANY), mz.PN_JITTER_NS: pn.get("jitter_ns", 0),
+                   mz.PN_END_NS: pn.get("end_ns", 0)}
             for k, v in row.items():
                 C[pb + i * mz.PNS + k] = v
 

@@ -26,6 +26,7 @@ from cmasim.explain import write_jsonl
 from cmasim.pageblocks import pageblock_map
 from cmasim.mm.cma import area_metrics
 from cmasim.workload.churn import W_EVENTS
+from cmasim.workload.pins_fail import PinsFail, pinner_rows
 
 TRACE_CAPACITY = 1 << 20  # records (80 bytes each) between two drains of the core's buffer
 
@@ -37,14 +38,23 @@ def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int =
     pinners = [{"hold_ns": int(p.hold_us * 1000), "gap_ns": int(p.gap_us * 1000), "longterm": p.longterm,
                 "cma_only": p.cma_only, "threads": p.threads, "start_ns": int(p.start_ms * 1e6)}
                for p in sc.workload.pinner]
+    if sc.workload.pins_fail is not None:
+        pinners = pinner_rows(sc.workload.pins_fail)
     c = sc.costs
+    f = c.speed_factor
+
+    def ns(us: float) -> int:  # a cost in µs on the simulated machine, in ns
+        return int(round(us * f * 1000))
     cfg = MachineConfig(zones=zones, nr_cpus=m.cpus, min_free_kbytes=m.min_free_kbytes, thp=m.thp,
                         watermark_scale_factor=m.watermark_scale_factor,
                         percpu_pagelist_high_fraction=m.percpu_pagelist_high_fraction,
                         trace_capacity=trace_capacity, trace_mask=trace_mask, cma_areas=place_cma(zones, sc.cma),
-                        migrate_cost_ns=int(c.migrate_page_us * 1000), drain_cost_ns=int(c.drain_all_us * 1000),
-                        isolate_cost_ns=int(c.isolate_pageblock_us * 1000), swap_cost_ns=int(c.swap_page_us * 1000),
-                        clean_drop_cost_ns=int(c.drop_clean_page_us * 1000), reclaim=sc.reclaim.enabled,
+                        migrate_cost_ns=ns(c.migrate_page_us), drain_cost_ns=ns(c.drain_all_us),
+                        isolate_cost_ns=ns(c.isolate_pageblock_us), swap_cost_ns=ns(c.swap_page_us),
+                        clean_drop_cost_ns=ns(c.drop_clean_page_us), contig_call_cost_ns=ns(c.contig_call_us),
+                        scan_cost_ns=ns(c.scan_pfn_us), test_cost_ns=ns(c.test_pfn_us),
+                        migrate_fail_cost_ns=None if c.migrate_fail_us is None else ns(c.migrate_fail_us),
+                        thp_cost_ppm=int(round(c.thp_page_ratio * 1_000_000)), reclaim=sc.reclaim.enabled,
                         swap_bytes=sc.reclaim.swap, kswapd_rate_pages_s=int(sc.reclaim.kswapd_rate_mib_s * 256),
                         compaction=sc.compaction.enabled, pinners=pinners, oom_killer=sc.reclaim.oom_killer,
                         defrag_mode=m.defrag_mode, reserved_pages=m.reserved // 4096, reserve_pfn0=True,
@@ -114,6 +124,7 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
     start_map = pageblock_map(machine) if out_dir is not None else None
     engine.keep_maps = out_dir is not None
     checks = 0
+    pins_fail = None
     try:
         if check_every:
             step = int(check_every * 1e6)
@@ -128,6 +139,9 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
             engine.t_end = t_final
         else:
             engine.run(progress)
+        if sc.workload.pins_fail is not None:
+            pins_fail = PinsFail(machine, sc.workload.pins_fail, engine.anon_gfp, engine.tracer).run()
+            engine.flush()
         if sink is not None:
             sink.close(machine)
     finally:
@@ -146,7 +160,7 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         "pcp": pcp_metrics(ev),
         "cma": {a.name: area_metrics(a) for a in machine.cma_areas},
         "counters": ev,
-        "workload": engine.workload_metrics(),
+        "workload": engine.workload_metrics() | ({"pins_fail": pins_fail} if pins_fail else {}),
         "zones": {machine.zone_names[z]: zone_summary(machine, z) for z in range(machine.nr_zones)},
         "invariant_checks": checks,
         "trace": {"records": sink.written if sink else 0, "lost": TraceSink.lost(machine) if sink else 0,

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cmasim.gfp import GfpError, parse_gfp
 from cmasim.mm import mmzone as mz
@@ -117,10 +117,81 @@ class PinnerSpec(_Strict):
     start_ms: float = Field(0, ge=0)
 
 
+class PinLoad(BaseModel):
+    """One pinner load of a pins_fail phase (pins_fail.sh LOADS entry name:threads:hold_us:gap_us[:flags])."""
+
+    name: str
+    threads: int
+    hold_us: int
+    gap_us: int
+    longterm: bool = False  # flag L: FOLL_LONGTERM
+    any_fill: bool = False  # flag R: any fill page (default: the candidate list, oracle-tool -C)
+
+
+def parse_loads(text: str) -> list[PinLoad]:
+    """'nopin:0:0:0,t4:4:1000:0,lt4:4:1000:0:L' -> [PinLoad]; ValueError names the bad entry."""
+    out = []
+    for item in [x.strip() for x in text.split(",") if x.strip()]:
+        f = item.split(":")
+        if len(f) not in (4, 5) or not all(x.isdigit() for x in f[1:4]) or not f[0]:
+            raise ValueError(f"{item!r}: expected name:threads:hold_us:gap_us[:flags] with whole numbers")
+        flags = f[4] if len(f) == 5 else ""
+        if set(flags) - set("LR"):
+            raise ValueError(f"{item!r}: unknown flag in {flags!r} (L = FOLL_LONGTERM, R = any fill page)")
+        t, h, g = int(f[1]), int(f[2]), int(f[3])
+        if t > 64:
+            raise ValueError(f"{item!r}: at most 64 threads (oracle-tool's limit)")
+        if t > 0 and h <= 0:
+            raise ValueError(f"{item!r}: a load with threads needs hold_us > 0")
+        out.append(PinLoad(name=f[0], threads=t, hold_us=h, gap_us=g, longterm="L" in flags, any_fill="R" in flags))
+    if not out:
+        raise ValueError("no load given")
+    if len({x.name for x in out}) != len(out):
+        raise ValueError("two loads share a name")
+    return out
+
+
+class PinsFailSpec(_Strict):
+    """The oracle's pins_fail experiment (tools/pins_fail.sh, oracle-tool run -l LEAVE -F HEAD
+    -B -I -V -D DEADLINE -a ALIGN -s SIZES -n COUNT), one phase per load on the same machine
+    (cmasim.workload.pins_fail)."""
+
+    area: str = "reserved"
+    leave: Size  # fill with anonymous memory until this much is free (-l)
+    headroom: Size  # then drop this much fill outside CMA (-F)
+    reborrow: bool = True  # before every attempt: re-touch, re-drop headroom, rescan (-B)
+    sizes_mib: list[float] = Field(min_length=1)  # attempt sizes, interleaved (-s, -I)
+    align_order: int = Field(8, ge=0, le=mz.MAX_PAGE_ORDER + 8)  # (-a)
+    count: int = Field(12, ge=1)  # attempts per size (-n)
+    interval_ms: float = Field(100, ge=0)  # wait after every attempt (-w)
+    warm_ms: float = Field(500, ge=0)  # pinners run this long before the first attempt (-W)
+    prep_ms: float = Field(400, ge=0)  # the re-borrow and rescan before an attempt take this long
+    deadline_s: float = Field(120, gt=0)  # no new attempt this long after the pinners started (-D)
+    phase_gap_s: float = Field(1, ge=0)  # idle time between two phases
+    hz: int = Field(250, ge=100, le=1000)  # msleep() granularity for holds >= 20 ms (CONFIG_HZ)
+    pin_wake_us: float = Field(0, ge=0)  # wake-up latency added to every pinner sleep (hold and gap)
+    loads: str  # comma list name:threads:hold_us:gap_us[:flags], flags L (FOLL_LONGTERM), R (any fill page)
+    phases: list[str] = []  # run only these loads (default: all, in order)
+
+    @field_validator("loads")
+    @classmethod
+    def _loads(cls, v: str) -> str:
+        parse_loads(v)
+        return v
+
+    def load_list(self) -> list[PinLoad]:
+        loads = parse_loads(self.loads)
+        if not self.phases:
+            return loads
+        by = {x.name: x for x in loads}
+        return [by[n] for n in self.phases]
+
+
 class WorkloadSpec(_Strict):
     duration_s: float | None = Field(None, gt=0)
     churn: ChurnSpec | None = None
     fill: FillSpec | None = None
+    pins_fail: PinsFailSpec | None = None
     device: list[DeviceSpec] = []
     pinner: list[PinnerSpec] = []
 
@@ -144,6 +215,13 @@ class CostSpec(_Strict):
     isolate_pageblock_us: float = Field(1.0, ge=0)
     swap_page_us: float = Field(20.0, ge=0)
     drop_clean_page_us: float = Field(1.0, ge=0)
+    # alloc_contig_range() cost model (docs/model.md "Cost model"); zero/neutral on hardware.
+    contig_call_us: float = Field(0.0, ge=0)  # fixed cost per alloc_contig_range() call
+    scan_pfn_us: float = Field(0.0, ge=0)  # per pfn walked by the migrate scanner
+    test_pfn_us: float = Field(0.0, ge=0)  # per pfn checked by test_pages_isolated()
+    migrate_fail_us: float | None = Field(None, ge=0)  # per failed folio attempt (default 2.5 x migrate_page_us)
+    thp_page_ratio: float = Field(1.0, gt=0, le=1)  # cost of a THP's base page relative to a 4 KiB page
+    speed_factor: float = Field(1.0, gt=0)  # every cost above x factor (an emulated guest is slower)
 
 
 class MigrationSpec(_Strict):
@@ -288,6 +366,23 @@ def _check_sizes(sc: Scenario) -> None:
                                  f"{d.area!r} ({count >> 8} MiB)")
         if len(d.size_mib) == 2 and d.size_mib[0] > d.size_mib[1]:
             raise ValueError(f"workload.device[{i}].size_mib: [min, max] with min > max")
+    pf = sc.workload.pins_fail
+    if pf is not None:
+        if pf.area not in names:
+            raise ValueError(f"workload.pins_fail.area: no CMA area {pf.area!r} (areas: {', '.join(names) or 'none'})")
+        count = next(c for n, _, c, _ in placed if n == pf.area)
+        for sz in pf.sizes_mib:
+            if not 0 < int(sz * 256) <= count:
+                raise ValueError(f"workload.pins_fail.sizes_mib: {sz} MiB is not between one page and area "
+                                 f"{pf.area!r} ({count >> 8} MiB)")
+        known = [x.name for x in parse_loads(pf.loads)]
+        for n in pf.phases:
+            if n not in known:
+                raise ValueError(f"workload.pins_fail.phases: no load named {n!r} (loads: {', '.join(known)})")
+        if sc.workload.pinner or sc.workload.device or sc.workload.fill or sc.workload.churn:
+            raise ValueError("workload.pins_fail: runs its own fill, pinners and cma_alloc() calls; remove "
+                             "[workload.fill], [[workload.pinner]], [[workload.device]] and [workload.churn]")
+        return
     if sc.workload.duration_s is None and sc.workload.churn is None:
         # The run's length comes from the churn's event count or from duration_s; with neither
         # there is nothing to run (an empty file, or a [machine] table alone).

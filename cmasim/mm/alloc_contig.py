@@ -18,8 +18,11 @@ Steps (kernel-model.md §7):
 5. take the free buddies, split them into order-0 pages owned by the device, give back
    [outer_start, start) and [end, outer_end);
 6. undo the isolation (always).
-Simulated cost: T_ISOLATE_COST_NS per pageblock, T_DRAIN_COST_NS per drain, plus the
-migration cost, accumulated in C[H_COST_NS].
+Simulated cost (docs/model.md "Cost model"): T_CONTIG_CALL_COST_NS per call,
+T_ISOLATE_COST_NS per pageblock, T_DRAIN_COST_NS per drain, T_SCAN_COST_NS per pfn the
+migrate scanner walks, T_TEST_COST_NS per pfn test_pages_isolated() checks, plus the
+migration cost (cmasim.mm.migrate.migrate_cost, T_MIGRATE_FAIL_COST_NS per failed folio
+attempt), accumulated in C[H_COST_NS].
 
 Time passes while the range is processed: after isolation, the drain, each batch's scan
 (its clean-page drops) and every folio migration attempt of every migrate_pages() pass, the
@@ -28,7 +31,7 @@ pinner threads run meanwhile. A range then fails with -EBUSY in the two ways the
 does (R_CAUSE): a page pinned when the migrate scanner reaches it is skipped and later makes
 test_pages_isolated() fail ("skipped at the isolation scan"); a page isolated into a batch
 and pinned before it moves fails every pass of 5 migrate_pages() calls and the range gives
-up ("migration gave up"). The scan itself costs no time (tens of ns per pfn in a kernel).
+up ("migration gave up"). The scan costs T_SCAN_COST_NS per pfn (0 by default: tens of ns per pfn in a kernel).
 The synthetic churn does not run during the call. Fatal signals are not modelled.
 """
 
@@ -42,7 +45,8 @@ from cmasim.mm.mmzone import (
     MIGRATE_UNMOVABLE, VM_THP_SPLIT_PAGE,
     MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_FILE, OW_KIND_MASK, T_CLEAN_DROP_COST_NS,
     VM_CONTIG_RECLAIMED, VM_PGFREE, PAGEBLOCK_NR_PAGES, PG_ALLOC,
-    PG_BUDDY, PG_TAIL, T_DRAIN_COST_NS, T_ISOLATE_COST_NS,
+    PG_BUDDY, PG_TAIL, T_CONTIG_CALL_COST_NS, T_DRAIN_COST_NS, T_ISOLATE_COST_NS, T_SCAN_COST_NS,
+    T_TEST_COST_NS,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner, reclaim_take
 from cmasim.mm.freelist import (
@@ -96,6 +100,7 @@ def isolate_migratepages_range(S, C, zb, pfn, end, lst):
     n = 0
     pages = 0
     skipped = 0
+    pfn0 = pfn
     if pfn < end and pi_state(pinfo(S, C, pfn)) == PG_TAIL:
         h = block_head(S, C, zb, pfn)
         if h >= 0 and h < pfn:
@@ -113,6 +118,7 @@ def isolate_migratepages_range(S, C, zb, pfn, end, lst):
                     n += 1
                     pages += 1 << pi_order(w)
         pfn += 1 << pi_order(w)
+    C[H_COST_NS] += (min(pfn, end) - pfn0) * C[C[H_PARAM] + T_SCAN_COST_NS]
     return pfn, n, skipped
 
 
@@ -239,7 +245,7 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
         return EINVAL
     ret = start_isolate_page_range(S, C, zslot, start, end, cma_request)
     nblocks = ((end + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) - start // PAGEBLOCK_NR_PAGES
-    C[H_COST_NS] += nblocks * C[C[H_PARAM] + T_ISOLATE_COST_NS]
+    C[H_COST_NS] += nblocks * C[C[H_PARAM] + T_ISOLATE_COST_NS] + C[C[H_PARAM] + T_CONTIG_CALL_COST_NS]
     if ret != 0:
         res[R_FIN_PFN] = start
         return contig_exit(S, C, res, ret, cost0, scratch)
@@ -257,6 +263,7 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
         if h >= 0 and pi_state(pinfo(S, C, h)) == PG_BUDDY:
             outer_start = h
     fin = test_pages_isolated(S, C, outer_start, end)
+    C[H_COST_NS] += (fin - outer_start) * C[C[H_PARAM] + T_TEST_COST_NS]
     res[R_FIN_PFN] = fin
     if fin < end:
         if res[R_CAUSE] == 0:

@@ -181,6 +181,9 @@ H_PARAM = 41  # offset of the tunables block (T_* slots) in C
 H_TIMER_SEQ = 42  # timer insertion counter (deterministic tie-break)
 H_PINNERS = 43  # offset of the pinner table in C (PNS slots each)
 H_NPINNERS = 44
+H_CAND = 45  # offset of the pinners' candidate list in C (handles; cmasim.workload.pinner)
+H_NCAND = 46  # entries in the candidate list (set by rescan_candidates)
+H_HELD_CMA = 47  # CMA pages held pinned by pinner threads right now (the oracle module's held_cma)
 # kswapd / kcompactd / OOM state (cmasim.mm.wakeup, vmscan, compaction, oom_kill)
 H_KSWAPD_ORDER = 48  # pgdat->kswapd_order (requested by wakeup_kswapd)
 H_KSWAPD_HIGHEST = 49  # pgdat->kswapd_highest_zoneidx + 1 (0: MAX_NR_ZONES, none requested)
@@ -194,6 +197,10 @@ H_KCOMPACTD_ORDER = 56  # pgdat->kcompactd_max_order
 H_KCOMPACTD_HIGHEST = 57  # pgdat->kcompactd_highest_zoneidx + 1 (0: nr_zones - 1)
 H_OOM_NEXT_TASK = 58  # round-robin task id for the next anonymous fault (oom_kill.py)
 H_OOM_LAST_VICTIM = 59  # task id of the last OOM victim (0: none); skipped by new faults
+H_HELD_CMA_MAX = 60  # max of H_HELD_CMA while H_ALLOC_ACTIVE (reset by the caller per attempt)
+H_PINS_CMA_DURING = 61  # pinner pins on CMA pages while H_ALLOC_ACTIVE
+H_ALLOC_ACTIVE = 62  # 1 while a measured cma_alloc() runs (the oracle module's alloc_active)
+H_NCAND_CAP = 63  # room of the candidate list
 H_SIZE = 64
 
 # --- zone struct (ZS int64 slots each) ---------------------------------------------------
@@ -353,7 +360,13 @@ T_DRAIN_COST_NS = 11  # simulated cost of drain_all_pages (IPIs to every CPU)
 T_ISOLATE_COST_NS = 12  # simulated cost of isolating one pageblock
 T_OOM_KILLER = 13  # 1: out_of_memory() kills a task and the allocation retries; 0: it fails (counted)
 T_MIGRATE_EAGAIN_PPM = 15  # chance (per million) that one migration attempt fails with -EAGAIN
-NR_T = 16
+# Cost model of alloc_contig_range() (docs/model.md "Cost model"; zero/neutral by default):
+T_CONTIG_CALL_COST_NS = 16  # fixed cost of one alloc_contig_range() call (set-up, lru_add_drain_all, undo)
+T_SCAN_COST_NS = 17  # per pfn walked by isolate_migratepages_range()
+T_TEST_COST_NS = 18  # per pfn checked by test_pages_isolated()
+T_MIGRATE_FAIL_COST_NS = 19  # one failed (-EAGAIN) folio migration attempt
+T_THP_COST_PPM = 20  # cost of one base page of a large folio relative to a 4 KiB folio, per million
+NR_T = 24
 
 # --- pinner table (PNS slots each, after C[H_PINNERS]) ---------------------------------------
 PN_HOLD_NS = 0  # how long each pin is held
@@ -366,7 +379,14 @@ PN_PINS = 6  # pins taken
 PN_MISSES = 7  # attempts that found no pinnable page
 PN_FAILS = 8  # pins refused (e.g. long-term migration failed)
 PN_PINNED_IN_CMA = 9  # pins that landed on a CMA pageblock
-PNS = 12
+PN_PICK = 10  # target choice: PICK_ANY (cma_only filter), PICK_CANDIDATES or PICK_FILL
+PN_JITTER_NS = 11  # the hold is uniform in [hold, hold + jitter] (usleep_range(H, H + H/8))
+PN_END_NS = 12  # threads stop pinning at this time (0: never)
+PNS = 16
+
+PICK_ANY = 0  # a random allocated movable block (optionally CMA pageblocks only)
+PICK_CANDIDATES = 1  # a random handle of the candidate list (fixed at the last rescan)
+PICK_FILL = 2  # a random live anonymous handle (any fill page)
 
 # --- timers: payload = kind << 56 | tag << 32 | pfn ------------------------------------------
 TIMER_UNPIN = 1  # tag = pinner id + 1 (0: no pinner)
