@@ -5,6 +5,12 @@ neither ``CMASIM_JIT=0`` nor ``NUMBA_DISABLE_JIT=1`` in the environment, `kjit`
 compiles a function with ``numba.njit(cache=True)``; otherwise the same source runs
 as plain Python, which is the debuggable reference (design.md, decision 1).
 
+`kjit_fixed` compiles a function for one signature only — S an int32 array, C/W/scratch
+int64 arrays, every other argument int64 — so that call sites passing int32 values (read
+from S), booleans or literal constants convert their arguments instead of compiling another
+specialisation of the function and of its whole call tree (the cold compile's main cost,
+docs/performance.md). Numba compiles (or loads) such a function when its module is imported.
+
 Numba's cache key does not cover constants imported from other modules, nor other
 files of the core (performance-notes.md, pitfall 2), so `_wipe_stale_cache` hashes
 every source file of the compiled core and removes numba's cache files when that
@@ -31,7 +37,7 @@ def _core_digest() -> str:
         p = _PKG / rel
         if p.exists():
             h.update(p.read_bytes())
-    h.update(b"error_model=numpy;inline-helpers")  # jit options are part of the cache identity
+    h.update(b"error_model=numpy;inline-helpers;fixed-int64-signatures")  # jit options are part of the cache identity
     return h.hexdigest()[:16]
 
 
@@ -77,10 +83,31 @@ if JIT:
         of the hot path (list links, page words), where a call costs more than the body."""
         return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
 
+    def kjit_fixed(fn):
+        """Like `kjit`, compiled for the single signature `fixed_signature(fn)` (module docstring)."""
+        return numba.njit(fixed_signature(fn), cache=True, nogil=True, error_model="numpy")(fn)
+
 else:
 
     def kjit(fn):
         """Interpreted mode: return `fn` unchanged."""
         return fn
 
-    kjit_inline = kjit
+    kjit_inline = kjit_fixed = kjit
+
+
+_ARRAY_ARGS = {"S": "int32", "C": "int64", "W": "int64", "scratch": "int64"}
+
+
+def fixed_signature(fn) -> tuple:
+    """The argument types of a `kjit_fixed` function, from its parameter names: the state
+    arrays by name (_ARRAY_ARGS), int64 for everything else."""
+    import inspect
+
+    from numba import types
+
+    out = []
+    for name in inspect.signature(fn).parameters:
+        dt = _ARRAY_ARGS.get(name)
+        out.append(types.Array(getattr(types, dt), 1, "C") if dt else types.int64)
+    return tuple(out)

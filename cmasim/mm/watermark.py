@@ -5,7 +5,7 @@ __zone_watermark_ok(), zone_watermark_fast(). Kept apart so that both the alloca
 and the per-CPU free path (which clears ZONE_BELOW_HIGH) can use it.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_HIGHATOMIC, ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK, ALLOC_OOM, ALLOC_RESERVES,
     ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_PCPTYPES,
@@ -15,7 +15,7 @@ from cmasim.mm.mmzone import (
 from cmasim.mm.freelist import free_list_id, list_empty, zone_base
 
 
-@kjit
+@kjit_inline
 def wmark_pages(C, zb, which):
     """wmark_pages(): the watermark plus the current boost."""
     if which == ALLOC_WMARK_MIN:
@@ -27,7 +27,7 @@ def wmark_pages(C, zb, which):
     return m + C[zb + Z_BOOST]
 
 
-@kjit
+@kjit_inline
 def zone_watermark_unusable_free(C, zb, order, alloc_flags):
     """__zone_watermark_unusable_free(): 2^order-1, free highatomic, and free CMA without ALLOC_CMA."""
     unusable = (1 << order) - 1
@@ -38,7 +38,7 @@ def zone_watermark_unusable_free(C, zb, order, alloc_flags):
     return unusable
 
 
-@kjit
+@kjit_fixed
 def __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
     """__zone_watermark_ok(): order-0 arithmetic, then a suitable free block for order > 0."""
     zb = zone_base(C, zslot)
@@ -69,7 +69,7 @@ def __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages)
     return False
 
 
-@kjit
+@kjit_inline
 def zone_watermark_fast(C, zslot, order, mark, highest, alloc_flags):
     """zone_watermark_fast(): the order-0 shortcut, then __zone_watermark_ok()."""
     zb = zone_base(C, zslot)
