@@ -40,13 +40,13 @@ _START_SNIPPET = (
 )
 
 
-def make_machine(gib: float, policy: str = "linux-6.18") -> Machine:
+def make_machine(gib: float, policy: str = "linux-6.18", cpus: int = 2) -> Machine:
     pages = int(gib * 262144)
     dma32 = min(pages, 3 * 262144)
     zones = [("DMA32", dma32)] + ([("Normal", pages - dma32)] if pages > dma32 else [])
     # Reclaim and compaction stay off: the fixed workload never needs them, and the figure is
     # the allocator core's own speed.
-    return Machine(MachineConfig(zones=zones, nr_cpus=2, reclaim=False, compaction=False), get_policy(policy), seed=1)
+    return Machine(MachineConfig(zones=zones, nr_cpus=cpus, reclaim=False, compaction=False), get_policy(policy), seed=1)
 
 
 def _start_time(cache_dir: str) -> float:
@@ -69,13 +69,13 @@ def start_times() -> tuple[float, float]:
 
 
 def run_bench(gib: float = 1, runs: int = 3, events: int = 5_000_000, warmup: int | None = None,
-              measure_start: bool = True) -> dict:
+              measure_start: bool = True, cpus: int = 2) -> dict:
     rates = []
     state_bytes = 0
     n_pages = 0
     usage = 0.0
     for _ in range(runs):
-        m = make_machine(gib)
+        m = make_machine(gib, cpus=cpus)
         W = churn_params(m)
         churn(m.S, m.C, W, warmup if warmup is not None else 600_000 if gib > 4 else 200_000, NEVER)
         t = time.perf_counter()
@@ -86,7 +86,7 @@ def run_bench(gib: float = 1, runs: int = 3, events: int = 5_000_000, warmup: in
         usage = int(m.C[mz.H_LIVE_PAGES]) / m.n_pages
         m.check()
     res = {
-        "gib": gib, "runs": runs, "events_per_run": events,
+        "gib": gib, "cpus": cpus, "runs": runs, "events_per_run": events,
         "events_per_s_median": round(statistics.median(rates)),
         "events_per_s_min": round(min(rates)), "events_per_s_max": round(max(rates)),
         "usage_at_end": round(usage, 4),

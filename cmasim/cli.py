@@ -252,7 +252,7 @@ def cmd_bench(a) -> int:
         t.add_row("ratio (min–max)", f"{res['ratio_min']:.3f}–{res['ratio_max']:.3f}")
         out.print(t)
         return 0
-    res = run_bench(gib=a.gib, runs=a.runs, events=a.events, measure_start=not a.no_start)
+    res = run_bench(gib=a.gib, runs=a.runs, events=a.events, measure_start=not a.no_start, cpus=a.cpus)
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -323,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gib", type=float, default=1, help="simulated memory in GiB, e.g. 1, 16 or 0.0625 (default 1)")
     b.add_argument("--runs", type=int, default=3, help="measured runs, each on a fresh machine (default 3)")
     b.add_argument("--events", type=int, default=5_000_000, help="churn events per run (default 5,000,000)")
+    b.add_argument("--cpus", type=int, default=2, help="simulated CPUs (default 2; the churn picks one at random "
+                                                        "per event)")
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
     b.add_argument("--reference", metavar="SCRIPT",
