@@ -11,6 +11,13 @@ from S), booleans or literal constants convert their arguments instead of compil
 specialisation of the function and of its whole call tree (the cold compile's main cost,
 docs/performance.md). Numba compiles (or loads) such a function when its module is imported.
 
+`borrow(a)` (entry points only) is a view of array `a` whose reference-count pointer is
+null. Every compiled call that passes an array increments and decrements that count
+atomically (numba's NRT), and the allocator's call tree does that for S and C on every
+call: two fifths of a churn event's time in the profile (docs/performance.md). With the
+borrowed views those become a null check. Safe because the view never outlives the call
+that borrowed it: the caller holds the real arrays for the whole call.
+
 Numba's cache key does not cover constants imported from other modules, nor other
 files of the core (performance-notes.md, pitfall 2), so `_wipe_stale_cache` hashes
 every source file of the compiled core and removes numba's cache files when that
@@ -27,7 +34,7 @@ JIT = os.environ.get("CMASIM_JIT", "1") != "0" and os.environ.get("NUMBA_DISABLE
 
 _PKG = Path(__file__).resolve().parent.parent
 # Every file whose functions are compiled, or whose constants they read.
-_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py")
+_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py", "mm/jit.py")
 
 
 def _core_digest() -> str:
@@ -83,6 +90,19 @@ if JIT:
         of the hot path (list links, page words), where a call costs more than the body."""
         return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
 
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def borrow(typingctx, arr):
+        """A view of array `arr` without numba's reference count (module docstring, `borrow`)."""
+        def codegen(context, builder, signature, args):
+            ary = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0])
+            ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+            ary.parent = cgutils.get_null_value(ary.parent.type)
+            return ary._getvalue()
+        return arr(arr), codegen
+
     def kjit_fixed(fn):
         """Like `kjit`, compiled for the single signature `fixed_signature(fn)` (module docstring)."""
         return numba.njit(fixed_signature(fn), cache=True, nogil=True, error_model="numpy")(fn)
@@ -94,6 +114,10 @@ else:
         return fn
 
     kjit_inline = kjit_fixed = kjit
+
+    def borrow(arr):
+        """Interpreted mode: the array itself."""
+        return arr
 
 
 _ARRAY_ARGS = {"S": "int32", "C": "int64", "W": "int64", "scratch": "int64"}
