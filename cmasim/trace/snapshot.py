@@ -348,7 +348,8 @@ def layout_zone(zs: ZoneSnap, first_pb: int, n_pb: int) -> tuple[list[int], list
     # Pairs of global pageblocks (2k, 2k+1) inside the zone.
     g0 = first_pb
     local_pairs = [(i, i + 1) for i in range(0 if g0 % 2 == 0 else 1, n_pb - 1, 2)]
-    singles = [i for i in range(n_pb) if not any(i in p for p in local_pairs)]
+    paired = {i for p in local_pairs for i in p}
+    singles = [i for i in range(n_pb) if i not in paired]
     free_pairs = list(local_pairs)
     for t in range(T):
         for _ in range(n10[t]):
