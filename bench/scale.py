@@ -26,9 +26,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default="docs/perf-scale.svg")
     ap.add_argument("--json", help="also write the rows as JSON here")
+    ap.add_argument("--from-json", help="re-draw the table and plot from rows written by --json")
     a = ap.parse_args()
-    rows = []
-    for gib, cpus in POINTS:
+    rows = json.loads(Path(a.from_json).read_text()) if a.from_json else []
+    for gib, cpus in ([] if a.from_json else POINTS):
         r = run_bench(gib, runs=a.runs, events=a.events, measure_start=False, cpus=cpus)
         r["ns_per_event_median"] = 1e9 / r["events_per_s_median"]
         r["ns_per_event_min"] = 1e9 / r["events_per_s_max"]
