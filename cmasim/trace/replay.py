@@ -428,6 +428,14 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             seen += len(a)
             yield a
 
+    if max_records is not None:
+        # Stopping early leaves the columnar cache unwritten, so each of the three passes below
+        # would parse the head of the trace again: keep the (few) records instead.
+        head = list(chunks())
+
+        def chunks():  # noqa: F811
+            yield from head
+
     headroom, kpb_type, info = prescan(chunks(), snapshot)
     parse_meta = ct.meta or {}
     notes: list[str] = []
