@@ -416,7 +416,10 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     t0 = time.perf_counter()
     if flavour is None:
         flavour = snapshot.flavour if snapshot is not None else "mainline"
-    ct = CachedTrace(trace, cache, flavour)
+    # A short --max-records replay parses only about as many lines as it uses (chunks of at
+    # most 2^16 records otherwise; the records are the same whatever the chunk size).
+    ct = CachedTrace(trace, cache, flavour) if max_records is None else \
+        CachedTrace(trace, cache, flavour, chunk=min(1 << 16, max(1024, max_records)))
 
     def chunks():
         seen = 0
