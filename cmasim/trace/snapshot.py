@@ -180,6 +180,14 @@ class Snapshot:
                 return i
         return -1
 
+    def zones_of_kernel_pfns(self, pfns: np.ndarray) -> np.ndarray:
+        """`zone_of_kernel_pfn` of every element of `pfns` (int64 array), at numpy speed."""
+        out = np.full(len(pfns), -1, dtype=np.int64)
+        for i in range(len(self.zones) - 1, -1, -1):  # the first zone holding a pfn wins
+            z = self.zones[i]
+            out[(pfns >= z.start_pfn) & (pfns < z.start_pfn + z.spanned)] = i
+        return out
+
     def buddyinfo(self) -> dict[str, list[int]]:
         return {z.name: [sum(z.free[mt][o] for mt in range(mz.MIGRATE_TYPES)) for o in range(mz.NR_PAGE_ORDERS)]
                 for z in self.zones}
