@@ -9,7 +9,7 @@ as plain Python, which is the debuggable reference (design.md, decision 1).
 int64 arrays, every other argument int64 — so that call sites passing int32 values (read
 from S), booleans or literal constants convert their arguments instead of compiling another
 specialisation of the function and of its whole call tree (the cold compile's main cost,
-docs/performance.md). Numba compiles (or loads) such a function when its module is imported.
+docs/performance.md). Such a function is compiled (or loaded) at its first use.
 
 `borrow(a)` (entry points only) is a view of array `a` whose reference-count pointer is
 null. Every compiled call that passes an array increments and decrements that count
@@ -44,7 +44,7 @@ def _core_digest() -> str:
         p = _PKG / rel
         if p.exists():
             h.update(p.read_bytes())
-    h.update(b"error_model=numpy;inline-helpers;fixed-int64-signatures")  # jit options are part of the cache identity
+    h.update(b"error_model=numpy;inline-helpers;fixed-int64-signatures-lazy")  # jit options are part of the cache identity
     return h.hexdigest()[:16]
 
 
@@ -104,8 +104,37 @@ if JIT:
         return arr(arr), codegen
 
     def kjit_fixed(fn):
-        """Like `kjit`, compiled for the single signature `fixed_signature(fn)` (module docstring)."""
-        return numba.njit(fixed_signature(fn), cache=True, nogil=True, error_model="numpy")(fn)
+        """Like `kjit`, compiled for the single signature `fixed_signature(fn)` (module docstring).
+
+        Compiled (or loaded from the cache) at its first use, not at import: numba compiles a
+        function given a signature as soon as it is decorated, which on a cold cache would
+        compile most of the core while `cmasim` merely imports (before the CLI can say so).
+        So the dispatcher is an ordinary lazy one whose two compile hooks — a call from
+        compiled code (`get_call_template`) and a call from Python (`_compile_for_args`) —
+        first compile the fixed signature and switch compilation off; numba then converts
+        every later call's arguments to that signature."""
+        disp = numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+        sig = fixed_signature(fn)
+        typed_call, python_call = disp.get_call_template, disp._compile_for_args
+
+        def fix():
+            if not disp.signatures:
+                disp.compile(sig)
+                disp.disable_compile()
+
+        def get_call_template(args, kws):
+            fix()
+            return typed_call(args, kws)
+
+        def compile_for_args(*args, **kws):
+            if disp.signatures:  # compiled already: a call no conversion could match
+                return python_call(*args, **kws)
+            fix()
+            return disp  # numba's dispatcher calls this with the arguments: now they convert
+
+        disp.get_call_template = get_call_template
+        disp._compile_for_args = compile_for_args
+        return disp
 
 else:
 
