@@ -24,6 +24,7 @@ test: install
 bench: install
 	$(VENV)/bin/cmasim bench --gib 1
 	$(VENV)/bin/cmasim bench --gib 16 --runs 3 --events 3000000 --no-start
+	$(VENV)/bin/cmasim bench --gib 16 --reference bench/native/run-native.sh
 
 clean:
 	rm -rf $(VENV) results .hypothesis

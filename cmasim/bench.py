@@ -9,6 +9,11 @@ Figures: median events/s over several runs (each on a fresh machine, after a war
 steady state), peak RSS of this process, bytes of state per simulated page, and cold/warm
 start time measured in child processes: cold = `cmasim compile` (every compiled entry point a
 command can call) with an empty numba cache directory, warm = the same with that cache.
+
+With a native reference (`run_reference_bench`, `cmasim bench --reference run-native.sh`) the
+native C core of the same churn and cmasim run alternately in one sitting — native, cmasim,
+native, ..., native — and each cmasim run is divided by the mean of the two native runs around
+it: this machine is shared and noisy, so only such back-to-back ratios mean anything.
 """
 
 from __future__ import annotations
@@ -35,13 +40,13 @@ _START_SNIPPET = (
 )
 
 
-def make_machine(gib: int, policy: str = "linux-6.18") -> Machine:
-    pages = gib * 262144
+def make_machine(gib: float, policy: str = "linux-6.18", cpus: int = 2) -> Machine:
+    pages = int(gib * 262144)
     dma32 = min(pages, 3 * 262144)
     zones = [("DMA32", dma32)] + ([("Normal", pages - dma32)] if pages > dma32 else [])
     # Reclaim and compaction stay off: the fixed workload never needs them, and the figure is
     # the allocator core's own speed.
-    return Machine(MachineConfig(zones=zones, nr_cpus=2, reclaim=False, compaction=False), get_policy(policy), seed=1)
+    return Machine(MachineConfig(zones=zones, nr_cpus=cpus, reclaim=False, compaction=False), get_policy(policy), seed=1)
 
 
 def _start_time(cache_dir: str) -> float:
@@ -63,14 +68,14 @@ def start_times() -> tuple[float, float]:
     return cold, warm
 
 
-def run_bench(gib: int = 1, runs: int = 3, events: int = 5_000_000, warmup: int | None = None,
-              measure_start: bool = True) -> dict:
+def run_bench(gib: float = 1, runs: int = 3, events: int = 5_000_000, warmup: int | None = None,
+              measure_start: bool = True, cpus: int = 2) -> dict:
     rates = []
     state_bytes = 0
     n_pages = 0
     usage = 0.0
     for _ in range(runs):
-        m = make_machine(gib)
+        m = make_machine(gib, cpus=cpus)
         W = churn_params(m)
         churn(m.S, m.C, W, warmup if warmup is not None else 600_000 if gib > 4 else 200_000, NEVER)
         t = time.perf_counter()
@@ -81,7 +86,7 @@ def run_bench(gib: int = 1, runs: int = 3, events: int = 5_000_000, warmup: int 
         usage = int(m.C[mz.H_LIVE_PAGES]) / m.n_pages
         m.check()
     res = {
-        "gib": gib, "runs": runs, "events_per_run": events,
+        "gib": gib, "cpus": cpus, "runs": runs, "events_per_run": events,
         "events_per_s_median": round(statistics.median(rates)),
         "events_per_s_min": round(min(rates)), "events_per_s_max": round(max(rates)),
         "usage_at_end": round(usage, 4),
@@ -94,3 +99,32 @@ def run_bench(gib: int = 1, runs: int = 3, events: int = 5_000_000, warmup: int 
         res["cold_start_s"] = round(cold, 2)
         res["warm_start_s"] = round(warm, 2)
     return res
+
+
+def native_rate(reference: str, gib: float) -> float:
+    """Ops/s of one run of the native reference script (`GIB=gib reference`; last line of its output)."""
+    env = dict(os.environ, GIB=f"{gib:g}", PYTHON=sys.executable)
+    out = subprocess.run(["bash", reference], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run_reference_bench(reference: str, gib: float = 1, runs: int = 3, events: int = 5_000_000,
+                        warmup: int | None = None) -> dict:
+    """Native and cmasim alternately: native, cmasim, native, ..., native (`runs` cmasim runs,
+    `runs + 1` native runs). Ratio i = cmasim run i / mean of the native runs before and after it."""
+    if not os.path.isfile(reference):
+        raise FileNotFoundError(f"no native reference script at {reference}")
+    native = [native_rate(reference, gib)]
+    sim = []
+    for _ in range(runs):
+        sim.append(run_bench(gib, runs=1, events=events, warmup=warmup, measure_start=False)["events_per_s_median"])
+        native.append(native_rate(reference, gib))
+    ratios = [s / ((native[i] + native[i + 1]) / 2) for i, s in enumerate(sim)]
+    return {
+        "gib": gib, "runs": runs, "events_per_run": events, "reference": reference,
+        "native_ops_per_s": [round(x) for x in native], "cmasim_events_per_s": sim,
+        "native_median": round(statistics.median(native)), "cmasim_median": round(statistics.median(sim)),
+        "ratios": ratios,
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios), "ratio_max": max(ratios),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -250,13 +251,32 @@ def cmd_scenarios(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    from cmasim.bench import run_bench
+    from cmasim.bench import run_bench, run_reference_bench
 
-    res = run_bench(gib=a.gib, runs=a.runs, events=a.events, measure_start=not a.no_start)
+    if a.reference:
+        if not os.path.isfile(a.reference):
+            return _fail(f"no native reference script at {a.reference} (the repository's is bench/native/run-native.sh)")
+        res = run_reference_bench(a.reference, gib=a.gib, runs=a.runs, events=a.events)
+        if a.json:
+            print(json.dumps(res, indent=2))
+            return 0
+        t = Table(title=f"cmasim bench against {a.reference}: {a.gib:g} GiB, alternating runs "
+                        f"(native, cmasim, ..., native), {a.events:,} cmasim events a run")
+        t.add_column("figure")
+        t.add_column("value", justify="right")
+        t.add_row("native ops/s, runs in order", ", ".join(f"{x / 1e6:.2f} M" for x in res["native_ops_per_s"]))
+        t.add_row("cmasim events/s, runs in order", ", ".join(f"{x / 1e6:.2f} M" for x in res["cmasim_events_per_s"]))
+        t.add_row("native ops/s (median)", f"{res['native_median'] / 1e6:.2f} M")
+        t.add_row("cmasim events/s (median)", f"{res['cmasim_median'] / 1e6:.2f} M")
+        t.add_row("ratio cmasim/native (median)", f"{res['ratio_median']:.3f}")
+        t.add_row("ratio (min–max)", f"{res['ratio_min']:.3f}–{res['ratio_max']:.3f}")
+        out.print(t)
+        return 0
+    res = run_bench(gib=a.gib, runs=a.runs, events=a.events, measure_start=not a.no_start, cpus=a.cpus)
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
-    t = Table(title=f"cmasim bench: {a.gib} GiB, {a.runs} runs of {a.events:,} churn events")
+    t = Table(title=f"cmasim bench: {a.gib:g} GiB, {a.runs} runs of {a.events:,} churn events")
     t.add_column("figure")
     t.add_column("value", justify="right")
     t.add_row("events/s (median)", f"{res['events_per_s_median'] / 1e6:.2f} M")
@@ -321,11 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("policies", help="list built-in policies").set_defaults(fn=cmd_policies)
     sub.add_parser("scenarios", help="list built-in scenarios").set_defaults(fn=cmd_scenarios)
     b = sub.add_parser("bench", help="measure the compiled core")
-    b.add_argument("--gib", type=int, default=1, choices=(1, 2, 4, 8, 16), help="simulated memory (default 1)")
+    b.add_argument("--gib", type=float, default=1, help="simulated memory in GiB, e.g. 1, 16 or 0.0625 (default 1)")
     b.add_argument("--runs", type=int, default=3, help="measured runs, each on a fresh machine (default 3)")
     b.add_argument("--events", type=int, default=5_000_000, help="churn events per run (default 5,000,000)")
+    b.add_argument("--cpus", type=int, default=2, help="simulated CPUs (default 2; the churn picks one at random "
+                                                        "per event)")
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
+    b.add_argument("--reference", metavar="SCRIPT",
+                   help="also run this native reference (e.g. bench/native/run-native.sh) alternately with "
+                        "cmasim and print both rates and their ratio (min–max)")
     b.set_defaults(fn=cmd_bench)
     c = sub.add_parser("compile", help="compile the allocator core into numba's cache ahead of time")
     c.add_argument("--force", action="store_true", help="compile (or load) even if the cache looks current")

@@ -98,7 +98,7 @@ def run_due_work(S, C, t, scratch):
     C[H_COST_NS] = saved_cost
 
 
-@kjit
+@kjit_inline
 def trace_nearly_full(C):
     return C[H_TRACE_ON] != 0 and C[H_TRACE_N] > C[H_TRACE_CAP] - TRACE_MARGIN
 

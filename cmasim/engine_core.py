@@ -15,7 +15,7 @@ caller can flush it; nothing is dropped.
 
 import numpy as np
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import borrow, kjit
 from cmasim.mm.mmzone import (
     H_ALLOC_FAILED, H_CPU, H_HANDLE, H_LIVE, H_LIVE_PAGES, H_NZONES, H_OWNER, H_SKIPPED,
 )
@@ -42,7 +42,12 @@ OP_DRAIN_CPU = 4
 
 @kjit
 def run_events(S, C, ev, i0):
-    """Consume events ev[i0:]; return the index of the first event not processed."""
+    """Consume events ev[i0:]; return the index of the first event not processed.
+
+    The state arrays are used through reference-count-free views (cmasim.mm.jit.borrow)."""
+    S = borrow(S)
+    C = borrow(C)
+    ev = borrow(ev)
     n = ev.shape[0]
     scratch = np.zeros(4, dtype=np.int64)
     i = i0

@@ -24,7 +24,7 @@ deferral, no highatomic reserves to unreserve, no cpusets, no ALLOC_OOM reserves
 killed task, no __GFP_NOFAIL looping.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_fixed
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_CPUSET, ALLOC_KSWAPD, ALLOC_WMARK_HIGH, ALLOC_WMARK_LOW, GFP_CMA_,
     ALLOC_NOFRAGMENT, GFP_COMP_, GFP_DIRECT_RECLAIM_, GFP_NORETRY_, GFP_RETRY_MAYFAIL_, GFP_THISNODE_, H_PARAM, H_POL,
@@ -51,7 +51,7 @@ from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
 MAX_RECLAIM_RETRIES = 16
 
 
-@kjit
+@kjit_fixed
 def try_to_compact_pages(S, C, cpu, order, mt, af, highest, pref, sync):
     """try_to_compact_pages(): walk the zonelist; a zone where compaction_suit_allocation_order()
     says the allocation would already succeed ends the walk (COMPACT_SUCCESS), a skipped zone
@@ -70,7 +70,7 @@ def try_to_compact_pages(S, C, cpu, order, mt, af, highest, pref, sync):
     return rc
 
 
-@kjit
+@kjit_fixed
 def __alloc_pages_direct_compact(S, C, cpu, order, mt, af, highest, pref, sync):
     """__alloc_pages_direct_compact(): compact, then retry the freelists; COMPACTSTALL and
     COMPACTSUCCESS/COMPACTFAIL only when some zone was not skipped. Returns (pfn or -1,
@@ -128,7 +128,7 @@ def should_reclaim_retry(S, C, order, af, highest, pref, did_some_progress, no_p
     return False, no_progress_loops
 
 
-@kjit
+@kjit_fixed
 def __alloc_pages_may_oom(S, C, cpu, order, gfp, mt, highest, pref):
     """__alloc_pages_may_oom(): one last try at the HIGH mark (a parallel kill may have freed
     memory), then the OOM killer unless the request is costly, __GFP_RETRY_MAYFAIL or
@@ -147,7 +147,7 @@ def __alloc_pages_may_oom(S, C, cpu, order, gfp, mt, highest, pref):
     return -1, out_of_memory(S, C, cpu, gfp)
 
 
-@kjit
+@kjit_fixed
 def __alloc_pages_slowpath(S, C, cpu, order, gfp, mt, highest, pref):
     """__alloc_pages_slowpath() (see the module docstring for the order of steps)."""
     af = gfp_to_alloc_flags(C, gfp, order)
@@ -201,7 +201,7 @@ def __alloc_pages_slowpath(S, C, cpu, order, gfp, mt, highest, pref):
         no_progress_loops = 0
 
 
-@kjit
+@kjit_fixed
 def alloc_pages(S, C, cpu, order, gfp):
     """__alloc_pages(): fast path at the LOW mark (with ALLOC_NOFRAGMENT), then the slow path.
     Returns the head pfn or -1."""

@@ -25,7 +25,7 @@ only differs in which source blocks it considers; kcompactd's wake-up delay
 (T_KCOMPACTD_PERIOD_NS) stands in for deferral.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_fixed
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, H_COST_NS, H_KCOMPACTD_HIGHEST, H_KCOMPACTD_NEXT,
     H_KCOMPACTD_ORDER, H_NZONES, H_OWNER, H_PARAM, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE,
@@ -161,7 +161,7 @@ def take_free_target(S, C, zslot, blk, order):
     return -1, scanned
 
 
-@kjit
+@kjit_fixed
 def compact_zone(S, C, cpu, zslot, order, mt, sync):
     """compact_zone(): run both scanners over the zone; returns a COMPACT_* status."""
     zb = zone_base(C, zslot)

@@ -77,7 +77,7 @@ def handle_of(S, C, p):
     return S[C[H_HANDLE] + p]
 
 
-@kjit
+@kjit_inline
 def handle_attach(S, C, h, p):
     """Handle h now refers to the block headed by p."""
     S[C[H_LIVE] + h] = p
@@ -97,7 +97,7 @@ def handle_move(S, C, old, new):
 NR_OOM_TASKS = 16  # tasks the workload's anonymous memory is divided into (cmasim.mm.oom_kill)
 
 
-@kjit
+@kjit_inline
 def mm_task_assign(C, w):
     """The owner word of a newly faulted block: anonymous memory joins the next task in
     round-robin order, skipping the last OOM victim (see cmasim.mm.oom_kill); other kinds,
@@ -111,7 +111,7 @@ def mm_task_assign(C, w):
     return w | (t << OW_TASK_SHIFT)
 
 
-@kjit
+@kjit_inline
 def live_add(S, C, p):
     """Dense mode: append block p to LIVE[0:NLIVE]; return its handle. Anonymous memory joins
     a task (mm_task_assign)."""
@@ -123,7 +123,7 @@ def live_add(S, C, p):
     return h
 
 
-@kjit
+@kjit_inline
 def handle_drop(S, C, p):
     """Forget the handle of block p (its owner freed it, or reclaim took it away)."""
     h = S[C[H_HANDLE] + p]
@@ -144,7 +144,7 @@ def handle_drop(S, C, p):
         S[live + h] = -1
 
 
-@kjit
+@kjit_inline
 def release_block(S, C, cpu, p):
     """Free an unpinned allocated block and clear its owner word."""
     S[C[H_OWNER] + p] = 0
@@ -152,7 +152,7 @@ def release_block(S, C, cpu, p):
     return free_pages(S, C, cpu, p)
 
 
-@kjit
+@kjit_inline
 def folio_put(S, C, cpu, p):
     """The owner drops its reference: free now, or at unpin if the block is pinned."""
     handle_drop(S, C, p)

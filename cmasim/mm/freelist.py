@@ -9,7 +9,7 @@ Every function takes the packed state explicitly: ``S`` (int32) and ``C`` (int64
 `cmasim.mm.mmzone`. Trace records are appended to the tail of ``C`` by `trace_emit`.
 """
 
-from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     H_LCNT, H_N, H_PB, H_PINFO, H_PREV, H_ZONE, H_LPZ, H_TRACE_ON, H_TRACE_N, H_TRACE_CAP,
     H_TRACE_LOST, H_NOW, H_CPU, H_POL, H_VM,
@@ -160,7 +160,7 @@ def set_pageblock_migratetype(S, C, p, mt):
         S[i] = (S[i] & ~PB_MT_MASK) | mt
 
 
-@kjit
+@kjit_fixed
 def change_pageblock_range(S, C, p, start_order, mt):
     """change_pageblock_range(): retype every pageblock covered by a block of start_order >= 9."""
     n = 1 << (start_order - PAGEBLOCK_ORDER)
@@ -204,7 +204,7 @@ def account_freepages(C, zb, nr, mt):
         C[zb + Z_NR_FREE_HIGHATOMIC] += nr
 
 
-@kjit
+@kjit_fixed
 def __add_to_free_list(S, C, zslot, p, order, mt, tail):
     """__add_to_free_list(): link a free block head, mark it Buddy, nr_free++ (no page accounting).
 
@@ -222,7 +222,7 @@ def __add_to_free_list(S, C, zslot, p, order, mt, tail):
         C[zb + Z_NR_FREE_BLOCKS] += 1 << order
 
 
-@kjit
+@kjit_fixed
 def __del_page_from_free_list(S, C, zslot, p, order, mt):
     """__del_page_from_free_list(): unlink, clear Buddy, nr_free-- (no page accounting)."""
     lst = free_list_id(C, zslot, order, mt)
@@ -262,13 +262,20 @@ def vm_add(C, idx, n):
 
 
 # --- trace buffer -------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def trace_emit(C, kind, pfn, f0, f1, f2, f3, f4, f5):
-    """Append one tracepoint record; a full buffer counts the record as lost (never silent).
+    """Append one tracepoint record if its kind is being traced.
 
-    C[H_TRACE_ON] is a bit mask of the record kinds being traced (tracefs' per-event enable)."""
-    if (C[H_TRACE_ON] >> kind) & 1 == 0:
-        return
+    C[H_TRACE_ON] is a bit mask of the record kinds being traced (tracefs' per-event enable).
+    The check is inlined into every caller (no call when tracing is off, the common case);
+    the write is one function compiled once (`trace_record`), whatever the argument types."""
+    if (C[H_TRACE_ON] >> kind) & 1 != 0:
+        trace_record(C, kind, pfn, f0, f1, f2, f3, f4, f5)
+
+
+@kjit_fixed
+def trace_record(C, kind, pfn, f0, f1, f2, f3, f4, f5):
+    """Write one record into the trace buffer; a full buffer counts it as lost (never silent)."""
     n = C[H_TRACE_N]
     if n >= C[H_TRACE_CAP]:
         C[H_TRACE_LOST] += 1

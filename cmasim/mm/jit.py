@@ -5,6 +5,19 @@ neither ``CMASIM_JIT=0`` nor ``NUMBA_DISABLE_JIT=1`` in the environment, `kjit`
 compiles a function with ``numba.njit(cache=True)``; otherwise the same source runs
 as plain Python, which is the debuggable reference (design.md, decision 1).
 
+`kjit_fixed` compiles a function for one signature only — S an int32 array, C/W/scratch
+int64 arrays, every other argument int64 — so that call sites passing int32 values (read
+from S), booleans or literal constants convert their arguments instead of compiling another
+specialisation of the function and of its whole call tree (the cold compile's main cost,
+docs/performance.md). Such a function is compiled (or loaded) at its first use.
+
+`borrow(a)` (entry points only) is a view of array `a` whose reference-count pointer is
+null. Every compiled call that passes an array increments and decrements that count
+atomically (numba's NRT), and the allocator's call tree does that for S and C on every
+call: two fifths of a churn event's time in the profile (docs/performance.md). With the
+borrowed views those become a null check. Safe because the view never outlives the call
+that borrowed it: the caller holds the real arrays for the whole call.
+
 Numba's cache key does not cover constants imported from other modules, nor other
 files of the core (performance-notes.md, pitfall 2), so `_wipe_stale_cache` hashes
 every source file of the compiled core and removes numba's cache files when that
@@ -21,7 +34,7 @@ JIT = os.environ.get("CMASIM_JIT", "1") != "0" and os.environ.get("NUMBA_DISABLE
 
 _PKG = Path(__file__).resolve().parent.parent
 # Every file whose functions are compiled, or whose constants they read.
-_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/zone_stat.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py")
+_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/zone_stat.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py", "mm/jit.py")
 
 
 def _core_digest() -> str:
@@ -31,7 +44,7 @@ def _core_digest() -> str:
         p = _PKG / rel
         if p.exists():
             h.update(p.read_bytes())
-    h.update(b"error_model=numpy;inline-helpers")  # jit options are part of the cache identity
+    h.update(b"error_model=numpy;inline-helpers;fixed-int64-signatures-lazy")  # jit options are part of the cache identity
     return h.hexdigest()[:16]
 
 
@@ -77,10 +90,77 @@ if JIT:
         of the hot path (list links, page words), where a call costs more than the body."""
         return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
 
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def borrow(typingctx, arr):
+        """A view of array `arr` without numba's reference count (module docstring, `borrow`)."""
+        def codegen(context, builder, signature, args):
+            ary = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0])
+            ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+            ary.parent = cgutils.get_null_value(ary.parent.type)
+            return ary._getvalue()
+        return arr(arr), codegen
+
+    def kjit_fixed(fn):
+        """Like `kjit`, compiled for the single signature `fixed_signature(fn)` (module docstring).
+
+        Compiled (or loaded from the cache) at its first use, not at import: numba compiles a
+        function given a signature as soon as it is decorated, which on a cold cache would
+        compile most of the core while `cmasim` merely imports (before the CLI can say so).
+        So the dispatcher is an ordinary lazy one whose two compile hooks — a call from
+        compiled code (`get_call_template`) and a call from Python (`_compile_for_args`) —
+        first compile the fixed signature and switch compilation off; numba then converts
+        every later call's arguments to that signature."""
+        disp = numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+        sig = fixed_signature(fn)
+        typed_call, python_call = disp.get_call_template, disp._compile_for_args
+
+        def fix():
+            if not disp.signatures:
+                disp.compile(sig)
+                disp.disable_compile()
+
+        def get_call_template(args, kws):
+            fix()
+            return typed_call(args, kws)
+
+        def compile_for_args(*args, **kws):
+            if disp.signatures:  # compiled already: a call no conversion could match
+                return python_call(*args, **kws)
+            fix()
+            return disp  # numba's dispatcher calls this with the arguments: now they convert
+
+        disp.get_call_template = get_call_template
+        disp._compile_for_args = compile_for_args
+        return disp
+
 else:
 
     def kjit(fn):
         """Interpreted mode: return `fn` unchanged."""
         return fn
 
-    kjit_inline = kjit
+    kjit_inline = kjit_fixed = kjit
+
+    def borrow(arr):
+        """Interpreted mode: the array itself."""
+        return arr
+
+
+_ARRAY_ARGS = {"S": "int32", "C": "int64", "W": "int64", "scratch": "int64"}
+
+
+def fixed_signature(fn) -> tuple:
+    """The argument types of a `kjit_fixed` function, from its parameter names: the state
+    arrays by name (_ARRAY_ARGS), int64 for everything else."""
+    import inspect
+
+    from numba import types
+
+    out = []
+    for name in inspect.signature(fn).parameters:
+        dt = _ARRAY_ARGS.get(name)
+        out.append(types.Array(getattr(types, dt), 1, "C") if dt else types.int64)
+    return tuple(out)

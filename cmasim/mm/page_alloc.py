@@ -17,7 +17,7 @@ Simplifications (docs/model.md): no compaction capture, no guard pages, no page
 reporting, no shuffling; highatomic reserves are never created (the lists exist).
 """
 
-from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     H_LAST_MT, H_POL, H_RMQM,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE,
@@ -64,7 +64,7 @@ def buddy_merge_likely(S, C, zb, pfn, buddy_pfn, order):
     return page_is_buddy_of_order(S, C, zb, higher ^ (1 << (order + 1)), order + 1)
 
 
-@kjit
+@kjit_fixed
 def __free_one_page(S, C, zslot, pfn, order, mt, to_tail):
     """__free_one_page(): merge with free buddies up to MAX_PAGE_ORDER and link the result.
 
@@ -106,7 +106,7 @@ def __free_one_page(S, C, zslot, pfn, order, mt, to_tail):
     __add_to_free_list(S, C, zslot, pfn, order, mt, tail)
 
 
-@kjit
+@kjit_fixed
 def free_one_page(S, C, zslot, pfn, order, to_tail):
     """free_one_page()/split_large_buddy(): free straight to the buddy lists.
 
@@ -125,7 +125,7 @@ def free_one_page(S, C, zslot, pfn, order, to_tail):
 
 
 # --- allocation: splitting --------------------------------------------------------------------------
-@kjit
+@kjit_fixed
 def expand(S, C, zslot, p, low, high, mt):
     """expand(): put the upper halves of a split block on `mt`'s lists (head); return pages added."""
     size = 1 << high
@@ -139,7 +139,7 @@ def expand(S, C, zslot, p, low, high, mt):
     return nr_added
 
 
-@kjit
+@kjit_fixed
 def page_del_and_expand(S, C, zslot, p, low, high, mt):
     """page_del_and_expand(): take a free block off `mt`'s list, split it, account the difference."""
     nr = 1 << high
@@ -154,7 +154,7 @@ def pcp_allowed_order(order):
     return order <= 3 or order == PAGEBLOCK_ORDER
 
 
-@kjit
+@kjit_fixed
 def __rmqueue_smallest(S, C, zslot, order, mt):
     """__rmqueue_smallest(): the head block of the smallest non-empty `mt` list >= order."""
     for cur in range(order, NR_PAGE_ORDERS):
@@ -179,7 +179,7 @@ def fallback_type(C, mt, i):
     return C[C[H_POL] + PL_FALLBACK + mt * 2 + i]
 
 
-@kjit
+@kjit_fixed
 def should_try_claim_block(order, start_mt):
     """should_try_claim_block() (was can_steal_fallback()): whole-block conversion allowed."""
     if order >= PAGEBLOCK_ORDER:
@@ -189,7 +189,7 @@ def should_try_claim_block(order, start_mt):
     return False
 
 
-@kjit
+@kjit_fixed
 def find_suitable_fallback(S, C, zslot, order, mt):
     """find_suitable_fallback(): first fallback type (table order) with a block at `order`, or -1."""
     zb = zone_base(C, zslot)
@@ -295,7 +295,7 @@ def alike_pages(start_mt, block_type, free, movable):
     return 0
 
 
-@kjit
+@kjit_fixed
 def extfrag(S, C, p, alloc_order, fallback_order, start_mt, fallback_mt):
     """mm_page_alloc_extfrag: change_ownership = pageblock type after == requester's type."""
     vm_add(C, VM_EXTFRAG, 1)
@@ -303,7 +303,7 @@ def extfrag(S, C, p, alloc_order, fallback_order, start_mt, fallback_mt):
     trace_emit(C, TR_MM_PAGE_ALLOC_EXTFRAG, p, alloc_order, fallback_order, start_mt, fallback_mt, owner, 0)
 
 
-@kjit
+@kjit_fixed
 def try_to_claim_block(S, C, zslot, p, cur, order, start_mt, block_type, alloc_flags):
     """try_to_claim_block() (v6.15+): convert the whole pageblock to start_mt, or fail (-1)."""
     zb = zone_base(C, zslot)
@@ -481,7 +481,7 @@ def steal_suitable_fallback_v61(S, C, zslot, p, cur, alloc_flags, start_mt, whol
         vm_add(C, VM_STEALS, 1)
 
 
-@kjit
+@kjit_fixed
 def __rmqueue_fallback_v61(S, C, zslot, order, start_mt, alloc_flags):
     """__rmqueue_fallback() (v6.1): largest fallback first, or the smallest for MOVABLE if unclaimable."""
     min_order = order
@@ -512,7 +512,7 @@ def __rmqueue_fallback_v61(S, C, zslot, order, start_mt, alloc_flags):
     return True
 
 
-@kjit
+@kjit_fixed
 def __rmqueue_v61(S, C, zslot, order, mt, alloc_flags):
     """__rmqueue() (v6.1): balancing rule, smallest(mt), CMA, then fallback-and-retry."""
     zb = zone_base(C, zslot)

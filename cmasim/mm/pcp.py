@@ -13,7 +13,7 @@ Simplifications: the pcp trylock never fails; page checks (check_new_pages) alwa
 ZONE_RECLAIM_ACTIVE is set by kswapd's balance_pgdat() (vmscan.py).
 """
 
-from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     H_NCPU, H_NZONES, H_PCP, H_POL, H_RMQM, H_LAST_MT, H_CPU,
     MIGRATE_ISOLATE, PAGE_ALLOC_COSTLY_ORDER, PCP_BATCH_SCALE_MAX,
@@ -113,7 +113,7 @@ def __rmqueue_cma(S, C, zslot, order):
     return __rmqueue_smallest(S, C, zslot, order, MIGRATE_CMA)
 
 
-@kjit
+@kjit_fixed
 def rmqueue_bulk(S, C, zslot, order, count, lst, mt, alloc_flags):
     """rmqueue_bulk(): `count` blocks via __rmqueue() under one zone lock, appended to the tail.
 
@@ -139,7 +139,7 @@ def rmqueue_bulk(S, C, zslot, order, count, lst, mt, alloc_flags):
     return i
 
 
-@kjit
+@kjit_fixed
 def rmqueue_pcplist(S, C, zslot, cpu, order, mt, alloc_flags, pindex):
     """rmqueue_pcplist()/__rmqueue_pcplist(): take the first block of the list, refilling if empty.
 
@@ -169,7 +169,7 @@ def rmqueue_pcplist(S, C, zslot, cpu, order, mt, alloc_flags, pindex):
 
 
 # --- freeing -------------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def nr_pcp_high(C, zb, pc, batch, free_high):
     """nr_pcp_high() (v6.7+ auto-tuning, or the v6.1 fixed high)."""
     if policy_version(C) < 607:
@@ -208,7 +208,7 @@ def nr_pcp_high(C, zb, pc, batch, free_high):
     return high
 
 
-@kjit
+@kjit_inline
 def nr_pcp_free(C, pc, batch, high, free_high):
     """nr_pcp_free(): how many pages free_pcppages_bulk() gives back."""
     count = C[pc + P_COUNT]
@@ -231,7 +231,7 @@ def nr_pcp_free(C, pc, batch, high, free_high):
     return clamp(C[pc + P_FREE_COUNT], batch, high - batch)
 
 
-@kjit
+@kjit_fixed
 def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
     """free_pcppages_bulk(): round-robin over non-empty lists from `pindex`, coldest (tail) first."""
     pc = pcp_base(C, zslot, cpu)
@@ -274,7 +274,7 @@ def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
                 break
 
 
-@kjit
+@kjit_fixed
 def free_unref_page_commit(S, C, zslot, cpu, p, mt, order, pindex):
     """free_unref_page_commit(): put a block at the head of its list; drain when count >= high.
 
@@ -369,7 +369,7 @@ def decay_pcp_high(S, C, zslot, cpu):
         to_drain -= n
 
 
-@kjit
+@kjit_inline
 def pcp_free_pindex(C, order, mt):
     """The free path's list choice: the pageblock type's list; HIGHATOMIC/CMA use MOVABLE's in
     mainline (policy table); -1 for ISOLATE or a non-PCP order (free straight to buddy)."""

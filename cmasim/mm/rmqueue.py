@@ -13,7 +13,7 @@ __alloc_pages_direct_reclaim() does after reclaim made no progress) and retries.
 kswapd itself lives in vmscan.py; this module only wakes it.
 """
 
-from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.jit import kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_CPUSET, ALLOC_HIGHATOMIC, ALLOC_KSWAPD, ALLOC_MIN_RESERVE, ALLOC_NOFRAGMENT,
     ALLOC_NON_BLOCK, ALLOC_NO_WATERMARKS, ALLOC_OOM, ALLOC_WMARK_HIGH, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN,
@@ -47,13 +47,13 @@ E_NOT_ALLOCATED = -22  # -EINVAL: free of a pfn that is not the head of an alloc
 
 
 # --- GFP decoding -------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def gfp_migratetype(gfp):
     """gfp_migratetype(): (__GFP_MOVABLE | __GFP_RECLAIMABLE) >> 3."""
     return (gfp & (GFP_MOVABLE_ | GFP_RECLAIMABLE_)) >> 3
 
 
-@kjit
+@kjit_inline
 def gfp_zone(gfp):
     """gfp_zone() on x86-64 without highmem: DMA, DMA32, MOVABLE (HIGHMEM|MOVABLE) or NORMAL."""
     if gfp & GFP_DMA_:
@@ -65,7 +65,7 @@ def gfp_zone(gfp):
     return ZONE_NORMAL
 
 
-@kjit
+@kjit_inline
 def gfp_to_alloc_flags_cma(C, gfp, alloc_flags):
     """gfp_to_alloc_flags_cma(): mainline ALLOC_CMA iff the request is MOVABLE; Android
     (restrict_cma_redirect) additionally requires __GFP_CMA."""
@@ -75,7 +75,7 @@ def gfp_to_alloc_flags_cma(C, gfp, alloc_flags):
     return alloc_flags
 
 
-@kjit
+@kjit_fixed
 def gfp_to_alloc_flags(C, gfp, order):
     """gfp_to_alloc_flags(): the slow path's flags (MIN watermark, reserves for atomic requests)."""
     af = ALLOC_WMARK_MIN | ALLOC_CPUSET
@@ -94,7 +94,7 @@ def gfp_to_alloc_flags(C, gfp, order):
     return gfp_to_alloc_flags_cma(C, gfp, af)
 
 
-@kjit
+@kjit_inline
 def preferred_zone(C, highest):
     """The first zone of the zonelist: the highest configured zone with index <= highest."""
     for z in range(C[H_NZONES] - 1, -1, -1):
@@ -103,7 +103,7 @@ def preferred_zone(C, highest):
     return -1
 
 
-@kjit
+@kjit_inline
 def alloc_flags_nofragment(C, pref, gfp):
     """alloc_flags_nofragment(): ALLOC_NOFRAGMENT when the preferred zone is Normal (and DMA32
     exists), or always with vm.defrag_mode; plus ALLOC_KSWAPD from __GFP_KSWAPD_RECLAIM."""
@@ -122,7 +122,7 @@ def alloc_flags_nofragment(C, pref, gfp):
 
 
 # --- rmqueue ---------------------------------------------------------------------------------------
-@kjit
+@kjit_fixed
 def rmqueue_buddy(S, C, zslot, order, alloc_flags, mt):
     """rmqueue_buddy(): one block under the zone lock (HIGHATOMIC lists for reserve users).
 
@@ -159,7 +159,7 @@ def rmqueue_class(alloc_flags, mt):
     return 2
 
 
-@kjit
+@kjit_fixed
 def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
     """rmqueue(): per-CPU list for PCP orders, else (or when the refill fails) the buddy.
 
@@ -220,7 +220,7 @@ def rmqueue(S, C, zslot, cpu, order, alloc_flags, mt):
     return p
 
 
-@kjit
+@kjit_fixed
 def get_page_from_freelist(S, C, cpu, order, mt, alloc_flags, highest, pref):
     """get_page_from_freelist(): walk the zonelist; HIGH-mark fast accept (v6.7+), alloc mark,
     rmqueue; if every zone failed under ALLOC_NOFRAGMENT, retry without it."""
@@ -253,7 +253,7 @@ def get_page_from_freelist(S, C, cpu, order, mt, alloc_flags, highest, pref):
         return -1
 
 
-@kjit
+@kjit_fixed
 def free_pages(S, C, cpu, p):
     """__free_pages(): per-CPU path for PCP orders (free_frozen_pages), else __free_pages_ok().
 

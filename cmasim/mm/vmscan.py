@@ -21,7 +21,7 @@ Written-back dirty pages become clean at once. Reclaimable slab (shrinkers) is n
 reclaimed. The wake-up side (wakeup_kswapd(), pgdat_balanced()) lives in wakeup.py.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_WMARK_HIGH, H_COST_NS, H_KSWAPD_BOOST_LEFT, H_KSWAPD_HIGHEST, H_KSWAPD_NEXT, H_KSWAPD_ORDER,
     H_KSWAPD_RECLAIMED, H_KSWAPD_RUN, H_KSWAPD_RUN_ALLOC_ORDER, H_KSWAPD_RUN_HIGHEST, H_KSWAPD_RUN_ORDER,
@@ -46,7 +46,7 @@ SWAP_CLUSTER_MAX = 32
 SAMPLE_TRIES = 256
 
 
-@kjit
+@kjit_inline
 def param(C, t):
     return C[C[H_PARAM] + t]
 

@@ -16,7 +16,7 @@ T_KCOMPACTD_PERIOD_NS after a wake-up instead of at once (a stand-in for compact
 deferral); kcompactd_node_suitable() is evaluated when kcompactd runs, not at the wake-up.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_fixed
 from cmasim.mm.mmzone import (
     ALLOC_WMARK_HIGH, GFP_DIRECT_RECLAIM_, H_KCOMPACTD_HIGHEST, H_KCOMPACTD_NEXT, H_KCOMPACTD_ORDER,
     H_KSWAPD_HIGHEST, H_KSWAPD_NEXT, H_KSWAPD_ORDER, H_NOW, H_NZONES, H_PARAM, H_POL, PAGEBLOCK_ORDER,
@@ -70,7 +70,7 @@ def wakeup_kcompactd(C, order, highest):
         C[H_KCOMPACTD_NEXT] = C[H_NOW] + C[C[H_PARAM] + T_KCOMPACTD_PERIOD_NS]
 
 
-@kjit
+@kjit_fixed
 def wakeup_kswapd(C, gfp, order, highest):
     """wakeup_kswapd(zone, gfp_flags, order, highest_zoneidx): record kswapd_order and
     kswapd_highest_zoneidx (largest asked for); if kswapd sleeps, wake it unless the node is
@@ -96,7 +96,7 @@ def wakeup_kswapd(C, gfp, order, highest):
     vm_add(C, VM_KSWAPD_WAKE, 1)
 
 
-@kjit
+@kjit_fixed
 def wake_all_kswapds(C, order, gfp, highest):
     """wake_all_kswapds(): one node, so one wakeup_kswapd(); with vm.defrag_mode (v6.15+)
     kswapd is asked for at least pageblock order. Kernel: mm/page_alloc.c wake_all_kswapds()."""

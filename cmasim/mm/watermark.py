@@ -8,7 +8,7 @@ ZONE_BELOW_HIGH) can use it. The free counts are the folded vmstat counters
 zone_watermark_ok_safe() below the percpu_drift_mark.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_HIGHATOMIC, ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK, ALLOC_OOM, ALLOC_RESERVES,
     ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_PCPTYPES,
@@ -19,7 +19,7 @@ from cmasim.mm.zone_stat import percpu_drift_mark, zone_page_state, zone_page_st
 from cmasim.mm.freelist import free_list_id, list_empty, zone_base
 
 
-@kjit
+@kjit_inline
 def wmark_pages(C, zb, which):
     """wmark_pages(): the watermark plus the current boost."""
     if which == ALLOC_WMARK_MIN:
@@ -31,7 +31,7 @@ def wmark_pages(C, zb, which):
     return m + C[zb + Z_BOOST]
 
 
-@kjit
+@kjit_inline
 def zone_watermark_unusable_free(C, zb, order, alloc_flags):
     """__zone_watermark_unusable_free(): 2^order-1, free highatomic (zone->nr_free_highatomic,
     exact), and free CMA without ALLOC_CMA (zone_page_state(NR_FREE_CMA_PAGES), folded).
@@ -44,7 +44,7 @@ def zone_watermark_unusable_free(C, zb, order, alloc_flags):
     return unusable
 
 
-@kjit
+@kjit_fixed
 def __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages):
     """__zone_watermark_ok(): order-0 arithmetic, then a suitable free block for order > 0."""
     zb = zone_base(C, zslot)
@@ -75,7 +75,7 @@ def __zone_watermark_ok(C, zslot, order, mark, highest, alloc_flags, free_pages)
     return False
 
 
-@kjit
+@kjit_inline
 def zone_watermark_fast(C, zslot, order, mark, highest, alloc_flags):
     """zone_watermark_fast(): the order-0 shortcut, then __zone_watermark_ok(), on the folded
     zone_page_state(NR_FREE_PAGES). Kernel: mm/page_alloc.c zone_watermark_fast()."""

@@ -273,15 +273,16 @@ def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, in
         for pfn, mt in zip(a[sel, P.C_PFN].tolist(), a[sel, P.C_F0 + 1].tolist()):
             kpb_type.setdefault(pfn >> mz.PAGEBLOCK_ORDER, mt)
         sel = ((k == P.K_PAGE_ALLOC) & (a[:, P.C_PFN] >= 0)) | (k == P.K_PAGE_FREE)
-        for kind, pfn, order in zip(k[sel].tolist(), a[sel, P.C_PFN].tolist(), a[sel, P.C_F0].tolist()):
+        zones = (snap.zones_of_kernel_pfns(a[sel, P.C_PFN]).tolist() if snap is not None
+                 else [-1] * int(sel.sum()))
+        for kind, pfn, order, z in zip(k[sel].tolist(), a[sel, P.C_PFN].tolist(), a[sel, P.C_F0].tolist(), zones):
             if kind == P.K_PAGE_ALLOC:
                 live.add(pfn)
-                if snap is not None and snap.zone_of_kernel_pfn(pfn) < 0:
+                if snap is not None and z < 0:
                     outside += 1
             elif pfn in live:
                 live.discard(pfn)
             elif order == MAX_ORDER and snap is not None:
-                z = snap.zone_of_kernel_pfn(pfn)
                 if z >= 0:
                     name = snap.zones[z].name
                     headroom[name] = headroom.get(name, 0) + (1 << order)
@@ -325,14 +326,14 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
             low[key] = -v
 
     for a in chunks:
-        for kind, cpu, pfn, f0, f1, f2 in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(),
-                                             a[:, P.C_PFN].tolist(), a[:, P.C_F0].tolist(),
-                                             a[:, P.C_F0 + 1].tolist(), a[:, P.C_F0 + 2].tolist()):
+        for kind, cpu, pfn, f0, f1, f2, z in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(),
+                                                a[:, P.C_PFN].tolist(), a[:, P.C_F0].tolist(),
+                                                a[:, P.C_F0 + 1].tolist(), a[:, P.C_F0 + 2].tolist(),
+                                                snap.zones_of_kernel_pfns(a[:, P.C_PFN]).tolist()):
             prev = last_kind.get(cpu)
             last_kind[cpu] = kind
             if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN):
                 continue
-            z = snap.zone_of_kernel_pfn(pfn)
             order = f0
             if z < 0 or order < 0 or order >= len(pind):
                 continue
@@ -416,7 +417,10 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     t0 = time.perf_counter()
     if flavour is None:
         flavour = snapshot.flavour if snapshot is not None else "mainline"
-    ct = CachedTrace(trace, cache, flavour)
+    # A short --max-records replay parses only about as many lines as it uses (chunks of at
+    # most 2^16 records otherwise; the records are the same whatever the chunk size).
+    ct = CachedTrace(trace, cache, flavour) if max_records is None else \
+        CachedTrace(trace, cache, flavour, chunk=min(1 << 16, max(1024, max_records)))
 
     def chunks():
         seen = 0
@@ -427,6 +431,14 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                 a = a[:max_records - seen]
             seen += len(a)
             yield a
+
+    if max_records is not None:
+        # Stopping early leaves the columnar cache unwritten, so each of the three passes below
+        # would parse the head of the trace again: keep the (few) records instead.
+        head = list(chunks())
+
+        def chunks():  # noqa: F811
+            yield from head
 
     headroom, kpb_type, info = prescan(chunks(), snapshot)
     parse_meta = ct.meta or {}
@@ -485,7 +497,9 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         kc.add_chunk(a)
         if t_base is None and len(a):
             t_base = int(a[0, P.C_TIME])
-        for r in a.tolist():
+        zones = (snapshot.zones_of_kernel_pfns(a[:, P.C_PFN]).tolist() if snapshot is not None
+                 else [-1] * len(a))
+        for r, rz in zip(a.tolist(), zones):
             kind = r[0]
             if kind == P.K_PAGE_ALLOC:
                 pfn = r[4]
@@ -496,7 +510,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                 if cpu >= ncpu:
                     an.add("cpu_outside_snapshot", r[P.C_LINE])
                     cpu %= ncpu
-                if snapshot is not None and snapshot.zone_of_kernel_pfn(pfn) < 0:
+                if snapshot is not None and rz < 0:
                     an.add("pfn_outside_zones", r[P.C_LINE])
                 old = kmap.get(pfn)
                 if old is not None:
@@ -525,7 +539,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                 if state is None:
                     an.add("pretrace_free_no_snapshot", r[P.C_LINE])
                     continue
-                z = snapshot.zone_of_kernel_pfn(pfn)
+                z = rz
                 if z < 0:
                     an.add("pfn_outside_zones", r[P.C_LINE])
                     continue

@@ -13,7 +13,7 @@ W (int64) holds the mix parameters and the workload's own counters.
 
 import numpy as np
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import borrow, kjit
 from cmasim.mm.mmzone import H_CPU, H_LIVE, H_LIVE_PAGES, H_NLIVE, H_NOW, H_OWNER, OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_SLAB
 from cmasim.mm.mmzone import GFP_CMA_, OW_SLAB_RECLAIMABLE
 from cmasim.mm.alloc_pages import alloc_pages
@@ -50,7 +50,11 @@ def churn(S, C, W, n, t_end):
     """Run up to `n` churn events, stopping before simulated time t_end; returns events done.
 
     Fewer than n are done when t_end is reached or the trace buffer needs a flush.
+    The state arrays are used through reference-count-free views (cmasim.mm.jit.borrow).
     """
+    S = borrow(S)
+    C = borrow(C)
+    W = borrow(W)
     scratch = np.zeros(4, dtype=np.int64)
     for i in range(n):
         if trace_nearly_full(C):

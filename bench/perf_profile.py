@@ -1,0 +1,98 @@
+"""Profile the bench's churn with Linux perf, naming numba's compiled functions.
+
+    PYTHONPATH=. python bench/perf_profile.py GIB EVENTS OUT.data
+    perf report -i OUT.data --sort sym --stdio
+
+Builds a machine as `cmasim bench` does and warms it up (which loads the compiled core from
+the numba cache of this tree), then writes /tmp/perf-<pid>.map: every function symbol of the
+cached ELF objects (`.nbc` files under cmasim/, listed with `nm -S`, names demangled with
+c++filt), placed where the JIT loaded it (a global function's address minus its offset in the
+object). Then `perf record -F 2000 -p <pid>` samples the process while it runs EVENTS churn
+events. Needs perf, nm and c++filt, and a compiled cache. A symbol linked into several
+libraries is placed by one of them, so attribution outside `churn`'s own library is approximate.
+"""
+
+import glob
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cmasim.bench import NEVER, make_machine  # noqa: E402
+from cmasim.workload.churn import churn, churn_params  # noqa: E402
+
+
+def _elf(x):
+    """The ELF object inside an unpickled numba cache entry."""
+    if isinstance(x, bytes) and x[:4] == b"\x7fELF":
+        return x
+    if isinstance(x, (tuple, list)):
+        for y in x:
+            r = _elf(y)
+            if r:
+                return r
+    return None
+
+
+def _name(sym: str) -> str:
+    d = subprocess.run(["c++filt", sym], capture_output=True, text=True).stdout.strip()
+    return re.sub(r"\[abi:[^\]]*\]", "", d).split("(")[0].replace("cmasim::", "")[:80]
+
+
+def perf_map(engine) -> list[str]:
+    """Lines "addr size name" for every function of every cached object of this tree."""
+    lines = []
+    for f in glob.glob(str(ROOT / "cmasim" / "**" / "__pycache__" / "*.nbc"), recursive=True):
+        try:
+            obj = _elf(pickle.loads(Path(f).read_bytes()))
+        except Exception:  # noqa: BLE001 - a cache entry of another numba version: skip it
+            continue
+        if not obj:
+            continue
+        with tempfile.NamedTemporaryFile(suffix=".o") as g:
+            g.write(obj)
+            g.flush()
+            out = subprocess.run(["nm", "-S", "--defined-only", g.name], capture_output=True, text=True).stdout
+        syms = [(int(p[0], 16), int(p[1], 16), p[3], p[2]) for p in (ln.split() for ln in out.splitlines())
+                if len(p) == 4 and p[2] in "TtWw"]
+        base = None
+        for off, _, sym, kind in syms:
+            if kind == "T" and not sym.startswith("cfunc") and "cpython" not in sym:
+                addr = engine.get_function_address(sym)
+                if addr:
+                    base = addr - off
+                    break
+        if base is not None:
+            lines += [f"{base + off:x} {size:x} {_name(sym)}\n" for off, size, sym, _ in syms if size]
+    return lines
+
+
+def main() -> None:
+    gib, events, out = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    m = make_machine(gib)
+    W = churn_params(m)
+    churn(m.S, m.C, W, 600_000 if gib > 4 else 200_000, NEVER)
+    engine = churn.overloads[churn.signatures[0]].library._codegen._engine
+    lines = perf_map(engine)
+    Path(f"/tmp/perf-{os.getpid()}.map").write_text("".join(lines))
+    print(f"{len(lines)} symbols in /tmp/perf-{os.getpid()}.map", file=sys.stderr)
+    rec = subprocess.Popen(["perf", "record", "-F", "2000", "-o", out, "-p", str(os.getpid())],
+                           stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    t = time.perf_counter()
+    churn(m.S, m.C, W, events, NEVER)
+    dt = time.perf_counter() - t
+    rec.send_signal(2)
+    rec.wait()
+    print(f"{events / dt:.0f} events/s while sampled; perf data in {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

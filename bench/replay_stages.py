@@ -1,0 +1,99 @@
+"""Where a replay's time goes: fixed start and per-stage throughput (lines/s).
+
+    PYTHONPATH=. python bench/replay_stages.py data/traces/linux-6.18-x86_64/pybuild
+
+Prints, for the trace in DIR (trace.txt.xz with its before./after. snapshot):
+- decompress and parse, from `cmasim.trace.parser.benchmark` (the trace read into memory, then
+  parsed in memory), in lines/s;
+- the replay from the columnar cache (parsed once beforehand, as `cmasim replay --out` keeps it),
+  split by wrapping the stages of `cmasim.trace.replay.replay`: reading the cache, prescan,
+  per-CPU list inference, building the machine from the snapshot, the per-record translation
+  loop (Python) and the compiled event loop (`_Engine.run`), then `fidelity_table`;
+- the fixed start of a process: `cmasim replay --max-records 1000` end to end, in a child.
+Times are wall seconds on whatever load the machine has; compare within one invocation.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    d = Path(sys.argv[1])
+    trace = d / "trace.txt.xz"
+    from cmasim.trace import parser as P
+
+    bench = P.benchmark(trace, "mainline")
+    lines = bench["lines"]
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", "import sys; from cmasim.cli import main; sys.exit(main())",
+                          "replay", str(trace), "--snapshot", str(d), "--max-records", "1000"],
+                         capture_output=True, text=True)
+    fixed = time.perf_counter() - t
+    assert out.returncode == 0, out.stderr
+
+    from cmasim.policy import get_policy
+    from cmasim.trace import columnar, fidelity, replay as R, snapshot as SN
+
+    times: dict[str, float] = {}
+
+    def timed(name, fn):
+        def w(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+        return w
+
+    def timed_gen(name, fn):
+        def w(*a, **k):
+            it = fn(*a, **k)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    x = next(it)
+                except StopIteration:
+                    times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+                    return
+                times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+                yield x
+        return w
+
+    R.prescan = timed("prescan (incl. its cache reads)", R.prescan)
+    R.infer_pcp_lists = timed("infer_pcp_lists (incl. its cache reads)", R.infer_pcp_lists)
+    R.build_machine = timed("build_machine (snapshot -> machine)", R.build_machine)
+    R._Engine.run = timed("compiled event loop (_Engine.run)", R._Engine.run)
+    columnar.read_cache = timed_gen("read columnar cache", columnar.read_cache)
+    SN.SnapState.take_pretrace = timed("take_pretrace (pre-trace frees)", SN.SnapState.take_pretrace)
+    snap = SN.load_snapshot(str(d))
+    after = SN.load_snapshot(str(d), prefix="after.")
+    pol = get_policy("linux-6.18")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "trace.npz"
+        list(columnar.CachedTrace(trace, cache, snap.flavour).chunks())  # parse once, as --out keeps it
+        times.clear()
+        t0 = time.perf_counter()
+        res = R.replay(trace, pol, snap, cache=cache)
+        total = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        fidelity.fidelity_table(res, after)
+        t_fid = time.perf_counter() - t1
+    rows = {"lines": lines, "records": bench["records"],
+            "decompress_lines_per_s": bench["decompress_lines_per_s"], "parse_lines_per_s": bench["parse_lines_per_s"],
+            "fixed_start_s (replay --max-records 1000, child process)": round(fixed, 2),
+            "replay_from_cache_s": round(total, 2), "replay_lines_per_s": round(lines / total),
+            "fidelity_s": round(t_fid, 3), "fidelity_lines_per_s": round(lines / t_fid)}
+    known = sum(v for k, v in times.items() if k != "take_pretrace (pre-trace frees)" and k != "read columnar cache")
+    rows["stages_s"] = {k: round(v, 3) for k, v in times.items()}
+    rows["stages_s"]["translation loop and the rest (replay - prescan - infer - build - engine)"] = round(total - known, 3)
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

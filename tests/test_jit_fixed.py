@@ -1,0 +1,56 @@
+"""`kjit_fixed`: one compiled signature, chosen at first use, whatever the call sites pass.
+
+Runs numba in a child process (the suite itself is interpreted) on a two-function module
+written to a temporary folder, with its own numba cache folder.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+MODULE = '''
+import numpy as np
+from cmasim.mm.jit import kjit, kjit_fixed
+
+@kjit_fixed
+def leaf(S, C, a, b):
+    if b:
+        C[0] += a
+    return a + 1
+
+@kjit
+def caller(S, C):
+    x = S[0]                      # an int32
+    leaf(S, C, x, True)           # int32 and bool arguments
+    leaf(S, C, 3, False)          # literal constants
+    return leaf(S, C, x, x > 0)
+'''
+
+CHECK = '''
+import json, numpy as np, fixedmod as m
+out = {"after_import": len(m.leaf.signatures)}
+S = np.full(4, 2, np.int32); C = np.zeros(4, np.int64)
+out["caller"] = int(m.caller(S, C)); out["c0"] = int(C[0])
+out["python_bool"] = int(m.leaf(S, C, 5, True)); out["c0_after"] = int(C[0])
+out["signatures"] = [str(s) for s in m.leaf.signatures]
+print(json.dumps(out))
+'''
+
+
+def test_kjit_fixed_compiles_one_signature_at_first_use(tmp_path):
+    (tmp_path / "fixedmod.py").write_text(MODULE)
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               CMASIM_JIT="1")
+    env.pop("NUMBA_DISABLE_JIT", None)
+    for run in range(2):  # a cold cache, then a warm one
+        out = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        assert r["after_import"] == 0, "compiled at import"
+        assert (r["caller"], r["c0"]) == (3, 4)
+        assert (r["python_bool"], r["c0_after"]) == (6, 9)
+        assert r["signatures"] == ["(Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, "
+                                   "aligned=True), int64, int64)"], run
