@@ -5,7 +5,6 @@ is quick; the figures themselves are not asserted (no timed tests), only that bo
 the promised order and the ratio is what the rates give.
 """
 
-import json
 import shutil
 import subprocess
 import sys

@@ -8,7 +8,7 @@ ZONE_BELOW_HIGH) can use it. The free counts are the folded vmstat counters
 zone_watermark_ok_safe() below the percpu_drift_mark.
 """
 
-from cmasim.mm.jit import kjit_fixed, kjit_inline
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_HIGHATOMIC, ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK, ALLOC_OOM, ALLOC_RESERVES,
     ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_PCPTYPES,
