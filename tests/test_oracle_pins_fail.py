@@ -24,7 +24,7 @@ from conftest import ROOT
 
 from cmasim.oracle import kernel_cells
 
-SEEDS = [1, 2, 3, 4]
+SEEDS = [1, 2, 3, 4, 5, 6, 7, 8]
 # Cells whose kernel result no faithful mechanism of the model reproduces (docs/fidelity.md).
 XFAIL = {
     ("r4", 64): "4 threads pinning any fill page: the kernel fails 8/12 with ~21 CMA pins per attempt, "
