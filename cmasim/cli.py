@@ -34,6 +34,17 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _positive_ms(text: str) -> float:
+    """argparse type of the simulated-time intervals (--timeline, --check-every): a number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 ms")
+    return v
+
+
 def _num(v) -> str:
     """One number format for every table: thousands separators, floats to 4 significant digits."""
     if isinstance(v, bool) or v is None:
@@ -174,11 +185,11 @@ def cmd_report(a) -> int:
 
 
 def cmd_explain(a) -> int:
-    from cmasim.explain import read_jsonl, summarize
+    from cmasim.explain import ExplainError, read_jsonl, summarize
 
     try:
         recs = read_jsonl(Path(a.folder))
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ExplainError) as e:
         return _fail(str(e))
     if a.json:
         print(json.dumps({"summary": summarize(recs), "ranges": recs}, indent=2))
@@ -319,12 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "a name ending in .xz or .gz is compressed)")
     r.add_argument("--trace-events", metavar="LIST",
                    help="comma-separated events to trace (default all): " + ", ".join(ALL_EVENTS))
-    r.add_argument("--check-every", type=float, default=0, metavar="MS",
+    r.add_argument("--check-every", type=_positive_ms, default=0, metavar="MS",
                    help="run the invariant checker every MS simulated milliseconds")
     r.add_argument("--quiet", action="store_true", help="no progress bar, table or hints: only the results line")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario parameter, e.g. workload.pinner.0.threads=8 (repeatable)")
-    r.add_argument("--timeline", type=float, metavar="MS",
+    r.add_argument("--timeline", type=_positive_ms, metavar="MS",
                    help="sample free memory by order and CMA use every MS simulated ms into timeline.npz, "
                         "and up to 8 evenly spaced pageblock maps into pageblocks_timeline.npz")
     r.add_argument("--report", action="store_true", help="write report.html (cmasim report) into the folder")

@@ -97,6 +97,10 @@ def attribute_busy(m, area: str, start: int, count: int, fin_pfn: int, cause: in
     return rec
 
 
+class ExplainError(ValueError):
+    """A broken explain.jsonl; the message names the file and line."""
+
+
 def write_jsonl(records: list[dict], path: Path) -> None:
     path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
@@ -106,7 +110,15 @@ def read_jsonl(folder: Path) -> list[dict]:
     if not f.is_file():
         raise FileNotFoundError(f"{folder}: no explain.jsonl (made by cmasim run; this folder is not a run's, or "
                                 f"predates it)")
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    out = []
+    for n, line in enumerate(f.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ExplainError(f"{f}:{n}: not a JSON record ({e.msg}, column {e.colno})") from None
+    return out
 
 
 def summarize(records: list[dict]) -> dict:

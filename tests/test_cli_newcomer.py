@@ -246,3 +246,11 @@ def test_readme_commands_use_only_repository_paths():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "../shared" not in readme and "data/traces/linux-6.18-x86_64/thp-mix" in readme
     assert os.path.isfile(DATA / "traces" / "linux-6.18-x86_64" / "thp-mix" / "trace.txt.xz")
+
+
+@pytest.mark.parametrize("opt,val", [("--timeline", "-5"), ("--timeline", "0"), ("--check-every", "abc")])
+def test_interval_options_must_be_positive(opt, val, tmp_path, capsys):
+    """A sampling interval of 0 or less would sample every nanosecond: refused before anything runs."""
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--scenario", "default", opt, val, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and opt in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -79,3 +79,17 @@ def test_report_shows_the_attribution(run):
 
     page = build_report(run)
     assert "Why ranges were busy" in page and "would have been avoided by" in page
+
+
+def test_broken_explain_file_is_one_line_error(run, tmp_path, capsys):
+    """A cut or corrupt explain.jsonl: explain and report name the file and line, exit 2."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run, bad)
+    lines = (bad / "explain.jsonl").read_text().splitlines()
+    (bad / "explain.jsonl").write_text("\n".join(lines[:1] + [lines[1][:20]]) + "\n")
+    assert main(["explain", str(bad)]) == 2
+    assert "explain.jsonl:2: not a JSON record" in capsys.readouterr().err
+    assert main(["report", str(bad)]) == 2
+    assert "explain.jsonl:2" in capsys.readouterr().err and not (bad / "report.html").exists()

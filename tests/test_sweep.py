@@ -230,3 +230,13 @@ def test_dry_run_counts_and_estimates(tmp_path, capsys):
     assert "4 points × 2 policies × 1 seeds = 8 runs; 0 already stored" in out
     assert "calibration: " in out and "estimate for 8 runs on" in out
     assert not (tmp_path / "o").exists()  # a dry run stores nothing
+
+
+def test_query_reads_without_creating(tmp_path, capsys):
+    """`cmasim query` on a folder without runs says so and leaves no results/ folder behind."""
+    from cmasim.cli import main
+
+    (tmp_path / "q").mkdir()
+    assert main(["query", str(tmp_path / "q"), "SELECT 1"]) != 0
+    assert "no stored runs" in capsys.readouterr().err
+    assert list((tmp_path / "q").iterdir()) == []

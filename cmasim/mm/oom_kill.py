@@ -37,7 +37,7 @@ from cmasim.mm.mmzone import (
     OW_ANON, OW_FREE_PENDING, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, T_OOM_KILLER,
     VM_OOM_KILL, VM_OOM_KILL_PAGES, VM_OOM_NO_VICTIM,
 )
-from cmasim.mm.folio import NR_OOM_TASKS, folio_put, mm_task_assign  # noqa: F401  (re-exported)
+from cmasim.mm.folio import NR_OOM_TASKS, folio_put
 from cmasim.mm.freelist import pi_order, pinfo, vm_add
 
 

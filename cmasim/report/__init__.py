@@ -146,9 +146,12 @@ def _run_sections(folder: Path) -> tuple[str, list[str]]:
                                                                    "succeeded or gave up."))
     ex = folder / "explain.jsonl"
     if ex.is_file():
-        from cmasim.explain import read_jsonl, summarize
+        from cmasim.explain import ExplainError, read_jsonl, summarize
 
-        recs = read_jsonl(folder)
+        try:
+            recs = read_jsonl(folder)
+        except ExplainError as e:
+            raise ReportError(str(e)) from None
         if recs:
             sm = summarize(recs)
             parts.append("<h2>Why ranges were busy (cmasim explain)</h2>")

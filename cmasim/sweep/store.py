@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +47,10 @@ class Store:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.dir = self.root / RESULTS
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for f in self.dir.glob(".part-*.tmp"):  # left by a killed driver: never renamed, never counted
-            f.unlink(missing_ok=True)
+        self.dir = self.root / RESULTS  # made by the first append(): reading a store never creates it
+        if self.dir.is_dir():
+            for f in self.dir.glob(".part-*.tmp"):  # left by a killed driver: never renamed, never counted
+                f.unlink(missing_ok=True)
 
     @property
     def glob(self) -> str:
@@ -76,6 +75,10 @@ class Store:
                     cols.append(k)
         types = {c: _sql_type([r.get(c) for r in rows]) or (types or {}).get(c) for c in cols}
         cols = [c for c in cols if types[c] is not None]  # all-NULL columns: left to union_by_name
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{self.dir}: cannot create: {e.strerror or e}") from None
         name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
         tmp = self.dir / f".{name}.tmp"
         # One list parameter per column, zipped back into rows by parallel unnest() (fast, no pandas/pyarrow).
@@ -157,10 +160,6 @@ class BatchWriter:
         self.rows.append(row)
         if len(self.rows) >= self.max_rows or time.monotonic() - self.t_last >= self.max_s:
             self.flush()
-
-    def add_many(self, rows: Iterable[dict[str, Any]]) -> None:
-        for r in rows:
-            self.add(r)
 
     def flush(self) -> None:
         if self.rows:
