@@ -112,6 +112,20 @@ def test_ray_rows_equal_local_rows_and_failed_runs_are_kept(tmp_path, ray_head):
     assert "7340032 bytes is not a positive multiple of a pageblock" in failed[0]["error"]
 
 
+def test_ray_client_address(tmp_path, ray_head):
+    """Runs before the kill -9 test: a killed driver's Ray workers can linger as zombies, and the
+    Ray client server's start-up fails on a zombie process (psutil.ZombieProcess)."""
+    spec = write_tiny(tmp_path, threads="[1]")  # 1 × 2 sizes × 2 policies = 4 runs
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CMASIM_JIT="0")
+    r = subprocess.run([sys.executable, "-m", "cmasim.cli", "sweep", str(spec), "--address", ray_head.client,
+                        "--out", str(out), "--quiet"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "4 run now (0 failed)" in r.stdout and "on ray" in r.stdout
+    assert Store(out).query("SELECT count(DISTINCT run_key), min(status) FROM runs")[1] == [(4, "ok")]
+
+
 def test_kill_9_driver_then_resume_stores_each_run_once(tmp_path, ray_head):
     spec = write_tiny(tmp_path, seeds=2, threads="[1, 2, 4]")  # 3 × 2 × 2 policies × 2 seeds = 24 runs
     sw = load_spec(str(spec))
@@ -136,15 +150,3 @@ def test_kill_9_driver_then_resume_stores_each_run_once(tmp_path, ray_head):
     cols, rows = store.query("SELECT run_key, count(*) AS n, min(status) FROM runs GROUP BY run_key")
     assert sorted(r[0] for r in rows) == sorted(t.run_key for t in sw.tasks)
     assert {r[1] for r in rows} == {1} and {r[2] for r in rows} == {"ok"}
-
-
-def test_ray_client_address(tmp_path, ray_head):
-    spec = write_tiny(tmp_path, threads="[1]")  # 1 × 2 sizes × 2 policies = 4 runs
-    out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CMASIM_JIT="0")
-    r = subprocess.run([sys.executable, "-m", "cmasim.cli", "sweep", str(spec), "--address", ray_head.client,
-                        "--out", str(out), "--quiet"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "4 run now (0 failed)" in r.stdout and "on ray" in r.stdout
-    assert Store(out).query("SELECT count(DISTINCT run_key), min(status) FROM runs")[1] == [(4, "ok")]
