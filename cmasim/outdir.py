@@ -22,6 +22,32 @@ from pathlib import Path
 TMP_PREFIX = ".cmasim-tmp-"
 
 
+@contextmanager
+def atomic_file(final: str | Path, tmp: str | Path | None = None, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; when the block ends normally it is renamed onto
+    `final` (fsynced first if asked), on any exception -- Ctrl-C and a generator closed early
+    included -- it is removed and the exception propagates. The one way a single file is
+    written in place (a report page, the columnar trace cache, a results part), so a reader
+    sees the old file or the whole new one, never a half-written one.
+
+    `tmp` defaults to `.NAME.tmp` beside `final`.
+    """
+    final = Path(final)
+    tmp = Path(tmp) if tmp is not None else final.with_name(f".{final.name}.tmp")
+    try:
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class OutputError(ValueError):
     """The output folder cannot be used; the message names it and says why."""
 

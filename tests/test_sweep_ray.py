@@ -118,10 +118,16 @@ def test_ray_client_address(tmp_path, ray_head):
     spec = write_tiny(tmp_path, threads="[1]")  # 1 × 2 sizes × 2 policies = 4 runs
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT), CMASIM_JIT="0")
-    r = subprocess.run([sys.executable, "-m", "cmasim.cli", "sweep", str(spec), "--address", ray_head.client,
-                        "--out", str(out), "--quiet"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
+    cmd = [sys.executable, "-m", "cmasim.cli", "sweep", str(spec), "--address", ray_head.client,
+           "--out", str(out), "--quiet"]
+    r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        # Ray's client server starts a process per connection; on a loaded machine its start-up
+        # has failed once in ~10 runs (psutil on a process that exited meanwhile). A second
+        # connection is what a user would do; a real address bug fails both times.
+        first = r.stderr
+        r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"first try:\n{first}\nsecond try:\n{r.stderr}"
     assert "4 run now (0 failed)" in r.stdout and "on ray" in r.stdout
     assert Store(out).query("SELECT count(DISTINCT run_key), min(status) FROM runs")[1] == [(4, "ok")]
 

@@ -280,6 +280,18 @@ def test_columnar_cache_roundtrip(tmp_path):
     assert not CachedTrace(f, cache, "mainline").from_cache
 
 
+def test_columnar_cache_stopped_early_leaves_no_file(tmp_path):
+    """A replay that stops after its first chunk (--max-records) closes the writer early: the
+    cache is not written, and no half-written `.partial` file is left beside it either."""
+    f = _slice("pybuild", 2000, tmp_path)
+    cache = tmp_path / "out" / "trace.npz"
+    chunks = CachedTrace(f, cache, "mainline-nocma", chunk=700).chunks()
+    assert len(next(chunks)) == 700
+    chunks.close()
+    assert sorted(p.name for p in cache.parent.iterdir()) == []
+    assert not CachedTrace(f, cache, "mainline-nocma").from_cache
+
+
 def test_benchmark_reports_speed(tmp_path):
     f = _slice("thp-mix", 2000, tmp_path)
     b = P.benchmark(f, "mainline-nocma")

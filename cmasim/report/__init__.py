@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cmasim.mm import mmzone as mz
+from cmasim.outdir import atomic_file
 from cmasim.report.errors import ReportError
 
 CSS = """
@@ -321,14 +322,9 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Write the report (default FOLDER/report.html) via a temporary file renamed into place."""
     text = build_report(folder)
     out = Path(out) if out is not None else Path(folder) / "report.html"
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
+        with atomic_file(out) as tmp:  # Ctrl-C: no half-written page left behind
+            tmp.write_text(text, encoding="utf-8")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ReportError(f"{out}: cannot write: {e.strerror or e}") from None
-    except BaseException:  # Ctrl-C: no half-written page left behind
-        tmp.unlink(missing_ok=True)
-        raise
     return out

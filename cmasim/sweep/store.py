@@ -12,11 +12,12 @@ with other axes add columns, missing ones read as NULL). `done_keys()` reads onl
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from cmasim.outdir import atomic_file
 
 RESULTS = "results"
 
@@ -80,22 +81,16 @@ class Store:
         except OSError as e:
             raise StoreError(f"{self.dir}: cannot create: {e.strerror or e}") from None
         name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = self.dir / f".{name}.tmp"
+        final = self.dir / name
         # One list parameter per column, zipped back into rows by parallel unnest() (fast, no pandas/pyarrow).
         select = ", ".join(f"unnest(${i + 1}::{types[c]}[]) AS {_quote(c)}" for i, c in enumerate(cols))
-        con = duckdb.connect()
-        try:
-            con.execute(f"COPY (SELECT {select}) TO '{_sql_str(tmp.as_posix())}' (FORMAT parquet, COMPRESSION zstd)",
-                        [[r.get(c) for r in rows] for c in cols])
-        finally:
-            con.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        final = self.dir / name
-        os.replace(tmp, final)
+        with atomic_file(final, fsync=True) as tmp:  # `.part-*.parquet.tmp` until fsynced and renamed
+            con = duckdb.connect()
+            try:
+                con.execute(f"COPY (SELECT {select}) TO '{_sql_str(tmp.as_posix())}' (FORMAT parquet, COMPRESSION zstd)",
+                            [[r.get(c) for r in rows] for c in cols])
+            finally:
+                con.close()
         return final
 
     def connect(self):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmasim.outdir import atomic_file
 from cmasim.trace.parser import NCOL, TraceParser
 
 CACHE_VERSION = 1
@@ -39,10 +40,11 @@ def write_cache(trace: str | Path, cache: str | Path, flavour: str, chunk: int =
     """Parse `trace`, writing the cache while yielding each chunk (one pass over the text)."""
     cache = Path(cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".partial")
     parser = TraceParser(flavour)
     n = 0
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    # A consumer that stops early closes this generator: the partial cache is removed, not left.
+    with atomic_file(cache, cache.with_name(cache.name + ".partial")) as tmp, \
+            zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for i, arr in enumerate(parser.iter_chunks(trace, chunk)):
             _write_array(zf, f"c{i:06d}", arr)
             n += 1
@@ -50,7 +52,6 @@ def write_cache(trace: str | Path, cache: str | Path, flavour: str, chunk: int =
         meta = {"version": CACHE_VERSION, "source": fingerprint(trace), "flavour": flavour, "chunks": n,
                 "stats": parser.stats.to_dict(), "strings": parser.strings.names}
         zf.writestr("meta.json", json.dumps(meta))
-    os.replace(tmp, cache)
 
 
 def read_meta(cache: str | Path) -> dict | None:
