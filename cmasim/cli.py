@@ -20,6 +20,7 @@ from cmasim.compare import add_parser as add_compare_parser
 from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
 from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
 from cmasim.machine import MachineTooLarge
+from cmasim.fmt import num as _num
 from cmasim.outdir import Interrupted, OutputError, staged_output
 from cmasim.report.errors import ReportError
 from cmasim.sweep.cli import add_parsers as add_sweep_parsers
@@ -43,17 +44,6 @@ def _positive_ms(text: str) -> float:
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 ms")
     return v
-
-
-def _num(v) -> str:
-    """One number format for every table: thousands separators, floats to 4 significant digits."""
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return str(v)
 
 
 @contextlib.contextmanager

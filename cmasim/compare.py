@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cmasim.fmt import with_ci
+
 CONFIDENCE = 0.95
 ALPHA = 0.05
 NOT_SIGNIFICANT = "†"
@@ -481,29 +483,15 @@ def _build_report(sc, scenario_arg, policies, seeds, sets, metrics_arg, mlist, r
 
 
 # --- output ----------------------------------------------------------------------------------------------
-def fmt_number(x: float | None, ref: float | None = None) -> str:
-    """x with as many decimals as two significant digits of `ref` (the CI half-width) need."""
-    if x is None:
-        return "—"
-    if ref is not None and ref > 0:
-        d = max(0, min(6, 1 - math.floor(math.log10(ref))))
-    elif x == 0 or float(x).is_integer():
-        d = 0
-    else:
-        ax = abs(x)
-        d = 0 if ax >= 100 else 2 if ax >= 1 else max(0, min(6, 2 - math.floor(math.log10(ax))))
-    return f"{x:,.{d}f}"
-
-
 def cell(st: dict, seeds: int, marker: bool = True) -> str:
     """'mean [low, high]' (with (n=k) when fewer runs than seeds defined it, † if not significant)."""
     if st["mean"] is None:
         return "—"
     if st["ci_low"] is None:
-        s = f"{fmt_number(st['mean'])} (n={st['n']})"
+        s = f"{with_ci(st['mean'])} (n={st['n']})"
     else:
         hw = st["half_width"]
-        s = f"{fmt_number(st['mean'], hw)} [{fmt_number(st['ci_low'], hw)}, {fmt_number(st['ci_high'], hw)}]"
+        s = f"{with_ci(st['mean'], hw)} [{with_ci(st['ci_low'], hw)}, {with_ci(st['ci_high'], hw)}]"
         if st["n"] < seeds:
             s += f" (n={st['n']})"
     if marker and st.get("significant_vs_baseline") is False:

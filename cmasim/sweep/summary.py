@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from cmasim.fmt import num as _num
 from cmasim.sweep.spec import Sweep
 from cmasim.sweep.store import Store
 
@@ -188,14 +189,6 @@ def fmt_axis(v: float | None, s: Summary) -> str:
         end = s.axis_max if s.scan == "up" else s.axis_min
         return "never" if end is None else f"{'>' if s.scan == 'up' else '<'} {_num(end)}"
     return _num(v)
-
-
-def _num(v: Any) -> str:
-    if isinstance(v, float):
-        if v in (INF, -INF):
-            return "+∞" if v > 0 else "−∞"
-        return f"{v:.4g}"
-    return str(v)
 
 
 def boundary_rows(s: Summary) -> list[list[str]]:
