@@ -299,6 +299,37 @@ def snapshot_mismatch(snap: Snapshot, info: dict) -> list[str]:
     return out
 
 
+def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int]) -> int:
+    """Pageblock types the trace shows through per-CPU round trips; adds them to `kpb_type`.
+
+    A page freed to a per-CPU list and allocated again from that list shows the list it sat
+    on: free_frozen_pages() puts it on the list of get_pfnblock_migratetype() (types above
+    RECLAIMABLE on MOVABLE's), and __rmqueue_pcplist() hands it out only to a request of that
+    list's migratetype. So when the next event of a freed pfn is an mm_page_alloc of the same
+    order (no zone_locked, drain or extfrag of it in between: it never went back to the buddy),
+    the allocation's migratetype is its pageblock's type at the free. prescan() learns types
+    only where the trace drained or refilled from a pageblock; this fills in pageblocks seen
+    only in such round trips, which the replay needs for the list of a pre-trace page's free
+    (both traces: every round trip in a pageblock prescan() knew agrees with it). `ev` holds
+    the columns (kind, cpu, pfn, f0, f1, ...) in trace order. Returns how many were added.
+    """
+    pending: dict[int, int] = {}
+    added = 0
+    for kind, pfn, order, mt in zip(ev[:, 0].tolist(), ev[:, 2].tolist(), ev[:, 3].tolist(), ev[:, 4].tolist()):
+        if pfn < 0:
+            continue
+        if kind == P.K_PAGE_FREE:
+            pending[pfn] = order
+        elif kind in (P.K_PAGE_ALLOC, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
+            fo = pending.pop(pfn, None)
+            if fo is not None and kind == P.K_PAGE_ALLOC and order == fo and 0 <= mt < mz.MIGRATE_PCPTYPES:
+                pb = pfn >> mz.PAGEBLOCK_ORDER
+                if pb not in kpb_type:
+                    kpb_type[pb] = mt
+                    added += 1
+    return added
+
+
 def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int]) -> dict:
     """The per-CPU list contents at trace start, from the trace's own per-CPU flows.
 
@@ -309,15 +340,35 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     -min(net flow); and rmqueue_bulk() runs only on an empty list, so at the first refill of a
     list its initial content is exactly -net flow. What is left of `count` goes to the order-0
     list that was never seen empty and has the largest lower bound (MOVABLE if none).
+
+    Two flows have no event of their own, and both are taken from the kernel's code:
+    * a block that __rmqueue_steal(), or try_to_claim_block() of a whole pageblock
+      (fallback order >= pageblock_order), takes under the zone lock is traced by
+      mm_page_alloc_extfrag alone (only __rmqueue_smallest() emits zone_locked): an extfrag
+      event that does not follow a zone_locked of its pfn is one more refilled block (pybuild
+      line 25417: a refill of 15 order-2 blocks with 14 zone_locked events);
+    * the list a free goes to is its pageblock's type, learned from the trace's drains and
+      refills (prescan()) and from per-CPU round trips (learn_pageblock_types(), which adds
+      them to `kpb_type`, so the replay places pre-trace frees by them too).
     Returns {(zone index, cpu): {pindex: pages}}.
     """
     pind = policy.pcp_pindex
+    parts = []
+    for a in chunks:
+        if len(a):
+            parts.append(np.column_stack([a[:, P.C_KIND], a[:, P.C_CPU], a[:, P.C_PFN], a[:, P.C_F0],
+                                          a[:, P.C_F0 + 1], a[:, P.C_F0 + 2], a[:, P.C_F0 + 3],
+                                          snap.zones_of_kernel_pfns(a[:, P.C_PFN])]))
+    ev = np.concatenate(parts) if parts else np.zeros((0, 8), dtype=np.int64)
+    learn_pageblock_types(ev, kpb_type)
     net: dict[tuple, int] = {}
     low: dict[tuple, int] = {}
     exact: dict[tuple, int] = {}
     last_kind: dict[int, int] = {}
+    last_pfn: dict[int, int] = {}
     last_buddy: dict[int, int] = {}
     alloc_mt: dict[int, int] = {}
+    taken = (P.K_ZONE_LOCKED, P.K_EXTFRAG)  # a block taken under the zone lock
 
     def flow(key, d):
         v = net.get(key, 0) + d
@@ -325,50 +376,53 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         if -v > low.get(key, 0):
             low[key] = -v
 
-    for a in chunks:
-        for kind, cpu, pfn, f0, f1, f2, z in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(),
-                                                a[:, P.C_PFN].tolist(), a[:, P.C_F0].tolist(),
-                                                a[:, P.C_F0 + 1].tolist(), a[:, P.C_F0 + 2].tolist(),
-                                                snap.zones_of_kernel_pfns(a[:, P.C_PFN]).tolist()):
-            prev = last_kind.get(cpu)
-            last_kind[cpu] = kind
-            if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN):
-                continue
-            order = f0
-            if z < 0 or order < 0 or order >= len(pind):
-                continue
-            if kind == P.K_PAGE_FREE:
-                # The list of the pageblock's type: known where the trace drained or refilled from
-                # that pageblock, else most likely the type the page was allocated as.
-                mt = kpb_type.get(pfn >> mz.PAGEBLOCK_ORDER, alloc_mt.pop(pfn, mz.MIGRATE_MOVABLE))
-            else:
-                mt = f1
-                if kind == P.K_PAGE_ALLOC:
-                    alloc_mt[pfn] = mt
-            if mt < 0 or mt >= mz.MIGRATE_TYPES or mt == mz.MIGRATE_ISOLATE:
-                continue
-            if mt >= mz.MIGRATE_PCPTYPES:
-                mt = mz.MIGRATE_MOVABLE
-            pi = pind[order][mt]
-            if pi < 0:
-                continue
-            key = (z, cpu, pi)
-            n = 1 << order
-            if kind == P.K_ZONE_LOCKED:
-                if f2 == 1:
-                    if prev != P.K_ZONE_LOCKED and key not in exact:
-                        exact[key] = -net.get(key, 0)
-                    flow(key, n)
-                else:
-                    last_buddy[cpu] = pfn
-            elif kind == P.K_PAGE_ALLOC:
-                if last_buddy.pop(cpu, -1) == pfn:
-                    continue
-                flow(key, -n)
-            elif kind == P.K_PAGE_FREE:
+    for kind, cpu, pfn, f0, f1, f2, f3, z in zip(*(ev[:, j].tolist() for j in range(8))):
+        prev = last_kind.get(cpu)
+        prev_pfn = last_pfn.get(cpu)
+        last_kind[cpu] = kind
+        last_pfn[cpu] = pfn
+        if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
+            continue
+        if kind == P.K_EXTFRAG:
+            if prev == P.K_ZONE_LOCKED and prev_pfn == pfn:
+                continue  # try_to_claim_block() then __rmqueue_smallest(): zone_locked counted it
+            f0, f1, f2 = f0, f3, 1  # alloc_order, alloc_migratetype; a refill if per-CPU eligible
+        order = f0
+        if z < 0 or order < 0 or order >= len(pind):
+            continue
+        if kind == P.K_PAGE_FREE:
+            # The list of the pageblock's type: known where the trace drained or refilled from
+            # that pageblock or reallocated a page of it from a per-CPU list, else most likely
+            # the type the page was allocated as.
+            mt = kpb_type.get(pfn >> mz.PAGEBLOCK_ORDER, alloc_mt.pop(pfn, mz.MIGRATE_MOVABLE))
+        else:
+            mt = f1
+            if kind == P.K_PAGE_ALLOC:
+                alloc_mt[pfn] = mt
+        if mt < 0 or mt >= mz.MIGRATE_TYPES or mt == mz.MIGRATE_ISOLATE:
+            continue
+        if mt >= mz.MIGRATE_PCPTYPES:
+            mt = mz.MIGRATE_MOVABLE
+        pi = pind[order][mt]
+        if pi < 0:
+            continue
+        key = (z, cpu, pi)
+        n = 1 << order
+        if kind in taken:
+            if f2 == 1:
+                if prev not in taken and key not in exact:
+                    exact[key] = -net.get(key, 0)
                 flow(key, n)
             else:
-                flow(key, -n)
+                last_buddy[cpu] = pfn
+        elif kind == P.K_PAGE_ALLOC:
+            if last_buddy.pop(cpu, -1) == pfn:
+                continue
+            flow(key, -n)
+        elif kind == P.K_PAGE_FREE:
+            flow(key, n)
+        else:
+            flow(key, -n)
     out: dict = {}
     for zi, zs in enumerate(snap.zones):
         for cpu, ps in enumerate(zs.pcp[:snap.nr_cpus]):

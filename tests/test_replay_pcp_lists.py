@@ -1,0 +1,95 @@
+"""infer_pcp_lists(): the per-CPU list contents at trace start, from the trace's own flows.
+
+Synthetic records in the parser's column layout on the pybuild snapshot (Normal starts at pfn
+0x100000, zone index 2). Pure Python: no core call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cmasim.mm import mmzone as mz
+from cmasim.policy import get_policy
+from cmasim.trace import parser as P
+from cmasim.trace.replay import infer_pcp_lists, learn_pageblock_types
+from cmasim.trace.snapshot import load_snapshot
+
+PYBUILD = Path(__file__).resolve().parent.parent / "data" / "traces" / "linux-6.18-x86_64" / "pybuild"
+NORMAL = 0x100000
+POL = get_policy("linux-6.18")
+
+
+def rec(kind, pfn, *f, cpu=0, t=0):
+    r = np.full(P.NCOL, P.ABSENT, dtype=np.int64)
+    r[P.C_KIND], r[P.C_TIME], r[P.C_CPU], r[P.C_PID], r[P.C_PFN] = kind, t, cpu, 1, pfn
+    r[P.C_F0:P.C_F0 + len(f)] = f
+    return r
+
+
+def chunks(*rows):
+    yield np.array(rows, dtype=np.int64)
+
+
+def alloc(pfn, order, mt, cpu=0):
+    return rec(P.K_PAGE_ALLOC, pfn, order, mt, 0, cpu=cpu)
+
+
+def free(pfn, order, cpu=0):
+    return rec(P.K_PAGE_FREE, pfn, order, cpu=cpu)
+
+
+def locked(pfn, order, mt, cpu=0):
+    return rec(P.K_ZONE_LOCKED, pfn, order, mt, 1, cpu=cpu)
+
+
+def extfrag(pfn, order, fallback_order, mt, fallback_mt, cpu=0):
+    return rec(P.K_EXTFRAG, pfn, order, fallback_order, 9, mt, fallback_mt, 0, 1, cpu=cpu)
+
+
+def test_round_trip_through_a_per_cpu_list_gives_the_pageblock_type():
+    """A page freed and allocated again with nothing of it in between sat on the list of its
+    pageblock's type (free_frozen_pages() / __rmqueue_pcplist())."""
+    a, b, c = NORMAL + 0x10000, NORMAL + 0x20000, NORMAL + 0x30000
+    ev = np.array([free(a, 0), alloc(a, 0, mz.MIGRATE_UNMOVABLE),  # round trip: UNMOVABLE
+                   free(b, 0), locked(b, 0, mz.MIGRATE_MOVABLE), alloc(b, 0, mz.MIGRATE_MOVABLE),  # via the buddy
+                   free(c, 0), alloc(c, 0, mz.MIGRATE_RECLAIMABLE)], dtype=np.int64)
+    cols = np.column_stack([ev[:, P.C_KIND], ev[:, P.C_CPU], ev[:, P.C_PFN], ev[:, P.C_F0], ev[:, P.C_F0 + 1]])
+    kpb = {c >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_MOVABLE}  # known from a drain: kept
+    assert learn_pageblock_types(cols, kpb) == 1
+    assert kpb == {a >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_UNMOVABLE, c >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_MOVABLE}
+
+
+def test_a_pre_trace_free_goes_to_the_list_its_round_trip_shows():
+    """pybuild line 15212: a pre-trace page of a pageblock no drain or refill showed is freed on
+    CPU 0 and allocated again as UNMOVABLE. Its free fed the UNMOVABLE list, not MOVABLE (the
+    old default), so the UNMOVABLE list needs no page of its own at trace start for it."""
+    snap = load_snapshot(PYBUILD)
+    p = NORMAL + 0x5039d
+    kpb: dict[int, int] = {}
+    lists = infer_pcp_lists(chunks(free(p, 0), alloc(p, 0, mz.MIGRATE_UNMOVABLE)), snap, POL, kpb)
+    unmov = POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE]
+    assert kpb == {p >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_UNMOVABLE}
+    assert unmov not in lists[(2, 0)]
+    assert sum(lists[(2, 0)].values()) == snap.zones[2].pcp[0]["count"]
+
+
+def test_a_block_claimed_without_zone_locked_is_a_refilled_block():
+    """pybuild line 25417: a refill of order-2 RECLAIMABLE blocks in which try_to_claim_block()
+    took a whole pageblock (fallback_order 10): that block has an mm_page_alloc_extfrag event
+    and no zone_locked one. Both blocks of the refill are then allocated: the list was empty
+    at the refill and stays empty, so it starts with nothing."""
+    snap = load_snapshot(PYBUILD)
+    a, b = NORMAL + 0xc0fec, NORMAL + 0xb8400
+    rows = [locked(a, 2, mz.MIGRATE_RECLAIMABLE), extfrag(b, 2, 10, mz.MIGRATE_RECLAIMABLE, mz.MIGRATE_UNMOVABLE),
+            alloc(a, 2, mz.MIGRATE_RECLAIMABLE), alloc(b, 2, mz.MIGRATE_RECLAIMABLE)]
+    lists = infer_pcp_lists(chunks(*rows), snap, POL, {})
+    assert POL.pcp_pindex[2][mz.MIGRATE_RECLAIMABLE] not in lists[(2, 0)]
+    # a claim below pageblock order goes through __rmqueue_smallest(): zone_locked of the same
+    # pfn, then extfrag; that block is counted once
+    rows = [locked(a, 2, mz.MIGRATE_RECLAIMABLE), locked(b, 2, mz.MIGRATE_RECLAIMABLE),
+            extfrag(b, 2, 3, mz.MIGRATE_RECLAIMABLE, mz.MIGRATE_UNMOVABLE),
+            alloc(a, 2, mz.MIGRATE_RECLAIMABLE), alloc(b, 2, mz.MIGRATE_RECLAIMABLE),
+            alloc(b + 4, 2, mz.MIGRATE_RECLAIMABLE)]
+    lists = infer_pcp_lists(chunks(*rows), snap, POL, {})
+    assert lists[(2, 0)][POL.pcp_pindex[2][mz.MIGRATE_RECLAIMABLE]] == 4
