@@ -12,7 +12,7 @@ import numpy as np
 from cmasim.mm import mmzone as mz
 from cmasim.policy import get_policy
 from cmasim.trace import parser as P
-from cmasim.trace.replay import infer_pcp_lists, learn_pageblock_types
+from cmasim.trace.replay import infer_pcp_lists, learn_pageblock_types, replay
 from cmasim.trace.snapshot import load_snapshot
 
 PYBUILD = Path(__file__).resolve().parent.parent / "data" / "traces" / "linux-6.18-x86_64" / "pybuild"
@@ -20,9 +20,13 @@ NORMAL = 0x100000
 POL = get_policy("linux-6.18")
 
 
+_line = iter(range(1, 1 << 30))
+
+
 def rec(kind, pfn, *f, cpu=0, t=0):
     r = np.full(P.NCOL, P.ABSENT, dtype=np.int64)
     r[P.C_KIND], r[P.C_TIME], r[P.C_CPU], r[P.C_PID], r[P.C_PFN] = kind, t, cpu, 1, pfn
+    r[P.C_LINE] = next(_line)
     r[P.C_F0:P.C_F0 + len(f)] = f
     return r
 
@@ -93,3 +97,56 @@ def test_a_block_claimed_without_zone_locked_is_a_refilled_block():
             alloc(b + 4, 2, mz.MIGRATE_RECLAIMABLE)]
     lists = infer_pcp_lists(chunks(*rows), snap, POL, {})
     assert lists[(2, 0)][POL.pcp_pindex[2][mz.MIGRATE_RECLAIMABLE]] == 4
+
+
+def test_a_page_freed_twice_was_taken_by_alloc_pages_bulk():
+    """thp-mix lines 7969 and 17599: a stack page freed, then freed again with no mm_page_alloc
+    in between. alloc_pages_bulk() (vmalloc) took it off the list untraced; it leaves the list
+    just before the second free, and the flows count it (no page needed at trace start)."""
+    snap = load_snapshot(PYBUILD)
+    p, q = NORMAL + 0x1000, NORMAL + 0x1001
+    kpb = {p >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_UNMOVABLE}
+    first, second = free(p, 0), free(p, 0)
+    untraced: dict = {}
+    lists = infer_pcp_lists(chunks(free(q, 0), first, second, alloc(q, 0, mz.MIGRATE_UNMOVABLE),
+                                   alloc(p, 0, mz.MIGRATE_UNMOVABLE), alloc(NORMAL, 0, mz.MIGRATE_UNMOVABLE)),
+                            snap, POL, kpb, untraced)
+    assert untraced == {int(second[P.C_LINE]): [(p, 0, mz.MIGRATE_UNMOVABLE, 0)]}
+    # flows +q +p -p(bulk) +p -q -p -1 reach -1: the UNMOVABLE list held a page at trace start
+    # (without the bulk allocation they never go below 0), so it is the list that was never
+    # seen empty with the largest lower bound and takes the rest of the pageset's count
+    assert lists[(2, 0)] == {POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE]: snap.zones[2].pcp[0]["count"]}
+
+
+def test_a_refilled_page_left_on_an_emptied_list_was_taken_by_alloc_pages_bulk():
+    """thp-mix lines 8473-8476 refilled four pages that no event shows again before the list's
+    next refill: the list was empty then, so they were taken untraced, before that refill."""
+    snap = load_snapshot(PYBUILD)
+    a, b, c = NORMAL + 0x2000, NORMAL + 0x2001, NORMAL + 0x3000
+    r1, r2 = locked(a, 0, mz.MIGRATE_UNMOVABLE), locked(b, 0, mz.MIGRATE_UNMOVABLE)
+    refill2 = locked(c, 0, mz.MIGRATE_UNMOVABLE)
+    untraced: dict = {}
+    lists = infer_pcp_lists(chunks(r1, r2, alloc(a, 0, mz.MIGRATE_UNMOVABLE), refill2,
+                                   alloc(c, 0, mz.MIGRATE_UNMOVABLE)), snap, POL, {}, untraced)
+    assert untraced == {int(refill2[P.C_LINE]): [(b, 0, mz.MIGRATE_UNMOVABLE, 0)]}
+    assert POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE] not in lists[(2, 0)]
+
+
+PFX = "            bash-5857    [000] ..... "
+
+
+def test_replay_makes_the_untraced_bulk_allocation(tmp_path):
+    """The replay allocates the page again where alloc_pages_bulk() did, so its second free is
+    of a live block and not of a page "from before the trace"; the bulk allocation itself is
+    not counted as an mm_page_alloc (the kernel traced none)."""
+    THP = PYBUILD.parent / "thp-mix"
+    f = tmp_path / "t.txt"
+    f.write_text("\n".join([
+        PFX + "1.000001: mm_page_alloc: page=00 pfn=0x1bb74d order=0 migratetype=0 gfp_flags=GFP_KERNEL",
+        PFX + "1.000002: mm_page_free: page=00 pfn=0x1bb74d order=0",
+        PFX + "1.000003: mm_page_free: page=00 pfn=0x1bb74d order=0",
+    ]) + "\n")
+    res = replay(f, POL, load_snapshot(THP))
+    assert res.replayed["untraced_bulk_allocs"] == 1
+    assert res.replayed["frees"] == 2 and res.replayed["pretrace_frees"] == 0
+    assert res.sim.allocs == res.kernel.allocs == 1 and res.sim.frees == 2

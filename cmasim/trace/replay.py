@@ -39,6 +39,7 @@ from typing import TextIO
 import numpy as np
 
 from cmasim import engine_core as ec
+from cmasim.gfp import GFP_KERNEL
 from cmasim.machine import Machine
 from cmasim.mm import mmzone as mz
 from cmasim.mm import vmstat
@@ -330,7 +331,8 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int]) -> int:
     return added
 
 
-def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int]) -> dict:
+def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int],
+                    untraced: dict[int, list] | None = None) -> dict:
     """The per-CPU list contents at trace start, from the trace's own per-CPU flows.
 
     /proc/zoneinfo gives each pageset's `count` but not how it splits over the lists
@@ -350,6 +352,18 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     * the list a free goes to is its pageblock's type, learned from the trace's drains and
       refills (prescan()) and from per-CPU round trips (learn_pageblock_types(), which adds
       them to `kpb_type`, so the replay places pre-trace frees by them too).
+
+    And one flow has no event at all: alloc_pages_bulk() (vmalloc's vm_area_alloc_pages(), e.g.
+    a forked task's 4-page stack) takes pages with __rmqueue_pcplist() and emits no
+    mm_page_alloc. The trace still shows where: every page put on a list inside the trace
+    (refilled, or freed to it) is followed page by page until it is allocated or drained, so
+    a page still on its list when the list is refilled (rmqueue_bulk() runs only on an empty
+    list), or freed again without having been allocated, was taken that way (thp-mix: lines
+    7969-7972 freed four stack pages, 17596-17599 freed them again; lines 8473-8476 refilled
+    four that never show up again, and the list was refilled at line 9966). Each such page
+    leaves its list at the latest moment the trace allows, just before that refill or second
+    free; `untraced` (if given) receives {line: [(pfn, order, list migratetype, cpu), ...]},
+    the pages taken just before that line, for the replay to make the same allocations.
     Returns {(zone index, cpu): {pindex: pages}}.
     """
     pind = policy.pcp_pindex
@@ -358,8 +372,8 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         if len(a):
             parts.append(np.column_stack([a[:, P.C_KIND], a[:, P.C_CPU], a[:, P.C_PFN], a[:, P.C_F0],
                                           a[:, P.C_F0 + 1], a[:, P.C_F0 + 2], a[:, P.C_F0 + 3],
-                                          snap.zones_of_kernel_pfns(a[:, P.C_PFN])]))
-    ev = np.concatenate(parts) if parts else np.zeros((0, 8), dtype=np.int64)
+                                          snap.zones_of_kernel_pfns(a[:, P.C_PFN]), a[:, P.C_LINE]]))
+    ev = np.concatenate(parts) if parts else np.zeros((0, 9), dtype=np.int64)
     learn_pageblock_types(ev, kpb_type)
     net: dict[tuple, int] = {}
     low: dict[tuple, int] = {}
@@ -369,6 +383,21 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     last_buddy: dict[int, int] = {}
     alloc_mt: dict[int, int] = {}
     taken = (P.K_ZONE_LOCKED, P.K_EXTFRAG)  # a block taken under the zone lock
+    on_list: dict[int, tuple] = {}  # pfn -> (key, order, mt) while it sits on a per-CPU list
+    members: dict[tuple, set] = {}  # key -> pfns on that list (those the trace put there)
+
+    def leave(pfn):
+        k = on_list.pop(pfn, None)
+        if k is not None:
+            members[k[0]].discard(pfn)
+
+    def bulk(pfns, line):
+        for q in sorted(pfns):
+            k, o, m = on_list.pop(q)
+            members[k].discard(q)
+            flow(k, -(1 << o))  # alloc_pages_bulk(): no mm_page_alloc
+            if untraced is not None:
+                untraced.setdefault(line, []).append((q, o, m, k[1]))
 
     def flow(key, d):
         v = net.get(key, 0) + d
@@ -376,7 +405,7 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         if -v > low.get(key, 0):
             low[key] = -v
 
-    for kind, cpu, pfn, f0, f1, f2, f3, z in zip(*(ev[:, j].tolist() for j in range(8))):
+    for kind, cpu, pfn, f0, f1, f2, f3, z, line in zip(*(ev[:, j].tolist() for j in range(9))):
         prev = last_kind.get(cpu)
         prev_pfn = last_pfn.get(cpu)
         last_kind[cpu] = kind
@@ -410,18 +439,30 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         n = 1 << order
         if kind in taken:
             if f2 == 1:
-                if prev not in taken and key not in exact:
-                    exact[key] = -net.get(key, 0)
+                if prev not in taken:
+                    if members.get(key):
+                        bulk(members[key], line)
+                    if key not in exact:
+                        exact[key] = -net.get(key, 0)
                 flow(key, n)
+                leave(pfn)
+                on_list[pfn] = (key, order, mt)
+                members.setdefault(key, set()).add(pfn)
             else:
                 last_buddy[cpu] = pfn
         elif kind == P.K_PAGE_ALLOC:
+            leave(pfn)
             if last_buddy.pop(cpu, -1) == pfn:
                 continue
             flow(key, -n)
         elif kind == P.K_PAGE_FREE:
+            if pfn in on_list:
+                bulk((pfn,), line)
             flow(key, n)
+            on_list[pfn] = (key, order, mt)
+            members.setdefault(key, set()).add(pfn)
         else:
+            leave(pfn)
             flow(key, -n)
     out: dict = {}
     for zi, zs in enumerate(snap.zones):
@@ -495,12 +536,13 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             yield from head
 
     headroom, kpb_type, info = prescan(chunks(), snapshot)
+    untraced: dict[int, list] = {}  # line -> pages alloc_pages_bulk() took just before it
     parse_meta = ct.meta or {}
     notes: list[str] = []
     if snapshot is not None:
         notes += [f"warning: snapshot does not match the trace: {w}" for w in snapshot_mismatch(snapshot, info)]
     if snapshot is not None:
-        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type)
+        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type, untraced)
         state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom,
                               pcp_lists=pcp_lists)
         m = state.machine
@@ -517,7 +559,18 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     kmap: dict[int, tuple[int, int]] = {}  # kernel head pfn -> (handle, order)
     kpb_map: dict[int, int] = {}  # kernel pageblock -> simulated pageblock (pre-trace frees)
     rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
-           "online_pages": 0, "batches": 0}
+           "online_pages": 0, "batches": 0, "untraced_bulk_allocs": 0}
+
+    def bulk_allocs(t: int, pages: list) -> None:
+        """alloc_pages_bulk() took these pages off their per-CPU lists (infer_pcp_lists): the
+        same allocations, untraced in the kernel, so not counted as mm_page_alloc here either."""
+        for pfn, order, mt, cpu in pages:
+            if pfn in kmap:
+                continue
+            h = handles.get()
+            kmap[pfn] = (h, order)
+            rows.append((t, ec.OP_ALLOC, cpu % ncpu, order, GFP_KERNEL | (mt << 3), h))
+            rep["untraced_bulk_allocs"] += 1
     t_base = None
     ncpu = m.cfg.nr_cpus
     rows: list[tuple] = []
@@ -555,6 +608,8 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                  else [-1] * len(a))
         for r, rz in zip(a.tolist(), zones):
             kind = r[0]
+            if untraced and r[P.C_LINE] in untraced:
+                bulk_allocs(max(0, r[1] - t_base), untraced[r[P.C_LINE]])
             if kind == P.K_PAGE_ALLOC:
                 pfn = r[4]
                 if pfn < 0:
@@ -630,6 +685,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             progress(done)
     flush()
     drain_trace()
+    sc.allocs -= rep["untraced_bulk_allocs"]  # the kernel traced no mm_page_alloc for them either
     if check:
         m.check()
     parse_meta = ct.meta or parse_meta
