@@ -148,5 +148,6 @@ def test_replay_makes_the_untraced_bulk_allocation(tmp_path):
     ]) + "\n")
     res = replay(f, POL, load_snapshot(THP))
     assert res.replayed["untraced_bulk_allocs"] == 1
+    assert res.anomalies.count["untraced_bulk_alloc"] == 1 and res.anomalies.lines["untraced_bulk_alloc"] == [3]
     assert res.replayed["frees"] == 2 and res.replayed["pretrace_frees"] == 0
     assert res.sim.allocs == res.kernel.allocs == 1 and res.sim.frees == 2

@@ -358,11 +358,11 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     mm_page_alloc. The trace still shows where: every page put on a list inside the trace
     (refilled, or freed to it) is followed page by page until it is allocated or drained, so
     a page still on its list when the list is refilled (rmqueue_bulk() runs only on an empty
-    list), or freed again without having been allocated, was taken that way (thp-mix: lines
-    7969-7972 freed four stack pages, 17596-17599 freed them again; lines 8473-8476 refilled
-    four that never show up again, and the list was refilled at line 9966). Each such page
-    leaves its list at the latest moment the trace allows, just before that refill or second
-    free; `untraced` (if given) receives {line: [(pfn, order, list migratetype, cpu), ...]},
+    list), or freed again without having been allocated, was taken that way (thp-mix CPU 0,
+    UNMOVABLE: lines 7969-7972 free four pages that are still on the list at its refill at line
+    8427 and are freed again at 17596-17599; lines 8473-8476 refill four that no event shows
+    again before the refill at line 13400). Each such page leaves its list at the latest
+    moment the trace allows, just before that refill or second free; `untraced` (if given) receives {line: [(pfn, order, list migratetype, cpu), ...]},
     the pages taken just before that line, for the replay to make the same allocations.
     Returns {(zone index, cpu): {pindex: pages}}.
     """
@@ -561,7 +561,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
            "online_pages": 0, "batches": 0, "untraced_bulk_allocs": 0}
 
-    def bulk_allocs(t: int, pages: list) -> None:
+    def bulk_allocs(t: int, pages: list, line: int) -> None:
         """alloc_pages_bulk() took these pages off their per-CPU lists (infer_pcp_lists): the
         same allocations, untraced in the kernel, so not counted as mm_page_alloc here either."""
         for pfn, order, mt, cpu in pages:
@@ -571,6 +571,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             kmap[pfn] = (h, order)
             rows.append((t, ec.OP_ALLOC, cpu % ncpu, order, GFP_KERNEL | (mt << 3), h))
             rep["untraced_bulk_allocs"] += 1
+            an.add("untraced_bulk_alloc", line)
     t_base = None
     ncpu = m.cfg.nr_cpus
     rows: list[tuple] = []
@@ -609,7 +610,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         for r, rz in zip(a.tolist(), zones):
             kind = r[0]
             if untraced and r[P.C_LINE] in untraced:
-                bulk_allocs(max(0, r[1] - t_base), untraced[r[P.C_LINE]])
+                bulk_allocs(max(0, r[1] - t_base), untraced[r[P.C_LINE]], r[P.C_LINE])
             if kind == P.K_PAGE_ALLOC:
                 pfn = r[4]
                 if pfn < 0:
