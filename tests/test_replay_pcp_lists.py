@@ -127,9 +127,16 @@ def test_a_refilled_page_left_on_an_emptied_list_was_taken_by_alloc_pages_bulk()
     refill2 = locked(c, 0, mz.MIGRATE_UNMOVABLE)
     untraced: dict = {}
     lists = infer_pcp_lists(chunks(r1, r2, alloc(a, 0, mz.MIGRATE_UNMOVABLE), refill2,
-                                   alloc(c, 0, mz.MIGRATE_UNMOVABLE)), snap, POL, {}, untraced)
+                                   locked(c + 1, 0, mz.MIGRATE_UNMOVABLE), alloc(c, 0, mz.MIGRATE_UNMOVABLE)),
+                            snap, POL, {}, untraced)
     assert untraced == {int(refill2[P.C_LINE]): [(b, 0, mz.MIGRATE_UNMOVABLE, 0)]}
     assert POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE] not in lists[(2, 0)]
+    # one block under the zone lock, then its allocation: possibly rmqueue_buddy() after a
+    # failed pcp_spin_trylock(), which does not need an empty list; nothing is inferred
+    untraced = {}
+    infer_pcp_lists(chunks(r1, r2, alloc(a, 0, mz.MIGRATE_UNMOVABLE), locked(c, 0, mz.MIGRATE_UNMOVABLE),
+                           alloc(c, 0, mz.MIGRATE_UNMOVABLE)), snap, POL, {}, untraced)
+    assert untraced == {}
 
 
 PFX = "            bash-5857    [000] ..... "

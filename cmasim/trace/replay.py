@@ -375,6 +375,19 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
                                           snap.zones_of_kernel_pfns(a[:, P.C_PFN]), a[:, P.C_LINE]]))
     ev = np.concatenate(parts) if parts else np.zeros((0, 9), dtype=np.int64)
     learn_pageblock_types(ev, kpb_type)
+    # the next event of the same CPU, for each record (kind, pfn): a one-block "refill" that is
+    # followed by the allocation of that block may be rmqueue_buddy() after a failed
+    # pcp_spin_trylock() (percpu_refill is set by order and type, not by the path)
+    nxt_kind = np.full(len(ev), -1, dtype=np.int64)
+    nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i in range(len(ev) - 1, -1, -1):
+        c = int(ev[i, 1])
+        j = seen.get(c)
+        if j is not None:
+            nxt_kind[i], nxt_pfn[i] = ev[j, 0], ev[j, 2]
+        seen[c] = i
+    nxt_kind, nxt_pfn = nxt_kind.tolist(), nxt_pfn.tolist()
     net: dict[tuple, int] = {}
     low: dict[tuple, int] = {}
     exact: dict[tuple, int] = {}
@@ -405,7 +418,7 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         if -v > low.get(key, 0):
             low[key] = -v
 
-    for kind, cpu, pfn, f0, f1, f2, f3, z, line in zip(*(ev[:, j].tolist() for j in range(9))):
+    for i, (kind, cpu, pfn, f0, f1, f2, f3, z, line) in enumerate(zip(*(ev[:, j].tolist() for j in range(9)))):
         prev = last_kind.get(cpu)
         prev_pfn = last_pfn.get(cpu)
         last_kind[cpu] = kind
@@ -440,7 +453,8 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         if kind in taken:
             if f2 == 1:
                 if prev not in taken:
-                    if members.get(key):
+                    one_block = nxt_kind[i] == P.K_PAGE_ALLOC and nxt_pfn[i] == pfn
+                    if members.get(key) and not one_block:
                         bulk(members[key], line)
                     if key not in exact:
                         exact[key] = -net.get(key, 0)
