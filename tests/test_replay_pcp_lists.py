@@ -158,3 +158,46 @@ def test_replay_makes_the_untraced_bulk_allocation(tmp_path):
     assert res.anomalies.count["untraced_bulk_alloc"] == 1 and res.anomalies.lines["untraced_bulk_alloc"] == [3]
     assert res.replayed["frees"] == 2 and res.replayed["pretrace_frees"] == 0
     assert res.sim.allocs == res.kernel.allocs == 1 and res.sim.frees == 2
+
+
+def test_free_drain_windows_span_the_run_of_frees_before_a_drain():
+    """A batch of frees (mm_page_free, then mm_page_free_batched at the commit) sets off a drain
+    after its last commit; the replay frees at mm_page_free times, so the window is the run."""
+    from cmasim.trace.replay import free_drain_windows
+
+    rows = [rec(P.K_PAGE_ALLOC, NORMAL, 0, 1, 0, t=1000), rec(P.K_PAGE_FREE, NORMAL, 0, t=1100),
+            rec(P.K_PAGE_FREE, NORMAL + 1, 0, t=1110), rec(P.K_FREE_BATCHED, NORMAL, 0, t=1120),
+            rec(P.K_FREE_BATCHED, NORMAL + 1, 0, t=1130), rec(P.K_PCPU_DRAIN, NORMAL + 5, 0, 1, t=1131),
+            rec(P.K_PCPU_DRAIN, NORMAL + 6, 0, 1, t=1131),  # the same burst
+            rec(P.K_PAGE_ALLOC, NORMAL + 7, 0, 1, 0, t=1200), rec(P.K_PCPU_DRAIN, NORMAL + 8, 0, 1, t=1201),  # not a free's
+            rec(P.K_PAGE_FREE, NORMAL + 9, 0, cpu=1, t=1300), rec(P.K_PCPU_DRAIN, NORMAL + 9, 0, 1, cpu=1, t=1301)]
+    assert free_drain_windows(chunks(*rows), 1000) == [(100, 130, 0), (300, 300, 1)]
+
+
+def test_decay_phase_from_the_first_drain_only_a_decay_explains(monkeypatch):
+    """thp-mix: no background drain gives the worker's phase away, but at 0.753 s the kernel
+    drains on CPU 0 where the simulation without the worker does not (its count is below its
+    high; decay_pcp_high() would have lowered high by an eighth). The worker is put just before
+    that run of frees, if a replay with it there makes the drain; else no phase is inferred."""
+    import cmasim.trace.replay as R
+
+    rows = [rec(P.K_PAGE_ALLOC, NORMAL, 0, 1, 0, t=1000),
+            rec(P.K_PAGE_FREE, NORMAL, 0, t=1100), rec(P.K_PCPU_DRAIN, NORMAL + 5, 0, 1, t=1101),
+            rec(P.K_PAGE_FREE, NORMAL + 1, 0, t=1200), rec(P.K_PAGE_FREE, NORMAL + 2, 0, t=1210),
+            rec(P.K_PCPU_DRAIN, NORMAL + 6, 0, 1, t=1211)]
+    info = {"t0": 1000, "bg_drains": []}
+    calls = []
+
+    def run(sim_without, sim_with):
+        def fake(*a, vmstat_phase_ns=None, _drains=None, **k):
+            calls.append(vmstat_phase_ns)
+            _drains.extend(sim_without if vmstat_phase_ns == R.NO_WORKER else sim_with)
+        monkeypatch.setattr(R, "replay", fake)
+        calls.clear()
+        return R.decay_phase("t", POL, None, "mainline", None, 1, None, lambda: chunks(*rows), info)
+
+    assert run([(100, 0)], [(100, 0), (210, 0)]) == (200, 210, 0)
+    assert calls == [R.NO_WORKER, 1000 + 200]
+    assert run([(100, 0)], [(100, 0)]) is None  # the decay does not make that drain either
+    assert run([(50, 1), (100, 0)], [(100, 0), (210, 0)]) is None  # the simulation drained first
+    assert run([(100, 0), (210, 0)], []) is None  # nothing to explain

@@ -52,6 +52,8 @@ BATCH = 1 << 16
 TICK_NS = 1_000_000_000
 TRACE_CAPACITY = 1 << 17
 MAX_ORDER = mz.MAX_PAGE_ORDER
+NO_WORKER = -1  # vmstat_phase_ns: the vmstat worker never runs (decay_phase()'s probe)
+DEFAULT_WORKER = -2  # vmstat_phase_ns: first run one second after the first event, no inference
 
 # run_events() takes a separate handles array in the committed core (S, C, ev, handles, i0);
 # the reworked core keeps handles inside S (LIVE[h]) and takes (S, C, ev, i0).
@@ -514,12 +516,14 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
 def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, flavour: str | None = None,
            cache: str | Path | None = None, seed: int = 1, sim_trace: TextIO | None = None,
            progress: Callable[[int], None] | None = None, check: bool = True,
-           max_records: int | None = None, vmstat_phase_ns: int | None = None) -> ReplayResult:
+           max_records: int | None = None, vmstat_phase_ns: int | None = None,
+           _drains: list | None = None) -> ReplayResult:
     """Replay `trace` (ftrace text, plain/.gz/.xz) on `snapshot` (or an empty default machine).
 
     `cache`: columnar cache path (parsed once, reused when the trace is unchanged).
     `vmstat_phase_ns`: where in each second of the trace clock the kernel's vmstat worker
-    (decay_pcp_high()) runs, when the trace shows no background drain that gives it away.
+    (decay_pcp_high()) runs, when the trace shows no background drain that gives it away
+    (else decay_phase() looks for it; NO_WORKER / DEFAULT_WORKER: never / one second in).
     `sim_trace`: a text stream for the simulator's own ftrace output. `max_records`: replay
     only the first N records (tests and quick looks).
     """
@@ -566,7 +570,17 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         m = default_machine(policy, max(2, info["max_cpu"] + 1), TRACE_CAPACITY, seed)
         notes.append("no snapshot: replayed on an empty default machine (frees of pre-trace pages are skipped)")
     _disable_background(m)
+    inferred = None
+    if (vmstat_phase_ns is None and snapshot is not None and not info.get("bg_drains")
+            and policy.version >= 607 and info.get("t0") is not None):
+        inferred = decay_phase(trace, policy, snapshot, flavour, cache, seed, max_records, chunks, info)
+        if inferred is not None:
+            vmstat_phase_ns = info["t0"] + inferred[0]
     _vmstat_phase(m, info, vmstat_phase_ns, notes)
+    if inferred is not None:
+        notes[-1] = (f"vmstat worker phase from the first free-path drain only its decay explains (CPU "
+                     f"{inferred[2]}, {inferred[1] / 1e9:.3f} s): first run {inferred[0] / 1e9:.3f} s after "
+                     "the first event")
     eng = _Engine(m)
     handles = _Handles(eng.cap)
     kc, sc, an = KernelCounts(), SimCounts(), Anomalies()
@@ -596,6 +610,9 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         if n:
             recs = m.C[trace_base:trace_base + n * mz.TR_SIZE].reshape(n, mz.TR_SIZE)
             sc.add_records(recs)
+            if _drains is not None:
+                d = recs[recs[:, 0] == mz.TR_MM_PAGE_PCPU_DRAIN]
+                _drains.extend(zip(d[:, 1].tolist(), d[:, 2].tolist()))
             if sim_trace is not None:
                 from cmasim.trace.ftrace import format_records
 
@@ -732,6 +749,11 @@ def _vmstat_phase(m: Machine, info: dict, phase_ns: int | None, notes: list[str]
     t0 = info.get("t0")
     if t0 is None:
         return
+    if phase_ns == NO_WORKER:
+        m.C[mz.H_NEXT_TICK] = 1 << 62
+        return
+    if phase_ns == DEFAULT_WORKER:
+        return
     if info.get("bg_drains"):
         t, cpu = info["bg_drains"][0]
         first = (t - t0) % TICK_NS
@@ -744,6 +766,70 @@ def _vmstat_phase(m: Machine, info: dict, phase_ns: int | None, notes: list[str]
     else:
         return
     m.C[mz.H_NEXT_TICK] = first if first > 0 else TICK_NS
+
+
+def free_drain_windows(chunks, t0: int) -> list[tuple[int, int, int]]:
+    """The kernel's drain bursts set off by frees: (first, last, cpu), the times (relative to t0)
+    of the run of mm_page_free / mm_page_free_batched events on that CPU just before the burst.
+    The replay frees at mm_page_free times and the kernel commits a batch later, so the
+    simulated drain of the same free falls inside that window."""
+    out = []
+    last: dict[int, tuple[int, int]] = {}  # cpu -> (kind, time) of its previous event
+    run: dict[int, int] = {}  # cpu -> time of the first free of the current run of frees
+    frees = (P.K_PAGE_FREE, P.K_FREE_BATCHED)
+    for a in chunks:
+        for kind, cpu, t in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(), a[:, P.C_TIME].tolist()):
+            pk = last.get(cpu)
+            if kind in frees and (pk is None or pk[0] not in frees):
+                run[cpu] = t
+            if kind == P.K_PCPU_DRAIN and pk is not None and pk[0] in frees:
+                out.append((run[cpu] - t0, pk[1] - t0, cpu))
+            last[cpu] = (kind, t)
+    return out
+
+
+def decay_phase(trace, policy: Policy, snapshot: Snapshot, flavour: str, cache, seed: int,
+                max_records: int | None, chunks, info: dict) -> tuple[int, int, int] | None:
+    """When the vmstat worker ran, from the first drain only its decay_pcp_high() explains.
+
+    A trace without a background drain does not show the worker's phase, but its work shows:
+    decay_pcp_high() lowers pcp->high by an eighth without draining, and the next free that
+    takes `count` to the lower high drains (free_frozen_page_commit()). The replay is run once
+    with the worker off and its free-path drains are compared with the kernel's in time order
+    (free_drain_windows()). If the first disagreement is a kernel drain the simulation does not
+    make, only a lower high explains it (nothing else lowers it while the zone is not below its
+    high watermark): the worker ran before it, and the latest such moment is taken, the first
+    free of the run that set the drain off (thp-mix: the kernel drains 890 pages on CPU 0 at
+    0.753 s with count 9,263 = 10,586 - 10,586/8). Returns (first run, end of the window, cpu) in
+    ns after the first event, or None: no such drain, a simulated drain the kernel lacks comes
+    first, or a second run with the worker at that phase does not make the kernel's drain.
+    """
+    probe: list = []
+    replay(trace, policy, snapshot, flavour, cache, seed, check=False, max_records=max_records,
+           vmstat_phase_ns=NO_WORKER, _drains=probe)
+    sim: dict[int, list[int]] = {}
+    for t, c in sorted(set(probe)):
+        sim.setdefault(c, []).append(t)
+    kernel = sorted(free_drain_windows(chunks(), info["t0"]))
+    used: set = set()
+    first_kernel_only = None
+    for a, b, c in kernel:
+        hit = next((t for t in sim.get(c, []) if a <= t <= b and (c, t) not in used), None)
+        if hit is None:
+            first_kernel_only = (a, b, c)
+            break
+        used.add((c, hit))
+    if first_kernel_only is None:
+        return None
+    a, b, cpu = first_kernel_only
+    if any(t < a and (c, t) not in used for c, ts in sim.items() for t in ts):
+        return None  # the simulation drained first where the kernel did not: other evidence
+    check: list = []
+    replay(trace, policy, snapshot, flavour, cache, seed, check=False, max_records=max_records,
+           vmstat_phase_ns=info["t0"] + a, _drains=check)
+    if not any(c == cpu and a <= t <= b for t, c in check):
+        return None  # a decay there does not make that drain either
+    return first_kernel_only
 
 
 def _disable_background(m: Machine) -> None:
