@@ -39,6 +39,7 @@ from typing import TextIO
 import numpy as np
 
 from cmasim import engine_core as ec
+from cmasim.gfp import GFP_KERNEL
 from cmasim.machine import Machine
 from cmasim.mm import mmzone as mz
 from cmasim.mm import vmstat
@@ -51,6 +52,8 @@ BATCH = 1 << 16
 TICK_NS = 1_000_000_000
 TRACE_CAPACITY = 1 << 17
 MAX_ORDER = mz.MAX_PAGE_ORDER
+NO_WORKER = -1  # vmstat_phase_ns: the vmstat worker never runs (decay_phase()'s probe)
+DEFAULT_WORKER = -2  # vmstat_phase_ns: first run one second after the first event, no inference
 
 # run_events() takes a separate handles array in the committed core (S, C, ev, handles, i0);
 # the reworked core keeps handles inside S (LIVE[h]) and takes (S, C, ev, i0).
@@ -299,7 +302,39 @@ def snapshot_mismatch(snap: Snapshot, info: dict) -> list[str]:
     return out
 
 
-def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int]) -> dict:
+def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int]) -> int:
+    """Pageblock types the trace shows through per-CPU round trips; adds them to `kpb_type`.
+
+    A page freed to a per-CPU list and allocated again from that list shows the list it sat
+    on: free_frozen_pages() puts it on the list of get_pfnblock_migratetype() (types above
+    RECLAIMABLE on MOVABLE's), and __rmqueue_pcplist() hands it out only to a request of that
+    list's migratetype. So when the next event of a freed pfn is an mm_page_alloc of the same
+    order (no zone_locked, drain or extfrag of it in between: it never went back to the buddy),
+    the allocation's migratetype is its pageblock's type at the free. prescan() learns types
+    only where the trace drained or refilled from a pageblock; this fills in pageblocks seen
+    only in such round trips, which the replay needs for the list of a pre-trace page's free
+    (both traces: every round trip in a pageblock prescan() knew agrees with it). `ev` holds
+    the columns (kind, cpu, pfn, f0, f1, ...) in trace order. Returns how many were added.
+    """
+    pending: dict[int, int] = {}
+    added = 0
+    for kind, pfn, order, mt in zip(ev[:, 0].tolist(), ev[:, 2].tolist(), ev[:, 3].tolist(), ev[:, 4].tolist()):
+        if pfn < 0:
+            continue
+        if kind == P.K_PAGE_FREE:
+            pending[pfn] = order
+        elif kind in (P.K_PAGE_ALLOC, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
+            fo = pending.pop(pfn, None)
+            if fo is not None and kind == P.K_PAGE_ALLOC and order == fo and 0 <= mt < mz.MIGRATE_PCPTYPES:
+                pb = pfn >> mz.PAGEBLOCK_ORDER
+                if pb not in kpb_type:
+                    kpb_type[pb] = mt
+                    added += 1
+    return added
+
+
+def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int],
+                    untraced: dict[int, list] | None = None) -> dict:
     """The per-CPU list contents at trace start, from the trace's own per-CPU flows.
 
     /proc/zoneinfo gives each pageset's `count` but not how it splits over the lists
@@ -309,15 +344,75 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     -min(net flow); and rmqueue_bulk() runs only on an empty list, so at the first refill of a
     list its initial content is exactly -net flow. What is left of `count` goes to the order-0
     list that was never seen empty and has the largest lower bound (MOVABLE if none).
+
+    Two flows have no event of their own, and both are taken from the kernel's code:
+    * a block that __rmqueue_steal(), or try_to_claim_block() of a whole pageblock
+      (fallback order >= pageblock_order), takes under the zone lock is traced by
+      mm_page_alloc_extfrag alone (only __rmqueue_smallest() emits zone_locked): an extfrag
+      event that does not follow a zone_locked of its pfn is one more refilled block (pybuild
+      line 25417: a refill of 15 order-2 blocks with 14 zone_locked events);
+    * the list a free goes to is its pageblock's type, learned from the trace's drains and
+      refills (prescan()) and from per-CPU round trips (learn_pageblock_types(), which adds
+      them to `kpb_type`, so the replay places pre-trace frees by them too).
+
+    And one flow has no event at all: alloc_pages_bulk() (vmalloc's vm_area_alloc_pages(), e.g.
+    a forked task's 4-page stack) takes pages with __rmqueue_pcplist() and emits no
+    mm_page_alloc. The trace still shows where: every page put on a list inside the trace
+    (refilled, or freed to it) is followed page by page until it is allocated or drained, so
+    a page still on its list when the list is refilled (rmqueue_bulk() runs only on an empty
+    list), or freed again without having been allocated, was taken that way (thp-mix CPU 0,
+    UNMOVABLE: lines 7969-7972 free four pages that are still on the list at its refill at line
+    8427 and are freed again at 17596-17599; lines 8473-8476 refill four that no event shows
+    again before the refill at line 13400). Each such page leaves its list at the latest
+    moment the trace allows, just before that refill or second free; `untraced` (if given) receives {line: [(pfn, order, list migratetype, cpu), ...]},
+    the pages taken just before that line, for the replay to make the same allocations.
     Returns {(zone index, cpu): {pindex: pages}}.
     """
     pind = policy.pcp_pindex
+    parts = []
+    for a in chunks:
+        if len(a):
+            parts.append(np.column_stack([a[:, P.C_KIND], a[:, P.C_CPU], a[:, P.C_PFN], a[:, P.C_F0],
+                                          a[:, P.C_F0 + 1], a[:, P.C_F0 + 2], a[:, P.C_F0 + 3],
+                                          snap.zones_of_kernel_pfns(a[:, P.C_PFN]), a[:, P.C_LINE]]))
+    ev = np.concatenate(parts) if parts else np.zeros((0, 9), dtype=np.int64)
+    learn_pageblock_types(ev, kpb_type)
+    # the next event of the same CPU, for each record (kind, pfn): a one-block "refill" that is
+    # followed by the allocation of that block may be rmqueue_buddy() after a failed
+    # pcp_spin_trylock() (percpu_refill is set by order and type, not by the path)
+    nxt_kind = np.full(len(ev), -1, dtype=np.int64)
+    nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i in range(len(ev) - 1, -1, -1):
+        c = int(ev[i, 1])
+        j = seen.get(c)
+        if j is not None:
+            nxt_kind[i], nxt_pfn[i] = ev[j, 0], ev[j, 2]
+        seen[c] = i
+    nxt_kind, nxt_pfn = nxt_kind.tolist(), nxt_pfn.tolist()
     net: dict[tuple, int] = {}
     low: dict[tuple, int] = {}
     exact: dict[tuple, int] = {}
     last_kind: dict[int, int] = {}
+    last_pfn: dict[int, int] = {}
     last_buddy: dict[int, int] = {}
     alloc_mt: dict[int, int] = {}
+    taken = (P.K_ZONE_LOCKED, P.K_EXTFRAG)  # a block taken under the zone lock
+    on_list: dict[int, tuple] = {}  # pfn -> (key, order, mt) while it sits on a per-CPU list
+    members: dict[tuple, set] = {}  # key -> pfns on that list (those the trace put there)
+
+    def leave(pfn):
+        k = on_list.pop(pfn, None)
+        if k is not None:
+            members[k[0]].discard(pfn)
+
+    def bulk(pfns, line):
+        for q in sorted(pfns):
+            k, o, m = on_list.pop(q)
+            members[k].discard(q)
+            flow(k, -(1 << o))  # alloc_pages_bulk(): no mm_page_alloc
+            if untraced is not None:
+                untraced.setdefault(line, []).append((q, o, m, k[1]))
 
     def flow(key, d):
         v = net.get(key, 0) + d
@@ -325,50 +420,66 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         if -v > low.get(key, 0):
             low[key] = -v
 
-    for a in chunks:
-        for kind, cpu, pfn, f0, f1, f2, z in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(),
-                                                a[:, P.C_PFN].tolist(), a[:, P.C_F0].tolist(),
-                                                a[:, P.C_F0 + 1].tolist(), a[:, P.C_F0 + 2].tolist(),
-                                                snap.zones_of_kernel_pfns(a[:, P.C_PFN]).tolist()):
-            prev = last_kind.get(cpu)
-            last_kind[cpu] = kind
-            if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN):
-                continue
-            order = f0
-            if z < 0 or order < 0 or order >= len(pind):
-                continue
-            if kind == P.K_PAGE_FREE:
-                # The list of the pageblock's type: known where the trace drained or refilled from
-                # that pageblock, else most likely the type the page was allocated as.
-                mt = kpb_type.get(pfn >> mz.PAGEBLOCK_ORDER, alloc_mt.pop(pfn, mz.MIGRATE_MOVABLE))
-            else:
-                mt = f1
-                if kind == P.K_PAGE_ALLOC:
-                    alloc_mt[pfn] = mt
-            if mt < 0 or mt >= mz.MIGRATE_TYPES or mt == mz.MIGRATE_ISOLATE:
-                continue
-            if mt >= mz.MIGRATE_PCPTYPES:
-                mt = mz.MIGRATE_MOVABLE
-            pi = pind[order][mt]
-            if pi < 0:
-                continue
-            key = (z, cpu, pi)
-            n = 1 << order
-            if kind == P.K_ZONE_LOCKED:
-                if f2 == 1:
-                    if prev != P.K_ZONE_LOCKED and key not in exact:
+    for i, (kind, cpu, pfn, f0, f1, f2, f3, z, line) in enumerate(zip(*(ev[:, j].tolist() for j in range(9)))):
+        prev = last_kind.get(cpu)
+        prev_pfn = last_pfn.get(cpu)
+        last_kind[cpu] = kind
+        last_pfn[cpu] = pfn
+        if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
+            continue
+        if kind == P.K_EXTFRAG:
+            if prev == P.K_ZONE_LOCKED and prev_pfn == pfn:
+                continue  # try_to_claim_block() then __rmqueue_smallest(): zone_locked counted it
+            f0, f1, f2 = f0, f3, 1  # alloc_order, alloc_migratetype; a refill if per-CPU eligible
+        order = f0
+        if z < 0 or order < 0 or order >= len(pind):
+            continue
+        if kind == P.K_PAGE_FREE:
+            # The list of the pageblock's type: known where the trace drained or refilled from
+            # that pageblock or reallocated a page of it from a per-CPU list, else most likely
+            # the type the page was allocated as.
+            mt = kpb_type.get(pfn >> mz.PAGEBLOCK_ORDER, alloc_mt.pop(pfn, mz.MIGRATE_MOVABLE))
+        else:
+            mt = f1
+            if kind == P.K_PAGE_ALLOC:
+                alloc_mt[pfn] = mt
+        if mt < 0 or mt >= mz.MIGRATE_TYPES or mt == mz.MIGRATE_ISOLATE:
+            continue
+        if mt >= mz.MIGRATE_PCPTYPES:
+            mt = mz.MIGRATE_MOVABLE
+        pi = pind[order][mt]
+        if pi < 0:
+            continue
+        key = (z, cpu, pi)
+        n = 1 << order
+        if kind in taken:
+            if f2 == 1:
+                if prev not in taken:
+                    one_block = nxt_kind[i] == P.K_PAGE_ALLOC and nxt_pfn[i] == pfn
+                    if members.get(key) and not one_block:
+                        bulk(members[key], line)
+                    if key not in exact:
                         exact[key] = -net.get(key, 0)
-                    flow(key, n)
-                else:
-                    last_buddy[cpu] = pfn
-            elif kind == P.K_PAGE_ALLOC:
-                if last_buddy.pop(cpu, -1) == pfn:
-                    continue
-                flow(key, -n)
-            elif kind == P.K_PAGE_FREE:
                 flow(key, n)
+                leave(pfn)
+                on_list[pfn] = (key, order, mt)
+                members.setdefault(key, set()).add(pfn)
             else:
-                flow(key, -n)
+                last_buddy[cpu] = pfn
+        elif kind == P.K_PAGE_ALLOC:
+            leave(pfn)
+            if last_buddy.pop(cpu, -1) == pfn:
+                continue
+            flow(key, -n)
+        elif kind == P.K_PAGE_FREE:
+            if pfn in on_list:
+                bulk((pfn,), line)
+            flow(key, n)
+            on_list[pfn] = (key, order, mt)
+            members.setdefault(key, set()).add(pfn)
+        else:
+            leave(pfn)
+            flow(key, -n)
     out: dict = {}
     for zi, zs in enumerate(snap.zones):
         for cpu, ps in enumerate(zs.pcp[:snap.nr_cpus]):
@@ -405,12 +516,14 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
 def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, flavour: str | None = None,
            cache: str | Path | None = None, seed: int = 1, sim_trace: TextIO | None = None,
            progress: Callable[[int], None] | None = None, check: bool = True,
-           max_records: int | None = None, vmstat_phase_ns: int | None = None) -> ReplayResult:
+           max_records: int | None = None, vmstat_phase_ns: int | None = None,
+           _drains: list | None = None) -> ReplayResult:
     """Replay `trace` (ftrace text, plain/.gz/.xz) on `snapshot` (or an empty default machine).
 
     `cache`: columnar cache path (parsed once, reused when the trace is unchanged).
     `vmstat_phase_ns`: where in each second of the trace clock the kernel's vmstat worker
-    (decay_pcp_high()) runs, when the trace shows no background drain that gives it away.
+    (decay_pcp_high()) runs, when the trace shows no background drain that gives it away
+    (else decay_phase() looks for it; NO_WORKER / DEFAULT_WORKER: never / one second in).
     `sim_trace`: a text stream for the simulator's own ftrace output. `max_records`: replay
     only the first N records (tests and quick looks).
     """
@@ -441,12 +554,13 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             yield from head
 
     headroom, kpb_type, info = prescan(chunks(), snapshot)
+    untraced: dict[int, list] = {}  # line -> pages alloc_pages_bulk() took just before it
     parse_meta = ct.meta or {}
     notes: list[str] = []
     if snapshot is not None:
         notes += [f"warning: snapshot does not match the trace: {w}" for w in snapshot_mismatch(snapshot, info)]
     if snapshot is not None:
-        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type)
+        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type, untraced)
         state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom,
                               pcp_lists=pcp_lists)
         m = state.machine
@@ -456,14 +570,36 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         m = default_machine(policy, max(2, info["max_cpu"] + 1), TRACE_CAPACITY, seed)
         notes.append("no snapshot: replayed on an empty default machine (frees of pre-trace pages are skipped)")
     _disable_background(m)
+    inferred = None
+    if (vmstat_phase_ns is None and snapshot is not None and not info.get("bg_drains")
+            and policy.version >= 607 and info.get("t0") is not None):
+        inferred = decay_phase(trace, policy, snapshot, flavour, cache, seed, max_records, chunks, info)
+        if inferred is not None:
+            vmstat_phase_ns = info["t0"] + inferred[0]
     _vmstat_phase(m, info, vmstat_phase_ns, notes)
+    if inferred is not None:
+        notes[-1] = (f"vmstat worker phase from the first free-path drain only its decay explains (CPU "
+                     f"{inferred[2]}, {inferred[1] / 1e9:.3f} s): first run {inferred[0] / 1e9:.3f} s after "
+                     "the first event")
     eng = _Engine(m)
     handles = _Handles(eng.cap)
     kc, sc, an = KernelCounts(), SimCounts(), Anomalies()
     kmap: dict[int, tuple[int, int]] = {}  # kernel head pfn -> (handle, order)
     kpb_map: dict[int, int] = {}  # kernel pageblock -> simulated pageblock (pre-trace frees)
     rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
-           "online_pages": 0, "batches": 0}
+           "online_pages": 0, "batches": 0, "untraced_bulk_allocs": 0}
+
+    def bulk_allocs(t: int, pages: list, line: int) -> None:
+        """alloc_pages_bulk() took these pages off their per-CPU lists (infer_pcp_lists): the
+        same allocations, untraced in the kernel, so not counted as mm_page_alloc here either."""
+        for pfn, order, mt, cpu in pages:
+            if pfn in kmap:
+                continue
+            h = handles.get()
+            kmap[pfn] = (h, order)
+            rows.append((t, ec.OP_ALLOC, cpu % ncpu, order, GFP_KERNEL | (mt << 3), h))
+            rep["untraced_bulk_allocs"] += 1
+            an.add("untraced_bulk_alloc", line)
     t_base = None
     ncpu = m.cfg.nr_cpus
     rows: list[tuple] = []
@@ -474,6 +610,9 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         if n:
             recs = m.C[trace_base:trace_base + n * mz.TR_SIZE].reshape(n, mz.TR_SIZE)
             sc.add_records(recs)
+            if _drains is not None:
+                d = recs[recs[:, 0] == mz.TR_MM_PAGE_PCPU_DRAIN]
+                _drains.extend(zip(d[:, 1].tolist(), d[:, 2].tolist()))
             if sim_trace is not None:
                 from cmasim.trace.ftrace import format_records
 
@@ -501,6 +640,8 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                  else [-1] * len(a))
         for r, rz in zip(a.tolist(), zones):
             kind = r[0]
+            if untraced and r[P.C_LINE] in untraced:
+                bulk_allocs(max(0, r[1] - t_base), untraced[r[P.C_LINE]], r[P.C_LINE])
             if kind == P.K_PAGE_ALLOC:
                 pfn = r[4]
                 if pfn < 0:
@@ -576,6 +717,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             progress(done)
     flush()
     drain_trace()
+    sc.allocs -= rep["untraced_bulk_allocs"]  # the kernel traced no mm_page_alloc for them either
     if check:
         m.check()
     parse_meta = ct.meta or parse_meta
@@ -607,6 +749,11 @@ def _vmstat_phase(m: Machine, info: dict, phase_ns: int | None, notes: list[str]
     t0 = info.get("t0")
     if t0 is None:
         return
+    if phase_ns == NO_WORKER:
+        m.C[mz.H_NEXT_TICK] = 1 << 62
+        return
+    if phase_ns == DEFAULT_WORKER:
+        return
     if info.get("bg_drains"):
         t, cpu = info["bg_drains"][0]
         first = (t - t0) % TICK_NS
@@ -619,6 +766,70 @@ def _vmstat_phase(m: Machine, info: dict, phase_ns: int | None, notes: list[str]
     else:
         return
     m.C[mz.H_NEXT_TICK] = first if first > 0 else TICK_NS
+
+
+def free_drain_windows(chunks, t0: int) -> list[tuple[int, int, int]]:
+    """The kernel's drain bursts set off by frees: (first, last, cpu), the times (relative to t0)
+    of the run of mm_page_free / mm_page_free_batched events on that CPU just before the burst.
+    The replay frees at mm_page_free times and the kernel commits a batch later, so the
+    simulated drain of the same free falls inside that window."""
+    out = []
+    last: dict[int, tuple[int, int]] = {}  # cpu -> (kind, time) of its previous event
+    run: dict[int, int] = {}  # cpu -> time of the first free of the current run of frees
+    frees = (P.K_PAGE_FREE, P.K_FREE_BATCHED)
+    for a in chunks:
+        for kind, cpu, t in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(), a[:, P.C_TIME].tolist()):
+            pk = last.get(cpu)
+            if kind in frees and (pk is None or pk[0] not in frees):
+                run[cpu] = t
+            if kind == P.K_PCPU_DRAIN and pk is not None and pk[0] in frees:
+                out.append((run[cpu] - t0, pk[1] - t0, cpu))
+            last[cpu] = (kind, t)
+    return out
+
+
+def decay_phase(trace, policy: Policy, snapshot: Snapshot, flavour: str, cache, seed: int,
+                max_records: int | None, chunks, info: dict) -> tuple[int, int, int] | None:
+    """When the vmstat worker ran, from the first drain only its decay_pcp_high() explains.
+
+    A trace without a background drain does not show the worker's phase, but its work shows:
+    decay_pcp_high() lowers pcp->high by an eighth without draining, and the next free that
+    takes `count` to the lower high drains (free_frozen_page_commit()). The replay is run once
+    with the worker off and its free-path drains are compared with the kernel's in time order
+    (free_drain_windows()). If the first disagreement is a kernel drain the simulation does not
+    make, only a lower high explains it (nothing else lowers it while the zone is not below its
+    high watermark): the worker ran before it, and the latest such moment is taken, the first
+    free of the run that set the drain off (thp-mix: the kernel drains 890 pages on CPU 0 at
+    0.753 s with count 9,263 = 10,586 - 10,586/8). Returns (first run, end of the window, cpu) in
+    ns after the first event, or None: no such drain, a simulated drain the kernel lacks comes
+    first, or a second run with the worker at that phase does not make the kernel's drain.
+    """
+    probe: list = []
+    replay(trace, policy, snapshot, flavour, cache, seed, check=False, max_records=max_records,
+           vmstat_phase_ns=NO_WORKER, _drains=probe)
+    sim: dict[int, list[int]] = {}
+    for t, c in sorted(set(probe)):
+        sim.setdefault(c, []).append(t)
+    kernel = sorted(free_drain_windows(chunks(), info["t0"]))
+    used: set = set()
+    first_kernel_only = None
+    for a, b, c in kernel:
+        hit = next((t for t in sim.get(c, []) if a <= t <= b and (c, t) not in used), None)
+        if hit is None:
+            first_kernel_only = (a, b, c)
+            break
+        used.add((c, hit))
+    if first_kernel_only is None:
+        return None
+    a, b, cpu = first_kernel_only
+    if any(t < a and (c, t) not in used for c, ts in sim.items() for t in ts):
+        return None  # the simulation drained first where the kernel did not: other evidence
+    check: list = []
+    replay(trace, policy, snapshot, flavour, cache, seed, check=False, max_records=max_records,
+           vmstat_phase_ns=info["t0"] + a, _drains=check)
+    if not any(c == cpu and a <= t <= b for t, c in check):
+        return None  # a decay there does not make that drain either
+    return first_kernel_only
 
 
 def _disable_background(m: Machine) -> None:

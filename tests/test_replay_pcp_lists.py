@@ -1,0 +1,203 @@
+"""infer_pcp_lists(): the per-CPU list contents at trace start, from the trace's own flows.
+
+Synthetic records in the parser's column layout on the pybuild snapshot (Normal starts at pfn
+0x100000, zone index 2). Pure Python: no core call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cmasim.mm import mmzone as mz
+from cmasim.policy import get_policy
+from cmasim.trace import parser as P
+from cmasim.trace.replay import infer_pcp_lists, learn_pageblock_types, replay
+from cmasim.trace.snapshot import load_snapshot
+
+PYBUILD = Path(__file__).resolve().parent.parent / "data" / "traces" / "linux-6.18-x86_64" / "pybuild"
+NORMAL = 0x100000
+POL = get_policy("linux-6.18")
+
+
+_line = iter(range(1, 1 << 30))
+
+
+def rec(kind, pfn, *f, cpu=0, t=0):
+    r = np.full(P.NCOL, P.ABSENT, dtype=np.int64)
+    r[P.C_KIND], r[P.C_TIME], r[P.C_CPU], r[P.C_PID], r[P.C_PFN] = kind, t, cpu, 1, pfn
+    r[P.C_LINE] = next(_line)
+    r[P.C_F0:P.C_F0 + len(f)] = f
+    return r
+
+
+def chunks(*rows):
+    yield np.array(rows, dtype=np.int64)
+
+
+def alloc(pfn, order, mt, cpu=0):
+    return rec(P.K_PAGE_ALLOC, pfn, order, mt, 0, cpu=cpu)
+
+
+def free(pfn, order, cpu=0):
+    return rec(P.K_PAGE_FREE, pfn, order, cpu=cpu)
+
+
+def locked(pfn, order, mt, cpu=0):
+    return rec(P.K_ZONE_LOCKED, pfn, order, mt, 1, cpu=cpu)
+
+
+def extfrag(pfn, order, fallback_order, mt, fallback_mt, cpu=0):
+    return rec(P.K_EXTFRAG, pfn, order, fallback_order, 9, mt, fallback_mt, 0, 1, cpu=cpu)
+
+
+def test_round_trip_through_a_per_cpu_list_gives_the_pageblock_type():
+    """A page freed and allocated again with nothing of it in between sat on the list of its
+    pageblock's type (free_frozen_pages() / __rmqueue_pcplist())."""
+    a, b, c = NORMAL + 0x10000, NORMAL + 0x20000, NORMAL + 0x30000
+    ev = np.array([free(a, 0), alloc(a, 0, mz.MIGRATE_UNMOVABLE),  # round trip: UNMOVABLE
+                   free(b, 0), locked(b, 0, mz.MIGRATE_MOVABLE), alloc(b, 0, mz.MIGRATE_MOVABLE),  # via the buddy
+                   free(c, 0), alloc(c, 0, mz.MIGRATE_RECLAIMABLE)], dtype=np.int64)
+    cols = np.column_stack([ev[:, P.C_KIND], ev[:, P.C_CPU], ev[:, P.C_PFN], ev[:, P.C_F0], ev[:, P.C_F0 + 1]])
+    kpb = {c >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_MOVABLE}  # known from a drain: kept
+    assert learn_pageblock_types(cols, kpb) == 1
+    assert kpb == {a >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_UNMOVABLE, c >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_MOVABLE}
+
+
+def test_a_pre_trace_free_goes_to_the_list_its_round_trip_shows():
+    """pybuild line 15212: a pre-trace page of a pageblock no drain or refill showed is freed on
+    CPU 0 and allocated again as UNMOVABLE. Its free fed the UNMOVABLE list, not MOVABLE (the
+    old default), so the UNMOVABLE list needs no page of its own at trace start for it."""
+    snap = load_snapshot(PYBUILD)
+    p = NORMAL + 0x5039d
+    kpb: dict[int, int] = {}
+    lists = infer_pcp_lists(chunks(free(p, 0), alloc(p, 0, mz.MIGRATE_UNMOVABLE)), snap, POL, kpb)
+    unmov = POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE]
+    assert kpb == {p >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_UNMOVABLE}
+    assert unmov not in lists[(2, 0)]
+    assert sum(lists[(2, 0)].values()) == snap.zones[2].pcp[0]["count"]
+
+
+def test_a_block_claimed_without_zone_locked_is_a_refilled_block():
+    """pybuild line 25417: a refill of order-2 RECLAIMABLE blocks in which try_to_claim_block()
+    took a whole pageblock (fallback_order 10): that block has an mm_page_alloc_extfrag event
+    and no zone_locked one. Both blocks of the refill are then allocated: the list was empty
+    at the refill and stays empty, so it starts with nothing."""
+    snap = load_snapshot(PYBUILD)
+    a, b = NORMAL + 0xc0fec, NORMAL + 0xb8400
+    rows = [locked(a, 2, mz.MIGRATE_RECLAIMABLE), extfrag(b, 2, 10, mz.MIGRATE_RECLAIMABLE, mz.MIGRATE_UNMOVABLE),
+            alloc(a, 2, mz.MIGRATE_RECLAIMABLE), alloc(b, 2, mz.MIGRATE_RECLAIMABLE)]
+    lists = infer_pcp_lists(chunks(*rows), snap, POL, {})
+    assert POL.pcp_pindex[2][mz.MIGRATE_RECLAIMABLE] not in lists[(2, 0)]
+    # a claim below pageblock order goes through __rmqueue_smallest(): zone_locked of the same
+    # pfn, then extfrag; that block is counted once
+    rows = [locked(a, 2, mz.MIGRATE_RECLAIMABLE), locked(b, 2, mz.MIGRATE_RECLAIMABLE),
+            extfrag(b, 2, 3, mz.MIGRATE_RECLAIMABLE, mz.MIGRATE_UNMOVABLE),
+            alloc(a, 2, mz.MIGRATE_RECLAIMABLE), alloc(b, 2, mz.MIGRATE_RECLAIMABLE),
+            alloc(b + 4, 2, mz.MIGRATE_RECLAIMABLE)]
+    lists = infer_pcp_lists(chunks(*rows), snap, POL, {})
+    assert lists[(2, 0)][POL.pcp_pindex[2][mz.MIGRATE_RECLAIMABLE]] == 4
+
+
+def test_a_page_freed_twice_was_taken_by_alloc_pages_bulk():
+    """thp-mix lines 7969 and 17599: a stack page freed, then freed again with no mm_page_alloc
+    in between. alloc_pages_bulk() (vmalloc) took it off the list untraced; it leaves the list
+    just before the second free, and the flows count it (no page needed at trace start)."""
+    snap = load_snapshot(PYBUILD)
+    p, q = NORMAL + 0x1000, NORMAL + 0x1001
+    kpb = {p >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_UNMOVABLE}
+    first, second = free(p, 0), free(p, 0)
+    untraced: dict = {}
+    lists = infer_pcp_lists(chunks(free(q, 0), first, second, alloc(q, 0, mz.MIGRATE_UNMOVABLE),
+                                   alloc(p, 0, mz.MIGRATE_UNMOVABLE), alloc(NORMAL, 0, mz.MIGRATE_UNMOVABLE)),
+                            snap, POL, kpb, untraced)
+    assert untraced == {int(second[P.C_LINE]): [(p, 0, mz.MIGRATE_UNMOVABLE, 0)]}
+    # flows +q +p -p(bulk) +p -q -p -1 reach -1: the UNMOVABLE list held a page at trace start
+    # (without the bulk allocation they never go below 0), so it is the list that was never
+    # seen empty with the largest lower bound and takes the rest of the pageset's count
+    assert lists[(2, 0)] == {POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE]: snap.zones[2].pcp[0]["count"]}
+
+
+def test_a_refilled_page_left_on_an_emptied_list_was_taken_by_alloc_pages_bulk():
+    """thp-mix lines 8473-8476 refilled four pages that no event shows again before the list's
+    next refill: the list was empty then, so they were taken untraced, before that refill."""
+    snap = load_snapshot(PYBUILD)
+    a, b, c = NORMAL + 0x2000, NORMAL + 0x2001, NORMAL + 0x3000
+    r1, r2 = locked(a, 0, mz.MIGRATE_UNMOVABLE), locked(b, 0, mz.MIGRATE_UNMOVABLE)
+    refill2 = locked(c, 0, mz.MIGRATE_UNMOVABLE)
+    untraced: dict = {}
+    lists = infer_pcp_lists(chunks(r1, r2, alloc(a, 0, mz.MIGRATE_UNMOVABLE), refill2,
+                                   locked(c + 1, 0, mz.MIGRATE_UNMOVABLE), alloc(c, 0, mz.MIGRATE_UNMOVABLE)),
+                            snap, POL, {}, untraced)
+    assert untraced == {int(refill2[P.C_LINE]): [(b, 0, mz.MIGRATE_UNMOVABLE, 0)]}
+    assert POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE] not in lists[(2, 0)]
+    # one block under the zone lock, then its allocation: possibly rmqueue_buddy() after a
+    # failed pcp_spin_trylock(), which does not need an empty list; nothing is inferred
+    untraced = {}
+    infer_pcp_lists(chunks(r1, r2, alloc(a, 0, mz.MIGRATE_UNMOVABLE), locked(c, 0, mz.MIGRATE_UNMOVABLE),
+                           alloc(c, 0, mz.MIGRATE_UNMOVABLE)), snap, POL, {}, untraced)
+    assert untraced == {}
+
+
+PFX = "            bash-5857    [000] ..... "
+
+
+def test_replay_makes_the_untraced_bulk_allocation(tmp_path):
+    """The replay allocates the page again where alloc_pages_bulk() did, so its second free is
+    of a live block and not of a page "from before the trace"; the bulk allocation itself is
+    not counted as an mm_page_alloc (the kernel traced none)."""
+    THP = PYBUILD.parent / "thp-mix"
+    f = tmp_path / "t.txt"
+    f.write_text("\n".join([
+        PFX + "1.000001: mm_page_alloc: page=00 pfn=0x1bb74d order=0 migratetype=0 gfp_flags=GFP_KERNEL",
+        PFX + "1.000002: mm_page_free: page=00 pfn=0x1bb74d order=0",
+        PFX + "1.000003: mm_page_free: page=00 pfn=0x1bb74d order=0",
+    ]) + "\n")
+    res = replay(f, POL, load_snapshot(THP))
+    assert res.replayed["untraced_bulk_allocs"] == 1
+    assert res.anomalies.count["untraced_bulk_alloc"] == 1 and res.anomalies.lines["untraced_bulk_alloc"] == [3]
+    assert res.replayed["frees"] == 2 and res.replayed["pretrace_frees"] == 0
+    assert res.sim.allocs == res.kernel.allocs == 1 and res.sim.frees == 2
+
+
+def test_free_drain_windows_span_the_run_of_frees_before_a_drain():
+    """A batch of frees (mm_page_free, then mm_page_free_batched at the commit) sets off a drain
+    after its last commit; the replay frees at mm_page_free times, so the window is the run."""
+    from cmasim.trace.replay import free_drain_windows
+
+    rows = [rec(P.K_PAGE_ALLOC, NORMAL, 0, 1, 0, t=1000), rec(P.K_PAGE_FREE, NORMAL, 0, t=1100),
+            rec(P.K_PAGE_FREE, NORMAL + 1, 0, t=1110), rec(P.K_FREE_BATCHED, NORMAL, 0, t=1120),
+            rec(P.K_FREE_BATCHED, NORMAL + 1, 0, t=1130), rec(P.K_PCPU_DRAIN, NORMAL + 5, 0, 1, t=1131),
+            rec(P.K_PCPU_DRAIN, NORMAL + 6, 0, 1, t=1131),  # the same burst
+            rec(P.K_PAGE_ALLOC, NORMAL + 7, 0, 1, 0, t=1200), rec(P.K_PCPU_DRAIN, NORMAL + 8, 0, 1, t=1201),  # not a free's
+            rec(P.K_PAGE_FREE, NORMAL + 9, 0, cpu=1, t=1300), rec(P.K_PCPU_DRAIN, NORMAL + 9, 0, 1, cpu=1, t=1301)]
+    assert free_drain_windows(chunks(*rows), 1000) == [(100, 130, 0), (300, 300, 1)]
+
+
+def test_decay_phase_from_the_first_drain_only_a_decay_explains(monkeypatch):
+    """thp-mix: no background drain gives the worker's phase away, but at 0.753 s the kernel
+    drains on CPU 0 where the simulation without the worker does not (its count is below its
+    high; decay_pcp_high() would have lowered high by an eighth). The worker is put just before
+    that run of frees, if a replay with it there makes the drain; else no phase is inferred."""
+    import cmasim.trace.replay as R
+
+    rows = [rec(P.K_PAGE_ALLOC, NORMAL, 0, 1, 0, t=1000),
+            rec(P.K_PAGE_FREE, NORMAL, 0, t=1100), rec(P.K_PCPU_DRAIN, NORMAL + 5, 0, 1, t=1101),
+            rec(P.K_PAGE_FREE, NORMAL + 1, 0, t=1200), rec(P.K_PAGE_FREE, NORMAL + 2, 0, t=1210),
+            rec(P.K_PCPU_DRAIN, NORMAL + 6, 0, 1, t=1211)]
+    info = {"t0": 1000, "bg_drains": []}
+    calls = []
+
+    def run(sim_without, sim_with):
+        def fake(*a, vmstat_phase_ns=None, _drains=None, **k):
+            calls.append(vmstat_phase_ns)
+            _drains.extend(sim_without if vmstat_phase_ns == R.NO_WORKER else sim_with)
+        monkeypatch.setattr(R, "replay", fake)
+        calls.clear()
+        return R.decay_phase("t", POL, None, "mainline", None, 1, None, lambda: chunks(*rows), info)
+
+    assert run([(100, 0)], [(100, 0), (210, 0)]) == (200, 210, 0)
+    assert calls == [R.NO_WORKER, 1000 + 200]
+    assert run([(100, 0)], [(100, 0)]) is None  # the decay does not make that drain either
+    assert run([(50, 1), (100, 0)], [(100, 0), (210, 0)]) is None  # the simulation drained first
+    assert run([(100, 0), (210, 0)], []) is None  # nothing to explain
