@@ -21,6 +21,9 @@ Python loop checked for it) and at a free of a page the trace never allocated (p
 and memory onlining use `SnapState`'s numpy searches; ~500 per trace). The caller then resumes
 at the next record. The events, handles and report are those the Python loop produced.
 
+The same goes for the snapshot machine's per-block loops (`cmasim.trace.snapshot`): the free
+blocks and per-CPU pages of `build_machine`, and the search for pre-trace pages.
+
 Compiled with `kjit` (cached) and listed in `mm.jit._CORE_FILES`, as every compiled file is;
 `cmasim compile` (warmup.compile_core's tiny replay) compiles it with the core.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_tail, set_pinfo
 from cmasim.mm.jit import kjit, kjit_inline
 
 EMPTY = -1
@@ -314,3 +318,114 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
         if ctl[CTL_NROWS] >= batch:
             return i, ST_FLUSH
     return i, ST_DONE
+
+
+# --- the snapshot machine (cmasim.trace.snapshot) -------------------------------------------------------
+
+
+@kjit
+def pretrace_search(pretrace, S, pb_off, mt_mask, start, end, n, mt, cursor):
+    """SnapState._search's scan: the lowest aligned n-page run of [start, end) at or above
+    `cursor` that is all `pretrace` and, with mt >= 0, in a pageblock of type mt (else -1);
+    and the new cursor: the offset of the first all-pretrace run (whatever its type), or the
+    end of the range when there is none."""
+    k_total = (end - start) // n
+    i = cursor // n
+    first = -1
+    while i < k_total:
+        base = start + i * n
+        if first >= 0 and mt >= 0 and (S[pb_off + (base >> 9)] & mt_mask) != mt:
+            i += 1  # the cursor is known: only runs in pageblocks of type mt matter now
+            continue
+        full = True
+        for q in range(base, base + n):
+            if not pretrace[q]:
+                full = False
+                break
+        if full:
+            if first < 0:
+                first = i * n
+            if mt < 0 or (S[pb_off + (base >> 9)] & mt_mask) == mt:
+                return base, first
+        i += 1
+    if first < 0:
+        first = k_total * n if cursor // n < k_total else cursor
+    return -1, first
+
+
+@kjit
+def add_free_blocks(S, C, zslot, zb, pfns, orders, mts, off_pinfo, zone_pre, start):
+    """build_machine's free blocks, in the given order: pages cleared, the head linked at the
+    tail of its free list and accounted, the pages no longer allocated "before the trace"."""
+    for j in range(pfns.shape[0]):
+        p = pfns[j]
+        o = orders[j]
+        for q in range(p, p + (1 << o)):
+            S[off_pinfo + q] = 0
+            zone_pre[q - start] = False
+        __add_to_free_list(S, C, zslot, p, o, mts[j], 1)
+        account_freepages(C, zb, 1 << o, mts[j])
+
+
+@kjit
+def add_pcp_blocks(S, C, lst, heads, order, state, mt, off_pinfo, zone_pre, start):
+    """build_machine's per-CPU pages: blocks at zone offsets `heads`, in order, onto list `lst`."""
+    n = 1 << order
+    for j in range(heads.shape[0]):
+        h = heads[j]
+        p = h + start
+        for q in range(n):
+            S[off_pinfo + p + q] = 0
+        list_add_tail(S, C, lst, p)
+        set_pinfo(S, C, p, order, state, mt, lst)
+        for q in range(n):
+            zone_pre[h + q] = False
+
+
+@kjit
+def place_small_blocks(nblocks_free, n_pageblocks, pb_pages, out):
+    """snapshot.place_small's greedy placement into out[k] = (pageblock, offset, order); returns
+    the number placed, or -1 when they do not fit `n_pageblocks` (see place_small)."""
+    used = np.zeros(pb_pages, dtype=np.bool_)
+    heads = np.full(pb_pages, -1, dtype=np.int64)  # offset -> order of the free block there
+    cursor = np.zeros(nblocks_free.shape[0], dtype=np.int64)
+    nused = 0
+    pb = 0
+    k = 0
+    for order in range(nblocks_free.shape[0] - 1, -1, -1):
+        size = 1 << order
+        for _ in range(nblocks_free[order]):
+            while True:
+                pos = cursor[order]
+                placed = False
+                while pos + size <= pb_pages:
+                    # free, no free buddy of the same order, and one page of the pageblock kept
+                    # allocated (a wholly free pageblock would be an order-9 block)
+                    if heads[pos ^ size] != order and nused + size < pb_pages:
+                        clear = True
+                        for q in range(pos, pos + size):
+                            if used[q]:
+                                clear = False
+                                break
+                        if clear:
+                            placed = True
+                            break
+                    pos += size
+                if placed:
+                    used[pos:pos + size] = True
+                    nused += size
+                    heads[pos] = order
+                    cursor[order] = pos + size
+                    out[k, 0] = pb
+                    out[k, 1] = pos
+                    out[k, 2] = order
+                    k += 1
+                    break
+                pb += 1
+                if pb >= n_pageblocks:
+                    return -1
+                used[:] = False
+                heads[:] = -1
+                cursor[:] = 0
+                nused = 0
+    return k
