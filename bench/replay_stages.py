@@ -6,9 +6,10 @@ Prints, for the trace in DIR (trace.txt.xz with its before./after. snapshot):
 - decompress and parse, from `cmasim.trace.parser.benchmark` (the trace read into memory, then
   parsed in memory), in lines/s;
 - the replay from the columnar cache (parsed once beforehand, as `cmasim replay --out` keeps it),
-  split by wrapping the stages of `cmasim.trace.replay.replay`: reading the cache, prescan,
-  per-CPU list inference, building the machine from the snapshot, the per-record translation
-  loop (Python) and the compiled event loop (`_Engine.run`), then `fidelity_table`;
+  split by wrapping the stages of `cmasim.trace.replay.replay`: reading the cache (once: the
+  records stay in memory for the later passes), prescan, per-CPU list inference, building the
+  machine from the snapshot, the translation into engine events (compiled, with the pre-trace
+  frees in Python) and the compiled event loop (`_Engine.run`), then `fidelity_table`;
 - the fixed start of a process: `cmasim replay --max-records 1000` end to end, in a child.
 Times are wall seconds on whatever load the machine has; compare within one invocation.
 """
@@ -65,8 +66,8 @@ def main() -> None:
                 yield x
         return w
 
-    R.prescan = timed("prescan (incl. its cache reads)", R.prescan)
-    R.infer_pcp_lists = timed("infer_pcp_lists (incl. its cache reads)", R.infer_pcp_lists)
+    R.prescan = timed("prescan (compiled pass; incl. the one read of the cache)", R.prescan)
+    R.infer_pcp_lists = timed("infer_pcp_lists (Python loop)", R.infer_pcp_lists)
     R.build_machine = timed("build_machine (snapshot -> machine)", R.build_machine)
     R._Engine.run = timed("compiled event loop (_Engine.run)", R._Engine.run)
     columnar.read_cache = timed_gen("read columnar cache", columnar.read_cache)
@@ -91,7 +92,7 @@ def main() -> None:
             "fidelity_s": round(t_fid, 3), "fidelity_lines_per_s": round(lines / t_fid)}
     known = sum(v for k, v in times.items() if k != "take_pretrace (pre-trace frees)" and k != "read columnar cache")
     rows["stages_s"] = {k: round(v, 3) for k, v in times.items()}
-    rows["stages_s"]["translation loop and the rest (replay - prescan - infer - build - engine)"] = round(total - known, 3)
+    rows["stages_s"]["translation (compiled pass), pre-trace frees and the rest (replay - prescan - infer - build - engine)"] = round(total - known, 3)
     print(json.dumps(rows, indent=1))
 
 

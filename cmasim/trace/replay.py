@@ -51,6 +51,7 @@ from cmasim.trace.snapshot import Snapshot, SnapState, build_machine, machine_co
 BATCH = 1 << 16
 TICK_NS = 1_000_000_000
 TRACE_CAPACITY = 1 << 17
+KEEP_BYTES = 256 << 20  # records kept in memory between the replay's passes
 MAX_ORDER = mz.MAX_PAGE_ORDER
 
 # run_events() takes a separate handles array in the committed core (S, C, ev, handles, i0);
@@ -454,7 +455,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     ct = CachedTrace(trace, cache, flavour) if max_records is None else \
         CachedTrace(trace, cache, flavour, chunk=min(1 << 16, max(1024, max_records)))
 
-    def chunks():
+    def read():
         seen = 0
         for a in ct.chunks():
             if max_records is not None:
@@ -464,15 +465,28 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             seen += len(a)
             yield a
 
-    if max_records is not None:
-        # Stopping early leaves the columnar cache unwritten, so each of the three passes below
-        # would parse the head of the trace again: keep the (few) records instead.
-        head = list(chunks())
+    # The three passes below (prescan, infer_pcp_lists, translation) see the same records: the
+    # first keeps them in memory up to KEEP_BYTES (pybuild: 29 MB), so the others neither read
+    # the columnar cache again nor, after a --max-records stop (which leaves the cache
+    # unwritten), parse the head of the trace again. Longer traces are read once per pass.
+    kept: list[np.ndarray] | None = []
 
-        def chunks():  # noqa: F811
-            yield from head
+    def first_pass():
+        nonlocal kept
+        size = 0
+        for a in read():
+            if kept is not None:
+                size += a.nbytes
+                if size <= KEEP_BYTES:
+                    kept.append(a)
+                else:
+                    kept = None
+            yield a
 
-    headroom, kpb_type, info = prescan(chunks(), snapshot)
+    def chunks():
+        yield from (kept if kept is not None else read())
+
+    headroom, kpb_type, info = prescan(first_pass(), snapshot)
     parse_meta = ct.meta or {}
     notes: list[str] = []
     if snapshot is not None:
