@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
 from pathlib import Path
 
-from cmasim.policy import UnknownPolicy, describe_all, get_policy
-from cmasim.compare import add_parser as add_compare_parser
-from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
-from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
-from cmasim.machine import MachineTooLarge
-from cmasim.outdir import Interrupted, OutputError, staged_output
-from cmasim.report.errors import ReportError
-from cmasim.sweep.cli import add_parsers as add_sweep_parsers
-
+# The imports below (numpy, numba, the core's dispatchers) allocate a few hundred thousand
+# objects that are never garbage; the collector scanning them, then again on every later full
+# collection, was 0.2-0.3 s of CPU of a short `cmasim replay` (docs/performance.md, "Replay:
+# fixed start"). So no collection while they load, and gc.freeze() moves them out of reach.
+_gc_was_enabled = gc.isenabled()
+gc.disable()
+try:
+    from cmasim.policy import UnknownPolicy, describe_all, get_policy
+    from cmasim.compare import add_parser as add_compare_parser
+    from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
+    from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
+    from cmasim.machine import MachineTooLarge
+    from cmasim.outdir import Interrupted, OutputError, staged_output
+    from cmasim.report.errors import ReportError
+    from cmasim.sweep.cli import add_parsers as add_sweep_parsers
+finally:
+    gc.freeze()
+    if _gc_was_enabled:
+        gc.enable()
 
 
 class _Console:
