@@ -23,7 +23,6 @@ try:
     from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
     from cmasim.machine import MachineTooLarge
     from cmasim.outdir import Interrupted, OutputError, staged_output
-    from cmasim.report.errors import ReportError
     from cmasim.sweep.cli import add_parsers as add_sweep_parsers
 finally:
     gc.freeze()
@@ -60,6 +59,12 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+def _report_errors() -> tuple:
+    """cmasim.report.errors.ReportError when the report code is loaded (nothing else raises it)."""
+    m = sys.modules.get("cmasim.report.errors")
+    return (m.ReportError,) if m is not None else ()
 
 
 def _scenario_errors() -> tuple:
@@ -433,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         return a.fn(a)
     except _scenario_errors() + (UnknownPolicy,) as e:
         return _fail(str(e.args[0]) if isinstance(e, UnknownPolicy) else str(e))
-    except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError, ReportError)) as e:
+    except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError) + _report_errors()) as e:
         return _fail(str(e))
     except Interrupted as e:
         err.print(escape(str(e.args[0])), highlight=False, soft_wrap=True)
