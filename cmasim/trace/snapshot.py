@@ -462,12 +462,11 @@ class SnapState:
         ready to be freed), or -1. Managed pages grow and the watermarks are recomputed."""
         n = 1 << order
         start, end = self.zone_range(z)
-        off = self.offline[start:end]
-        k = (end - start) // n
-        full = np.flatnonzero(off[:k * n].reshape(k, n).all(axis=1))
-        if not len(full):
+        # the first aligned all-offline run (pretrace_search's scan, on `offline`, any pageblock type)
+        p, _ = RC.pretrace_search(self.offline, self.machine.S, 0, 0, start, end, n, -1, 0)
+        if p < 0:
             return -1
-        p = int(full[0]) * n + start
+        p = int(p)
         self.offline[p:p + n] = False
         m = self.machine
         o = int(m.C[mz.H_PINFO])
