@@ -4,29 +4,74 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+# The imports below (numpy, numba, the core's dispatchers) allocate a few hundred thousand
+# objects that are never garbage; the collector scanning them, then again on every later full
+# collection, was 0.2-0.3 s of CPU of a short `cmasim replay` (docs/performance.md, "Replay:
+# fixed start"). So no collection while they load, and gc.freeze() moves them out of reach.
+_gc_was_enabled = gc.isenabled()
+gc.disable()
+try:
+    from cmasim.policy import UnknownPolicy, describe_all, get_policy
+    from cmasim.compare import add_parser as add_compare_parser
+    from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
+    from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
+    from cmasim.machine import MachineTooLarge
+    from cmasim.fmt import num as _num
+    from cmasim.outdir import Interrupted, OutputError, staged_output
+    from cmasim.sweep.cli import add_parsers as add_sweep_parsers
+finally:
+    gc.freeze()
+    if _gc_was_enabled:
+        gc.enable()
 
-from cmasim.policy import UnknownPolicy, describe_all, get_policy
-from cmasim.scenario import ScenarioError, builtin_scenarios, load_scenario, load_scenario_text
-from cmasim.compare import add_parser as add_compare_parser
-from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
-from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
-from cmasim.machine import MachineTooLarge
-from cmasim.fmt import num as _num
-from cmasim.outdir import Interrupted, OutputError, staged_output
-from cmasim.report.errors import ReportError
-from cmasim.sweep.cli import add_parsers as add_sweep_parsers
 
-err = Console(stderr=True)
-out = Console()
+class _Console:
+    """rich's Console, created at first use: rich (and pydantic, through cmasim.scenario) are
+    imported only by the commands that need them, so `cmasim replay` starts faster
+    (docs/performance.md, "Replay: fixed start")."""
+
+    def __init__(self, **kw):
+        self._kw = kw
+        self._console = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kw)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
+err = _Console(stderr=True)
+out = _Console()
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _report_errors() -> tuple:
+    """cmasim.report.errors.ReportError when the report code is loaded (nothing else raises it)."""
+    m = sys.modules.get("cmasim.report.errors")
+    return (m.ReportError,) if m is not None else ()
+
+
+def _scenario_errors() -> tuple:
+    """cmasim.scenario.ScenarioError when that module is loaded (nothing else can raise it)."""
+    sc = sys.modules.get("cmasim.scenario")
+    return (sc.ScenarioError,) if sc is not None else ()
 
 
 def _fail(msg: str) -> int:
@@ -80,8 +125,10 @@ NEXT_STEPS = (
 )
 
 
-def pins_fail_table(pf: dict) -> Table:
+def pins_fail_table(pf: dict):
     """workload.pins_fail: one row per phase and request size (cmasim.workload.pins_fail)."""
+    from rich.table import Table
+
     t = Table(title="pins_fail: per phase and request size")
     for col in ("phase", "MiB", "ok / fail", "busy (gave up / left behind)", "first / later range ms",
                 "CMA pins held start / max", "fill in CMA"):
@@ -98,7 +145,11 @@ def pins_fail_table(pf: dict) -> Table:
 
 
 def cmd_run(a) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
     from cmasim.run import run_scenario
+    from cmasim.scenario import load_scenario
     from cmasim.warmup import compile_core, core_cached
 
     sc = load_scenario(a.scenario, a.set)
@@ -113,7 +164,7 @@ def cmd_run(a) -> int:
     parse_events(a.trace_events)  # a bad event name fails before anything runs
     with staged_output(out_dir, a.force) as tmp, \
             Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
-                     TimeRemainingColumn(), console=err, disable=a.quiet, transient=True) as prog, \
+                     TimeRemainingColumn(), console=err.console, disable=a.quiet, transient=True) as prog, \
             compile_notice(a.quiet, lambda text: prog.update(task, sim=text)):
         task = prog.add_task(f"{sc.name} / {policy.name}", total=1, sim="")
         if not core_cached():  # compile every entry point once, so the "compiled" stamp tells the truth
@@ -231,6 +282,8 @@ def cmd_compile(a) -> int:
 
 
 def cmd_policies(a) -> int:
+    from rich.table import Table
+
     t = Table(title="policies")
     t.add_column("name")
     t.add_column("summary")
@@ -241,6 +294,10 @@ def cmd_policies(a) -> int:
 
 
 def cmd_scenarios(a) -> int:
+    from rich.table import Table
+
+    from cmasim.scenario import builtin_scenarios, load_scenario_text
+
     t = Table(title="built-in scenarios")
     t.add_column("name")
     t.add_column("description")
@@ -252,6 +309,8 @@ def cmd_scenarios(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    from rich.table import Table
+
     from cmasim.bench import run_bench, run_reference_bench
 
     if a.reference:
@@ -367,9 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.fn(a)
-    except (ScenarioError, UnknownPolicy) as e:
+    except _scenario_errors() + (UnknownPolicy,) as e:
         return _fail(str(e.args[0]) if isinstance(e, UnknownPolicy) else str(e))
-    except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError, ReportError)) as e:
+    except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError) + _report_errors()) as e:
         return _fail(str(e))
     except Interrupted as e:
         err.print(escape(str(e.args[0])), highlight=False, soft_wrap=True)

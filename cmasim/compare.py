@@ -51,7 +51,6 @@ import shlex
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -410,6 +409,8 @@ def compare(scenario_name_or_path: str, policies: list[str], seeds: int = 3, set
             if progress:
                 progress(done, total, f"{policies[pi]} seed {seed}")
     else:
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # not at import: CLI start-up
+
         from cmasim.mm.jit import JIT
 
         if JIT:

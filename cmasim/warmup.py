@@ -108,8 +108,27 @@ def compile_core(policies: list | None = None) -> None:
         t = Path(d) / "trace.txt"
         t.write_text(_WARMUP_TRACE)
         replay(t, policies[0] if policies else get_policy("linux-6.18"), cache=Path(d) / "trace.npz")
+    _snapshot_machine(policies[0] if policies else get_policy("linux-6.18"))
     if jit.JIT:
         mark_cached()
+
+
+def _snapshot_machine(policy) -> None:
+    """A tiny machine built from a /proc snapshot, and a pre-trace page taken from it: the
+    compiled loops of `cmasim.trace.snapshot` (free blocks, per-CPU pages, the pre-trace search)
+    that a replay with --snapshot uses and the snapshot-less warm-up replay does not."""
+    from cmasim.mm import mmzone as mz
+    from cmasim.trace.snapshot import Snapshot, ZoneSnap, build_machine
+
+    blocks = [0] * mz.MIGRATE_TYPES
+    blocks[mz.MIGRATE_MOVABLE] = 8
+    free = [[0] * mz.NR_PAGE_ORDERS for _ in range(mz.MIGRATE_TYPES)]
+    free[mz.MIGRATE_MOVABLE][:3] = [2, 1, 1]
+    pcp = [{"count": 2, "high": 8, "batch": 2, "high_min": 0, "high_max": 0}] * 2
+    zs = ZoneSnap("Normal", 8 * 512, 8 * 512, 8 * 512, 0, 8, blocks, free,
+                  {"min": 16, "low": 20, "high": 24, "promo": 28, "boost": 0}, [], pcp)
+    st = build_machine(Snapshot([zs], 2, "mainline"), policy)
+    st.take_pretrace(0, 1, mz.MIGRATE_MOVABLE)
 
 
 @contextmanager

@@ -54,3 +54,27 @@ def test_kjit_fixed_compiles_one_signature_at_first_use(tmp_path):
         assert (r["python_bool"], r["c0_after"]) == (6, 9)
         assert r["signatures"] == ["(Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, "
                                    "aligned=True), int64, int64)"], run
+
+
+BLAS = '''
+import json, sys, numpy as np
+from cmasim.mm import jit
+from cmasim.trace import replay_core as RC
+before = "numba.np.arraymath" in sys.modules
+RC.ht_find(np.full(1024, -1, np.int64), 5)  # the process's first compiled call (or cache load)
+import numba.np.arraymath as am
+print(json.dumps({"jit": jit.JIT, "before": before, "scipy_linalg": "scipy.linalg" in sys.modules,
+                  "have_blas": am._HAVE_BLAS, "probe_restored": am.ensure_blas is not sys.modules["numba.np.linalg"].ensure_blas
+                  and sys.modules["numba.np.linalg"].ensure_blas.__name__ == "ensure_blas"}))
+'''
+
+
+def test_first_compiled_call_skips_the_blas_probe(tmp_path):
+    """`jit._skip_blas_probe`: numba's first target-context load does not import scipy.linalg
+    (its BLAS probe), BLAS counts as available, and numba's ensure_blas() is the real one after."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(tmp_path / "cache"), CMASIM_JIT="1")
+    env.pop("NUMBA_DISABLE_JIT", None)
+    out = subprocess.run([sys.executable, "-c", BLAS], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r == {"jit": True, "before": False, "scipy_linalg": False, "have_blas": True, "probe_restored": True}

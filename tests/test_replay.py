@@ -131,3 +131,37 @@ def test_fidelity_arithmetic():
     assert s["ok"] and "kernel_95" in s
     d = buddyinfo_distance({"Normal": [4, 0, 1]}, {"Normal": [2, 1, 1]})
     assert d["kernel"] == 8 and d["sim"] == 8 and d["rel_err"] == 0.5
+
+
+def test_replay_core_hash_table_matches_a_dict():
+    """kmap of the compiled translation pass: random inserts, overwrites and deletes (clustered
+    pfns, as a trace's are) agree with a dict, through growth."""
+    import random
+
+    from cmasim.trace import replay_core as RC
+
+    rng = random.Random(5)
+    t = RC.ht_new(16)
+    ref: dict[int, tuple[int, int]] = {}
+    n = 0
+    for step in range(6000):
+        if step % 500 == 0:
+            t = RC.ht_grow(t, n, 500)
+        pfn = rng.randrange(4096) * rng.choice((1, 512, 1024))
+        s = RC.ht_find(t[0], pfn)
+        assert (s >= 0) == (pfn in ref)
+        if s >= 0:
+            assert (int(t[1][s]), int(t[2][s])) == ref[pfn]
+        if s >= 0 and rng.random() < 0.6:
+            RC.ht_delete(t[0], t[1], t[2], s)
+            del ref[pfn]
+            n -= 1
+        else:
+            v = (step, rng.randrange(11))
+            n += RC.ht_insert(t[0], t[1], t[2], pfn, *v)
+            ref[pfn] = v
+    assert n == len(ref) == int((t[0] != RC.EMPTY).sum())
+    assert RC.ht_find(t[0], -1) == -1
+    for pfn, v in ref.items():
+        s = RC.ht_find(t[0], pfn)
+        assert (int(t[1][s]), int(t[2][s])) == v

@@ -34,7 +34,7 @@ JIT = os.environ.get("CMASIM_JIT", "1") != "0" and os.environ.get("NUMBA_DISABLE
 
 _PKG = Path(__file__).resolve().parent.parent
 # Every file whose functions are compiled, or whose constants they read.
-_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/zone_stat.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py", "mm/jit.py")
+_CORE_FILES = ("mm/mmzone.py", "mm/prandom.py", "mm/zone_stat.py", "mm/freelist.py", "mm/page_alloc.py", "mm/watermark.py", "mm/wakeup.py", "mm/oom_kill.py", "mm/pcp.py", "mm/rmqueue.py", "mm/alloc_pages.py", "mm/alloc_contig.py", "mm/cma_release.py", "mm/folio.py", "mm/timers.py", "mm/migrate.py", "mm/gup.py", "mm/page_isolation.py", "mm/vmscan.py", "mm/compaction.py", "mm/debug.py", "workload/churn.py", "workload/pinner.py", "workload/fill.py", "clock.py", "engine_core.py", "trace/replay_core.py", "mm/jit.py")
 
 
 def _core_digest() -> str:
@@ -77,9 +77,46 @@ if JIT:
     except ImportError:  # pragma: no cover - numba is a hard dependency, but stay usable
         JIT = False
 
+def _skip_blas_probe() -> None:
+    """Keep scipy.linalg off the first compiled call of a process.
+
+    numba initialises its target context at the first compile or cache load, importing
+    numba.np.arraymath, which probes for BLAS at import by importing scipy.linalg.cython_blas
+    (arraymath._HAVE_BLAS): 0.3–0.7 s of CPU, half the cost of `cmasim replay`'s first cache
+    load (docs/performance.md, "Replay: fixed start"). The core uses no BLAS (no np.dot, no
+    np.linalg), so that first import runs with the probe answering "available" without
+    importing anything; every later call of numba's ensure_blas() (typing np.dot or np.linalg
+    in compiled code) is the real one and imports scipy.linalg then."""
+    import sys
+
+    from numba.core import cpu
+
+    load = cpu.CPUContext.load_additional_registries
+
+    def load_additional_registries(self):
+        cpu.CPUContext.load_additional_registries = load  # once: the probe runs at import only
+        if "numba.np.arraymath" not in sys.modules:
+            from numba.np import linalg
+
+            ensure = linalg.ensure_blas
+            linalg.ensure_blas = lambda: None
+            try:
+                from numba.np import arraymath  # noqa: F401
+            finally:
+                linalg.ensure_blas = ensure
+        return load(self)
+
+    cpu.CPUContext.load_additional_registries = load_additional_registries
+
+
 if JIT:
     _wipe_stale_cache()
     import numba
+
+    try:
+        _skip_blas_probe()
+    except (ImportError, AttributeError):  # another numba layout: keep its own probe
+        pass
 
     def kjit(fn):
         """Compile `fn` with numba (cached, nogil); see module docstring."""

@@ -10,8 +10,20 @@ results in Parquet via DuckDB, resumable.
 - `cli`: the commands (the only printing code)
 """
 
-from cmasim.sweep.driver import run_sweep
-from cmasim.sweep.spec import SweepError, load_spec, parse_spec
-from cmasim.sweep.store import Store, StoreError
+
+# The names below load on first use (PEP 562): importing cmasim.sweep.cli to build the command
+# line must not import pydantic and DuckDB for every other command (docs/performance.md).
+_LAZY = {"run_sweep": "driver", "SweepError": "spec", "load_spec": "spec", "parse_spec": "spec",
+         "Store": "store", "StoreError": "store"}
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+
 
 __all__ = ["SweepError", "Store", "StoreError", "load_spec", "parse_spec", "run_sweep"]

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from cmasim.sweep.spec import SweepError
-from cmasim.sweep.store import StoreError
+# cmasim.sweep.spec (pydantic) and .store are imported by the commands that use them: building
+# the parser must not cost every other command their imports (docs/performance.md, fixed start).
 
 QUERY_EXAMPLES = {
     "failure rate by policy and pin rate":
@@ -38,7 +38,7 @@ def _fail(err, msg: str) -> int:
 def cmd_sweep(a) -> int:
     from cmasim.scenario import ScenarioError
     from cmasim.sweep.driver import calibrate, pending_tasks, run_sweep
-    from cmasim.sweep.spec import load_spec
+    from cmasim.sweep.spec import SweepError, load_spec
     from cmasim.sweep.store import Store
 
     err, out = _consoles()
@@ -137,6 +137,7 @@ def _hms(s: float) -> str:
 def _print_summary(sweep, store, out_dir, out, err) -> int:
     from rich.table import Table
 
+    from cmasim.sweep.store import StoreError
     from cmasim.sweep.summary import boundary_rows, ranking_rows, summarize, to_markdown
 
     try:
@@ -166,7 +167,7 @@ def _print_summary(sweep, store, out_dir, out, err) -> int:
 def cmd_sweeps(a) -> int:
     from rich.table import Table
 
-    from cmasim.sweep.spec import builtin_sweeps, load_spec
+    from cmasim.sweep.spec import SweepError, builtin_sweeps, load_spec
 
     err, out = _consoles()
     t = Table(title="built-in sweeps (cmasim/sweeps/*.toml)")
@@ -185,7 +186,7 @@ def cmd_sweeps(a) -> int:
 def cmd_query(a) -> int:
     from rich.table import Table
 
-    from cmasim.sweep.store import Store
+    from cmasim.sweep.store import Store, StoreError
 
     err, out = _consoles()
     if not Path(a.dir).is_dir():

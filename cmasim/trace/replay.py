@@ -45,12 +45,14 @@ from cmasim.mm import mmzone as mz
 from cmasim.mm import vmstat
 from cmasim.policy import Policy
 from cmasim.trace import parser as P
+from cmasim.trace import replay_core as RC
 from cmasim.trace.columnar import CachedTrace
 from cmasim.trace.snapshot import Snapshot, SnapState, build_machine, machine_config
 
 BATCH = 1 << 16
 TICK_NS = 1_000_000_000
 TRACE_CAPACITY = 1 << 17
+KEEP_BYTES = 256 << 20  # records kept in memory between the replay's passes
 MAX_ORDER = mz.MAX_PAGE_ORDER
 NO_WORKER = -1  # vmstat_phase_ns: the vmstat worker never runs (decay_phase()'s probe)
 DEFAULT_WORKER = -2  # vmstat_phase_ns: first run one second after the first event, no inference
@@ -173,31 +175,59 @@ class ReplayResult:
                 "sim_counters": self.sim_counters, "notes": self.notes, "wall_s": round(self.wall_s, 3)}
 
 
-class _Handles:
-    """Handle ids for live trace allocations. Ids freed in a batch are reused only in later
-    batches (a FREE earlier in the same batch still reads its slot when the core runs)."""
+class _Translation:
+    """The state of the compiled translation pass (replay_core.translate_chunk): kmap (kernel
+    head pfn -> (handle, order)) as a hash table, the handle allocator (ids freed in a batch are
+    reused only in later batches), the event buffer, counters and anomalies."""
 
     def __init__(self, cap: int):
         self.cap = cap
-        self.next = 0
-        self.free: list[int] = []
-        self.pending: list[int] = []
+        self.ht = RC.ht_new(1024)
+        self.free = np.zeros(cap, dtype=np.int64)
+        self.pending = np.zeros(cap, dtype=np.int64)
+        self.ev = np.zeros((2 * BATCH, ec.EV_COLS), dtype=np.int64)
+        self.ctl = np.zeros(RC.CTL_SIZE, dtype=np.int64)
+        self.an_count = np.zeros(len(RC.AN_NAMES), dtype=np.int64)
+        self.an_lines = np.zeros((len(RC.AN_NAMES), RC.AN_EXAMPLES), dtype=np.int64)
 
-    def get(self) -> int:
-        if self.free:
-            return self.free.pop()
-        h = self.next
-        if h >= self.cap:
+    def reserve(self, n: int) -> None:
+        """Room for n more records: two events each, one kmap key each (table at most half full)."""
+        self.ht = RC.ht_grow(self.ht, int(self.ctl[RC.CTL_HT_N]), n)
+        need = int(self.ctl[RC.CTL_NROWS]) + 2 * n
+        if need > len(self.ev):
+            ev = np.zeros((max(need, 2 * len(self.ev)), ec.EV_COLS), dtype=np.int64)
+            ev[:len(self.ev)] = self.ev
+            self.ev = ev
+
+    def handle(self) -> int:
+        h = int(RC.handle_get(self.free, self.ctl, self.cap))
+        if h < 0:
             raise RuntimeError("out of replay handles (more live allocations than simulated pages)")
-        self.next += 1
         return h
 
     def release(self, h: int) -> None:
-        self.pending.append(h)
+        self.pending[self.ctl[RC.CTL_PEND_N]] = h
+        self.ctl[RC.CTL_PEND_N] += 1
 
-    def end_batch(self) -> None:
-        self.free.extend(self.pending)
-        self.pending.clear()
+    def row(self, *ev: int) -> None:
+        r = int(self.ctl[RC.CTL_NROWS])
+        self.ev[r] = ev
+        self.ctl[RC.CTL_NROWS] = r + 1
+
+    def anomaly(self, kind: int, line: int) -> None:
+        c = int(self.an_count[kind])
+        if c < RC.AN_EXAMPLES:
+            self.an_lines[kind, c] = line
+        self.an_count[kind] = c + 1
+
+    def anomalies(self) -> Anomalies:
+        an = Anomalies(RC.AN_EXAMPLES)
+        for k, name in enumerate(RC.AN_NAMES):
+            c = int(self.an_count[k])
+            if c:
+                an.count[name] = c
+                an.lines[name] = self.an_lines[k, :min(c, RC.AN_EXAMPLES)].tolist()
+        return an
 
 
 class _Engine:
@@ -251,45 +281,48 @@ def default_machine(policy: Policy, nr_cpus: int, trace_capacity: int, seed: int
 
 def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, int], dict]:
     """Hot-plug headroom per zone (pages of MAX_ORDER frees of never-allocated pfns) and the
-    first migratetype seen per kernel pageblock (drain and zone_locked events)."""
-    live: set[int] = set()
-    headroom: dict[str, int] = {}
+    first migratetype seen per kernel pageblock (drain and zone_locked events).
+
+    The record loop is compiled (`replay_core.prescan_chunk`); the pageblock types are numpy."""
     kpb_type: dict[int, int] = {}
     maxcpu = 0
-    outside = 0  # allocations at pfns the snapshot has no zone for
-    last: dict[int, tuple[int, int]] = {}  # cpu -> (kind, pid) of its previous event
+    has_snap = int(snap is not None)
+    headroom_pages = np.zeros(max(1, len(snap.zones) if snap is not None else 1), dtype=np.int64)
+    counts = np.zeros(2, dtype=np.int64)  # allocations at pfns the snapshot has no zone for; live pfns
+    last_kind = np.full(64, -1, dtype=np.int64)  # cpu -> kind of its previous event (-1: none)
+    last_pid = np.zeros(64, dtype=np.int64)
+    live = RC.ht_new(1024)
     bg_drains: list[tuple[int, int]] = []  # (time, cpu) of drain bursts no free on that CPU set off
     t0 = None
     for a in chunks:
-        maxcpu = max(maxcpu, int(a[:, P.C_CPU].max()) if len(a) else 0)
-        if t0 is None and len(a):
+        if not len(a):
+            continue
+        a = np.ascontiguousarray(a, dtype=np.int64)
+        cmax = int(a[:, P.C_CPU].max())
+        maxcpu = max(maxcpu, cmax)
+        if t0 is None:
             t0 = int(a[0, P.C_TIME])
-        for kind, cpu, pid, t in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(),
-                                     a[:, P.C_PID].tolist(), a[:, P.C_TIME].tolist()):
-            pk = last.get(cpu)
-            if kind == P.K_PCPU_DRAIN and pk is not None and pk[0] != P.K_PCPU_DRAIN and not (
-                    pk[0] in (P.K_PAGE_FREE, P.K_FREE_BATCHED) and pk[1] == pid):
-                bg_drains.append((t, cpu))
-            last[cpu] = (kind, pid)
+        if cmax >= len(last_kind):
+            grow = 2 * cmax + 2 - len(last_kind)
+            last_kind = np.concatenate([last_kind, np.full(grow, -1, dtype=np.int64)])
+            last_pid = np.concatenate([last_pid, np.zeros(grow, dtype=np.int64)])
         k = a[:, P.C_KIND]
         sel = (k == P.K_PCPU_DRAIN) | (k == P.K_ZONE_LOCKED)
-        for pfn, mt in zip(a[sel, P.C_PFN].tolist(), a[sel, P.C_F0 + 1].tolist()):
-            kpb_type.setdefault(pfn >> mz.PAGEBLOCK_ORDER, mt)
-        sel = ((k == P.K_PAGE_ALLOC) & (a[:, P.C_PFN] >= 0)) | (k == P.K_PAGE_FREE)
-        zones = (snap.zones_of_kernel_pfns(a[sel, P.C_PFN]).tolist() if snap is not None
-                 else [-1] * int(sel.sum()))
-        for kind, pfn, order, z in zip(k[sel].tolist(), a[sel, P.C_PFN].tolist(), a[sel, P.C_F0].tolist(), zones):
-            if kind == P.K_PAGE_ALLOC:
-                live.add(pfn)
-                if snap is not None and z < 0:
-                    outside += 1
-            elif pfn in live:
-                live.discard(pfn)
-            elif order == MAX_ORDER and snap is not None:
-                if z >= 0:
-                    name = snap.zones[z].name
-                    headroom[name] = headroom.get(name, 0) + (1 << order)
-    return headroom, kpb_type, {"max_cpu": maxcpu, "bg_drains": bg_drains, "t0": t0, "outside": outside}
+        kpb = a[sel, P.C_PFN] >> mz.PAGEBLOCK_ORDER
+        mts = a[sel, P.C_F0 + 1]
+        _, first = np.unique(kpb, return_index=True)
+        for kp, mt in zip(kpb[np.sort(first)].tolist(), mts[np.sort(first)].tolist()):
+            kpb_type.setdefault(kp, mt)
+        zones = (snap.zones_of_kernel_pfns(a[:, P.C_PFN]) if snap is not None
+                 else np.full(len(a), -1, dtype=np.int64))
+        live = RC.ht_grow(live, int(counts[1]), len(a))
+        bg = np.zeros(len(a), dtype=np.int8)
+        RC.prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, live[0], live[1], live[2], headroom_pages,
+                         counts, MAX_ORDER)
+        w = np.flatnonzero(bg)
+        bg_drains += zip(a[w, P.C_TIME].tolist(), a[w, P.C_CPU].tolist())
+    headroom = {snap.zones[z].name: int(v) for z, v in enumerate(headroom_pages.tolist()) if v} if snap else {}
+    return headroom, kpb_type, {"max_cpu": maxcpu, "bg_drains": bg_drains, "t0": t0, "outside": int(counts[0])}
 
 
 def snapshot_mismatch(snap: Snapshot, info: dict) -> list[str]:
@@ -535,7 +568,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     ct = CachedTrace(trace, cache, flavour) if max_records is None else \
         CachedTrace(trace, cache, flavour, chunk=min(1 << 16, max(1024, max_records)))
 
-    def chunks():
+    def read():
         seen = 0
         for a in ct.chunks():
             if max_records is not None:
@@ -545,15 +578,28 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             seen += len(a)
             yield a
 
-    if max_records is not None:
-        # Stopping early leaves the columnar cache unwritten, so each of the three passes below
-        # would parse the head of the trace again: keep the (few) records instead.
-        head = list(chunks())
+    # The three passes below (prescan, infer_pcp_lists, translation) see the same records: the
+    # first keeps them in memory up to KEEP_BYTES (pybuild: 29 MB), so the others neither read
+    # the columnar cache again nor, after a --max-records stop (which leaves the cache
+    # unwritten), parse the head of the trace again. Longer traces are read once per pass.
+    kept: list[np.ndarray] | None = []
 
-        def chunks():  # noqa: F811
-            yield from head
+    def first_pass():
+        nonlocal kept
+        size = 0
+        for a in read():
+            if kept is not None:
+                size += a.nbytes
+                if size <= KEEP_BYTES:
+                    kept.append(a)
+                else:
+                    kept = None
+            yield a
 
-    headroom, kpb_type, info = prescan(chunks(), snapshot)
+    def chunks():
+        yield from (kept if kept is not None else read())
+
+    headroom, kpb_type, info = prescan(first_pass(), snapshot)
     untraced: dict[int, list] = {}  # line -> pages alloc_pages_bulk() took just before it
     parse_meta = ct.meta or {}
     notes: list[str] = []
@@ -582,28 +628,32 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                      f"{inferred[2]}, {inferred[1] / 1e9:.3f} s): first run {inferred[0] / 1e9:.3f} s after "
                      "the first event")
     eng = _Engine(m)
-    handles = _Handles(eng.cap)
-    kc, sc, an = KernelCounts(), SimCounts(), Anomalies()
-    kmap: dict[int, tuple[int, int]] = {}  # kernel head pfn -> (handle, order)
+    tr = _Translation(eng.cap)
+    kc, sc = KernelCounts(), SimCounts()
     kpb_map: dict[int, int] = {}  # kernel pageblock -> simulated pageblock (pre-trace frees)
     rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
            "online_pages": 0, "batches": 0, "untraced_bulk_allocs": 0}
 
+    untraced_lines = np.array(sorted(untraced), dtype=np.int64)
+    bulk_lines: list[int] = []
+
     def bulk_allocs(t: int, pages: list, line: int) -> None:
         """alloc_pages_bulk() took these pages off their per-CPU lists (infer_pcp_lists): the
-        same allocations, untraced in the kernel, so not counted as mm_page_alloc here either."""
+        same allocations, untraced in the kernel, so not counted as mm_page_alloc here either
+        (nor in CTL_ALLOCS)."""
+        keys, hs, os_ = tr.ht
         for pfn, order, mt, cpu in pages:
-            if pfn in kmap:
+            if RC.ht_find(keys, pfn) >= 0:
                 continue
-            h = handles.get()
-            kmap[pfn] = (h, order)
-            rows.append((t, ec.OP_ALLOC, cpu % ncpu, order, GFP_KERNEL | (mt << 3), h))
+            h = tr.handle()
+            ctl[RC.CTL_HT_N] += RC.ht_insert(keys, hs, os_, pfn, h, order)
+            tr.row(t, ec.OP_ALLOC, cpu % ncpu, order, GFP_KERNEL | (mt << 3), h)
             rep["untraced_bulk_allocs"] += 1
-            an.add("untraced_bulk_alloc", line)
+            bulk_lines.append(line)
     t_base = None
     ncpu = m.cfg.nr_cpus
-    rows: list[tuple] = []
     trace_base = int(m.C[mz.H_TRACE_BASE])
+    ctl = tr.ctl
 
     def drain_trace() -> None:
         n = int(m.C[mz.H_TRACE_N])
@@ -621,102 +671,94 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             m.C[mz.H_TRACE_N] = 0
 
     def flush() -> None:
-        if rows:
-            ev = np.array(rows, dtype=np.int64)
+        nr = int(ctl[RC.CTL_NROWS])
+        if nr:
+            ev = tr.ev[:nr]
             i = 0
-            while i < len(ev):
+            while i < nr:
                 i = eng.run(ev, i)
                 drain_trace()
-            rows.clear()
+            ctl[RC.CTL_NROWS] = 0
             rep["batches"] += 1
-        handles.end_batch()
+        RC.end_batch(tr.free, tr.pending, ctl)
+
+    def pretrace_free(r: list[int], z: int) -> None:
+        """A free of a page the trace never allocated (replay_core.ST_SPECIAL): memory being
+        onlined, or a page allocated before the trace."""
+        pfn, order = r[P.C_PFN], r[P.C_F0]
+        cpu = r[P.C_CPU] % ncpu
+        t = max(0, r[P.C_TIME] - t_base)
+        p = -1
+        if order == MAX_ORDER:
+            flush()  # managed pages and watermarks change at this point of the trace
+            p = state.take_offline(z, order)
+            if p >= 0:
+                rep["online_blocks"] += 1
+                rep["online_pages"] += 1 << order
+                tr.anomaly(RC.AN_ONLINED, r[P.C_LINE])
+        if p < 0:
+            kpb = pfn >> mz.PAGEBLOCK_ORDER
+            spb = kpb_map.get(kpb)
+            hint = spb * mz.PAGEBLOCK_NR_PAGES + (pfn & (mz.PAGEBLOCK_NR_PAGES - 1)) if spb is not None else -1
+            p = state.take_pretrace(z, order, kpb_type.get(kpb, mz.MIGRATE_MOVABLE), hint)
+            if p < 0:
+                tr.anomaly(RC.AN_POOL_EMPTY, r[P.C_LINE])
+                return
+            kpb_map.setdefault(kpb, p >> mz.PAGEBLOCK_ORDER)
+            rep["pretrace_frees"] += 1
+            rep["pretrace_free_pages"] += 1 << order
+            tr.anomaly(RC.AN_PRETRACE, r[P.C_LINE])
+        _set_owner(m, p, state.pageblock_type(p) if state.pageblock_type(p) < 3 else mz.MIGRATE_MOVABLE)
+        h = tr.handle()
+        eng.attach(h, p)
+        tr.row(t, ec.OP_FREE, cpu, 0, 0, h)
+        tr.release(h)
+        ctl[RC.CTL_FREES] += 1
+        if ctl[RC.CTL_NROWS] >= BATCH:
+            flush()
 
     done = 0
+    has_snap, has_state = int(snapshot is not None), int(state is not None)
     for a in chunks():
         kc.add_chunk(a)
-        if t_base is None and len(a):
-            t_base = int(a[0, P.C_TIME])
-        zones = (snapshot.zones_of_kernel_pfns(a[:, P.C_PFN]).tolist() if snapshot is not None
-                 else [-1] * len(a))
-        for r, rz in zip(a.tolist(), zones):
-            kind = r[0]
-            if untraced and r[P.C_LINE] in untraced:
-                bulk_allocs(max(0, r[1] - t_base), untraced[r[P.C_LINE]], r[P.C_LINE])
-            if kind == P.K_PAGE_ALLOC:
-                pfn = r[4]
-                if pfn < 0:
-                    an.add("alloc_failed_in_kernel", r[P.C_LINE])
-                    continue
-                cpu = r[2]
-                if cpu >= ncpu:
-                    an.add("cpu_outside_snapshot", r[P.C_LINE])
-                    cpu %= ncpu
-                if snapshot is not None and rz < 0:
-                    an.add("pfn_outside_zones", r[P.C_LINE])
-                old = kmap.get(pfn)
-                if old is not None:
-                    an.add("alloc_of_live_pfn", r[P.C_LINE])
-                    rows.append((max(0, r[1] - t_base), ec.OP_FREE, cpu, 0, 0, old[0]))
-                    handles.release(old[0])
-                h = handles.get()
-                kmap[pfn] = (h, r[5])
-                rows.append((max(0, r[1] - t_base), ec.OP_ALLOC, cpu, r[5], r[7], h))
-                rep["allocs"] += 1
-            elif kind == P.K_PAGE_FREE:
-                pfn, order = r[4], r[5]
-                cpu = r[2] % ncpu
-                hit = kmap.pop(pfn, None)
-                t = max(0, r[1] - t_base)
-                if hit is not None:
-                    if hit[1] != order:
-                        an.add("free_order_mismatch", r[P.C_LINE])
-                    rows.append((t, ec.OP_FREE, cpu, 0, 0, hit[0]))
-                    handles.release(hit[0])
-                    rep["frees"] += 1
-                    continue
-                if _inside_live_block(kmap, pfn):
-                    an.add("partial_free_of_live_block", r[P.C_LINE])
-                    continue
-                if state is None:
-                    an.add("pretrace_free_no_snapshot", r[P.C_LINE])
-                    continue
-                z = rz
-                if z < 0:
-                    an.add("pfn_outside_zones", r[P.C_LINE])
-                    continue
-                p = -1
-                if order == MAX_ORDER:
-                    flush()  # managed pages and watermarks change at this point of the trace
-                    p = state.take_offline(z, order)
-                    if p >= 0:
-                        rep["online_blocks"] += 1
-                        rep["online_pages"] += 1 << order
-                        an.add("memory_onlined", r[P.C_LINE])
-                if p < 0:
-                    kpb = pfn >> mz.PAGEBLOCK_ORDER
-                    spb = kpb_map.get(kpb)
-                    hint = spb * mz.PAGEBLOCK_NR_PAGES + (pfn & (mz.PAGEBLOCK_NR_PAGES - 1)) if spb is not None else -1
-                    p = state.take_pretrace(z, order, kpb_type.get(kpb, mz.MIGRATE_MOVABLE), hint)
-                    if p < 0:
-                        an.add("pretrace_pool_empty", r[P.C_LINE])
-                        continue
-                    kpb_map.setdefault(kpb, p >> mz.PAGEBLOCK_ORDER)
-                    rep["pretrace_frees"] += 1
-                    rep["pretrace_free_pages"] += 1 << order
-                    an.add("pretrace_free", r[P.C_LINE])
-                _set_owner(m, p, state.pageblock_type(p) if state.pageblock_type(p) < 3 else mz.MIGRATE_MOVABLE)
-                h = handles.get()
-                eng.attach(h, p)
-                rows.append((t, ec.OP_FREE, cpu, 0, 0, h))
-                handles.release(h)
-                rep["frees"] += 1
-            if len(rows) >= BATCH:
-                flush()
-        done += len(a)
+        n = len(a)
+        if n:
+            if t_base is None:
+                t_base = int(a[0, P.C_TIME])
+            a = np.ascontiguousarray(a, dtype=np.int64)
+            zones = (snapshot.zones_of_kernel_pfns(a[:, P.C_PFN]) if snapshot is not None
+                     else np.full(n, -1, dtype=np.int64))
+            # records before which alloc_pages_bulk() took pages (infer_pcp_lists): the compiled
+            # pass stops there, and the untraced allocations go in before the record
+            cuts = np.flatnonzero(np.isin(a[:, P.C_LINE], untraced_lines)).tolist() if untraced else []
+            tr.reserve(n + sum(len(untraced[int(a[e, P.C_LINE])]) for e in cuts))
+            i = 0
+            for e in cuts + [n]:
+                sub_a, sub_z = a[:e], zones[:e]
+                while True:
+                    i, st = RC.translate_chunk(sub_a, sub_z, i, ncpu, has_snap, has_state, t_base, BATCH,
+                                               MAX_ORDER, tr.ht[0], tr.ht[1], tr.ht[2], tr.free, tr.pending,
+                                               tr.cap, tr.ev, ctl, tr.an_count, tr.an_lines)
+                    if st == RC.ST_DONE:
+                        break
+                    if st == RC.ST_FLUSH:
+                        flush()
+                    elif st == RC.ST_SPECIAL:
+                        pretrace_free(a[i].tolist(), int(zones[i]))
+                        i += 1
+                    else:
+                        raise RuntimeError("out of replay handles (more live allocations than simulated pages)")
+                if e < n:
+                    line = int(a[e, P.C_LINE])
+                    bulk_allocs(max(0, int(a[e, P.C_TIME]) - t_base), untraced[line], line)
         if progress:
             progress(done)
     flush()
     drain_trace()
+    rep["allocs"], rep["frees"] = int(ctl[RC.CTL_ALLOCS]), int(ctl[RC.CTL_FREES])
+    an = tr.anomalies()
+    for line in bulk_lines:
+        an.add("untraced_bulk_alloc", line)
     sc.allocs -= rep["untraced_bulk_allocs"]  # the kernel traced no mm_page_alloc for them either
     if check:
         m.check()
@@ -728,7 +770,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         an.lines[f"parse_{k}"] = parse_meta["stats"]["bad_first_lines"].get(k, [])
     res.sim_counters = vmstat.event_counters(m)
     res.sim_counters["free_skipped"] = eng.skipped()
-    res.replayed["live_at_end"] = len(kmap)
+    res.replayed["live_at_end"] = int(ctl[RC.CTL_HT_N])
     res.replayed["trace_lost_records"] = int(m.C[mz.H_TRACE_LOST])
     return res
 
@@ -839,14 +881,6 @@ def _disable_background(m: Machine) -> None:
         m.C[b + mz.T_RECLAIM_ENABLED] = 0
         if hasattr(mz, "T_COMPACTION_ENABLED"):
             m.C[b + mz.T_COMPACTION_ENABLED] = 0
-
-
-def _inside_live_block(kmap: dict, pfn: int) -> bool:
-    for o in range(1, MAX_ORDER + 1):
-        hit = kmap.get(pfn & ~((1 << o) - 1))
-        if hit is not None and hit[1] >= o:
-            return True
-    return False
 
 
 def write_outputs(res: ReplayResult, out: Path, fidelity: dict | None = None) -> None:

@@ -39,9 +39,10 @@ import numpy as np
 from cmasim.machine import ZONE_INDEX, Machine, MachineConfig
 from cmasim.mm import mm_init
 from cmasim.mm import mmzone as mz
-from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_tail, set_pinfo
+from cmasim.mm.freelist import set_pinfo
 from cmasim.mm.zone_stat import fold_all_vm_stats
 from cmasim.policy import Policy
+from cmasim.trace import replay_core as RC
 from cmasim.trace.parser import FLAVOURS, flavour_from_type_names
 
 PB = mz.PAGEBLOCK_NR_PAGES
@@ -287,39 +288,13 @@ def place_small(nblocks_free: list[int], n_pageblocks: int) -> list[tuple[int, i
     aligned offset: a block may not sit next to a free buddy of its own order (the pair
     would have merged). Pages not covered stay allocated. Raises SnapshotError when full.
     """
-    nblocks_free = list(nblocks_free) + [0] * (mz.PAGEBLOCK_ORDER - len(nblocks_free))
-    out = []
-    used = np.zeros(PB, dtype=bool)
-    heads: dict[int, int] = {}
-    pb = 0
-    cursor = [0] * mz.PAGEBLOCK_ORDER
-    for order in range(mz.PAGEBLOCK_ORDER - 1, -1, -1):
-        size = 1 << order
-        for _ in range(nblocks_free[order]):
-            while True:
-                pos = cursor[order]
-                placed = False
-                while pos + size <= PB:
-                    # free, no free buddy of the same order, and one page of the pageblock kept
-                    # allocated (a wholly free pageblock would be an order-9 block)
-                    if (not used[pos:pos + size].any() and heads.get(pos ^ size) != order
-                            and used.sum() + size < PB):
-                        placed = True
-                        break
-                    pos += size
-                if placed:
-                    used[pos:pos + size] = True
-                    heads[pos] = order
-                    cursor[order] = pos + size
-                    out.append((pb, pos, order))
-                    break
-                pb += 1
-                if pb >= n_pageblocks:
-                    raise SnapshotError("free blocks do not fit their pageblocks")
-                used[:] = False
-                heads.clear()
-                cursor = [0] * mz.PAGEBLOCK_ORDER
-    return out
+    nb = np.zeros(mz.PAGEBLOCK_ORDER, dtype=np.int64)
+    nb[:len(nblocks_free)] = nblocks_free
+    out = np.zeros((int(nb.sum()), 3), dtype=np.int64)
+    k = RC.place_small_blocks(nb, n_pageblocks, PB, out)  # compiled: a numpy call per candidate offset was slow
+    if k < 0:
+        raise SnapshotError("free blocks do not fit their pageblocks")
+    return [tuple(r) for r in out[:k].tolist()]
 
 
 def layout_zone(zs: ZoneSnap, first_pb: int, n_pb: int) -> tuple[list[int], list[tuple[int, int, int]], list[str]]:
@@ -463,35 +438,14 @@ class SnapState:
 
         `pretrace` only ever turns False after the machine is built, so the first all-pretrace
         run never moves down: a cursor per (start, end, n) skips what earlier searches found
-        taken, and the rest is scanned in windows, stopping at the first match. The answer is
-        the one a scan of the whole range gives (replays are bit-identical); only the cost
-        differs (the whole-range scan per pre-trace free was a third of a replay's time)."""
+        taken, and the rest is scanned (compiled: replay_core.pretrace_search), stopping at the
+        first match. The answer is the one a scan of the whole range gives (replays are
+        bit-identical); only the cost differs (the whole-range numpy scan per pre-trace free
+        was a third of a replay's time)."""
         key = (start, end, n)
-        k_total = (end - start) // n
-        i = self._cursor.get(key, 0) // n
-        step = max(1, 65536 // n)  # blocks per window
-        found_full = False
-        S, pb_off = self.machine.S, int(self.machine.C[mz.H_PB])
-        while i < k_total:
-            j = min(k_total, i + step)
-            seg = self.pretrace[start + i * n:start + j * n]
-            full = seg if n == 1 else seg.reshape(j - i, n).all(axis=1)
-            cand = np.flatnonzero(full)
-            if not found_full:
-                if len(cand):
-                    found_full = True
-                    self._cursor[key] = (i + int(cand[0])) * n
-                else:
-                    self._cursor[key] = j * n
-            if len(cand):
-                offs = (cand + i) * n
-                if mt >= 0:
-                    pbw = S[pb_off + ((offs + start) >> 9)] & mz.PB_MT_MASK
-                    offs = offs[pbw == mt]
-                if len(offs):
-                    return int(offs[0]) + start
-            i = j
-        return -1
+        p, self._cursor[key] = RC.pretrace_search(self.pretrace, self.machine.S, int(self.machine.C[mz.H_PB]),
+                                                  mz.PB_MT_MASK, start, end, n, mt, self._cursor.get(key, 0))
+        return int(p)
 
     def claim_block(self, p: int, order: int) -> None:
         """Turn the order-0 allocated pages [p, p + 2^order) into one allocated block of `order`."""
@@ -508,12 +462,11 @@ class SnapState:
         ready to be freed), or -1. Managed pages grow and the watermarks are recomputed."""
         n = 1 << order
         start, end = self.zone_range(z)
-        off = self.offline[start:end]
-        k = (end - start) // n
-        full = np.flatnonzero(off[:k * n].reshape(k, n).all(axis=1))
-        if not len(full):
+        # the first aligned all-offline run (pretrace_search's scan, on `offline`, any pageblock type)
+        p, _ = RC.pretrace_search(self.offline, self.machine.S, 0, 0, start, end, n, -1, 0)
+        if p < 0:
             return -1
-        p = int(full[0]) * n + start
+        p = int(p)
         self.offline[p:p + n] = False
         m = self.machine
         o = int(m.C[mz.H_PINFO])
@@ -614,11 +567,9 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
         zone_pre = np.ones(size, dtype=bool)
         zone_pre[n_pb * PB:] = False
         offline[start + n_pb * PB:start + size] = True
-        for pfn, order, mt in sorted(frees):
-            S[off_pinfo + pfn:off_pinfo + pfn + (1 << order)] = 0
-            __add_to_free_list(S, C, zi, pfn, order, mt, True)
-            account_freepages(C, zb, 1 << order, mt)
-            zone_pre[pfn - start:pfn - start + (1 << order)] = False
+        fr = np.array(sorted(frees), dtype=np.int64).reshape(-1, 3)
+        RC.add_free_blocks(S, C, zi, zb, fr[:, 0].copy(), fr[:, 1].copy(), fr[:, 2].copy(), off_pinfo, zone_pre,
+                           start)
         # Per-CPU lists: `count` pages, split over the lists as `pcp_lists` says (inferred from
         # the trace, see replay.infer_pcp_lists), else order-0 pages on the MOVABLE list; each
         # block is an allocated block of a pageblock of the list's type where one is left.
@@ -643,13 +594,8 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
                     ok = zone_pre[:k * n].reshape(k, n).all(axis=1)
                     if want_type:
                         ok &= pb_of_page[:k * n:n] == mt
-                    heads = np.flatnonzero(ok)[:nb] * n
-                    for h in heads.tolist():
-                        p = h + start
-                        S[off_pinfo + p:off_pinfo + p + n] = 0
-                        list_add_tail(S, C, lst, p)
-                        set_pinfo(S, C, p, order, mz.PG_PCP, mt, lst)
-                        zone_pre[h:h + n] = False
+                    heads = np.flatnonzero(ok)[:nb].astype(np.int64) * n
+                    RC.add_pcp_blocks(S, C, lst, heads, order, mz.PG_PCP, mt, off_pinfo, zone_pre, start)
                     nb -= len(heads)
                     placed += len(heads) << order
             if placed < ps.get("count", 0):

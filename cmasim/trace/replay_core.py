@@ -1,0 +1,431 @@
+"""The replay's per-record passes, compiled: prescan and the translation into engine events.
+
+`cmasim.trace.replay` used to walk every trace record in Python three times (prescan, per-CPU
+list inference, translation into core events); at ~1 µs a record those loops were most of a
+replay's time after parsing (docs/performance.md, "Replay"). The two passes here do the same,
+record for record, over a chunk's int64 record array (`cmasim.trace.parser` columns), with the
+Python dicts replaced by arrays:
+
+* `kmap` (kernel head pfn -> (handle, order)) and prescan's set of live pfns are open-addressing
+  hash tables (linear probing, backward-shift deletion) in three int64 arrays: keys (EMPTY for
+  a free slot), handles, orders. The caller keeps the table at most half full: before each
+  chunk it grows the table (`ht_grow`) so that the chunk's records, each adding at most one
+  key, fit.
+* The handle allocator of `replay._Handles` (ids freed in a batch are reused only in later
+  batches, last freed first) is a free stack and a pending list.
+* Counters and the anomaly counts with their first line numbers are int64 arrays (`CTL_*`,
+  `AN_*`), turned back into the report's dicts by the caller.
+
+`translate_chunk` stops where Python must act: at a flush point (BATCH events reached where the
+Python loop checked for it) and at a free of a page the trace never allocated (pre-trace pages
+and memory onlining use `SnapState`'s numpy searches; ~500 per trace). The caller then resumes
+at the next record. The events, handles and report are those the Python loop produced.
+
+The same goes for the snapshot machine's per-block loops (`cmasim.trace.snapshot`): the free
+blocks and per-CPU pages of `build_machine`, and the search for pre-trace pages.
+
+Compiled with `kjit` (cached) and listed in `mm.jit._CORE_FILES`, as every compiled file is;
+`cmasim compile` (warmup.compile_core's tiny replay) compiles it with the core.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_tail, set_pinfo
+from cmasim.mm.jit import kjit, kjit_inline
+
+EMPTY = -1
+
+# Record columns and kinds (cmasim.trace.parser; repeated here as plain ints so that this module
+# compiles without importing the parser).
+_C_KIND, _C_TIME, _C_CPU, _C_PID, _C_PFN, _C_F0, _C_LINE = 0, 1, 2, 3, 4, 5, 13
+_K_PAGE_ALLOC, _K_PAGE_FREE, _K_PCPU_DRAIN, _K_FREE_BATCHED = 1, 2, 4, 6
+_OP_ALLOC, _OP_FREE = 1, 2  # cmasim.engine_core
+
+# ctl words of translate_chunk
+CTL_NEXT = 0  # next never-used handle id
+CTL_FREE_N = 1  # handles on the free stack
+CTL_PEND_N = 2  # handles released in this batch
+CTL_NROWS = 3  # events in the buffer
+CTL_HT_N = 4  # keys in kmap
+CTL_ALLOCS = 5
+CTL_FREES = 6
+CTL_SIZE = 8
+
+# anomaly kinds (Anomalies keys), in this order
+AN_NAMES = ("alloc_failed_in_kernel", "cpu_outside_snapshot", "pfn_outside_zones", "alloc_of_live_pfn",
+            "free_order_mismatch", "partial_free_of_live_block", "pretrace_free_no_snapshot", "memory_onlined",
+            "pretrace_pool_empty", "pretrace_free")
+AN_ALLOC_FAILED, AN_CPU_OUTSIDE, AN_PFN_OUTSIDE, AN_ALLOC_LIVE, AN_ORDER_MISMATCH, AN_PARTIAL, AN_NO_SNAPSHOT, \
+    AN_ONLINED, AN_POOL_EMPTY, AN_PRETRACE = range(len(AN_NAMES))
+AN_EXAMPLES = 5
+
+# translate_chunk's status
+ST_DONE = 0  # every record of the chunk processed
+ST_FLUSH = 1  # the buffer reached `batch` events: run them, then resume at the returned index
+ST_SPECIAL = 2  # a free of a page the trace never allocated, at the returned index: Python's turn
+ST_NO_HANDLES = 3  # more live allocations than handles
+
+
+@kjit_inline
+def _home(key, mask):
+    return ((key & 0x7FFFFFFF) * 2654435761 >> 12) & mask
+
+
+@kjit
+def ht_find(keys, key):
+    """Slot of `key` in the table, or -1."""
+    if key < 0:
+        return -1
+    mask = keys.shape[0] - 1
+    i = _home(key, mask)
+    while True:
+        k = keys[i]
+        if k == key:
+            return i
+        if k == EMPTY:
+            return -1
+        i = (i + 1) & mask
+
+
+@kjit
+def ht_insert(keys, hs, os_, key, h, o):
+    """Set key -> (h, o); returns 1 if the key is new, else 0."""
+    mask = keys.shape[0] - 1
+    i = _home(key, mask)
+    while True:
+        k = keys[i]
+        if k == key:
+            hs[i] = h
+            os_[i] = o
+            return 0
+        if k == EMPTY:
+            keys[i] = key
+            hs[i] = h
+            os_[i] = o
+            return 1
+        i = (i + 1) & mask
+
+
+@kjit
+def ht_delete(keys, hs, os_, slot):
+    """Remove the key at `slot` (backward-shift deletion keeps every probe chain unbroken)."""
+    mask = keys.shape[0] - 1
+    i = slot
+    j = slot
+    while True:
+        j = (j + 1) & mask
+        k = keys[j]
+        if k == EMPTY:
+            break
+        home = _home(k, mask)
+        # k stays if its home lies cyclically in (i, j]
+        if i <= j:
+            stays = i < home <= j
+        else:
+            stays = home > i or home <= j
+        if stays:
+            continue
+        keys[i] = k
+        hs[i] = hs[j]
+        os_[i] = os_[j]
+        i = j
+    keys[i] = EMPTY
+
+
+@kjit
+def ht_rehash(keys, hs, os_, nkeys, nhs, nos):
+    """Insert every key of (keys, hs, os_) into the empty larger table (nkeys, nhs, nos)."""
+    for i in range(keys.shape[0]):
+        if keys[i] != EMPTY:
+            ht_insert(nkeys, nhs, nos, keys[i], hs[i], os_[i])
+
+
+def ht_new(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cap = max(1024, 1 << (int(cap) - 1).bit_length())
+    return np.full(cap, EMPTY, dtype=np.int64), np.zeros(cap, dtype=np.int64), np.zeros(cap, dtype=np.int64)
+
+
+def ht_grow(t: tuple, count: int, more: int) -> tuple:
+    """`t`, or a larger copy, so that `count + more` keys keep it at most half full."""
+    if 2 * (count + more) <= t[0].shape[0]:
+        return t
+    nt = ht_new(2 * (count + more))
+    ht_rehash(t[0], t[1], t[2], nt[0], nt[1], nt[2])
+    return nt
+
+
+@kjit
+def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, headroom, counts, max_order):
+    """prescan's record loop for one chunk.
+
+    bg[i] = 1 where record i is a per-CPU drain that no free on that CPU set off (the previous
+    event of that CPU is neither a drain nor a free by the same pid); last_kind/last_pid carry
+    each CPU's previous event between chunks (kind -1: none yet; size > the chunk's max CPU).
+    The live-pfn set (keys) gives headroom[z] += 2^order for each MAX_ORDER free of a pfn not
+    live, and counts[0] += 1 for each allocation outside every zone (has_snap), counts[1] = keys."""
+    n = a.shape[0]
+    for i in range(n):
+        kind = a[i, _C_KIND]
+        cpu = a[i, _C_CPU]
+        pid = a[i, _C_PID]
+        pk = last_kind[cpu]
+        if kind == _K_PCPU_DRAIN and pk != -1 and pk != _K_PCPU_DRAIN and not (
+                (pk == _K_PAGE_FREE or pk == _K_FREE_BATCHED) and last_pid[cpu] == pid):
+            bg[i] = 1
+        last_kind[cpu] = kind
+        last_pid[cpu] = pid
+        pfn = a[i, _C_PFN]
+        if kind == _K_PAGE_ALLOC:
+            if pfn >= 0:
+                counts[1] += ht_insert(keys, hs, os_, pfn, 0, 0)
+                if has_snap and zones[i] < 0:
+                    counts[0] += 1
+        elif kind == _K_PAGE_FREE:
+            s = ht_find(keys, pfn)
+            if s >= 0:
+                ht_delete(keys, hs, os_, s)
+                counts[1] -= 1
+            elif a[i, _C_F0] == max_order and has_snap:
+                if zones[i] >= 0:
+                    headroom[zones[i]] += 1 << max_order
+
+
+@kjit_inline
+def _anomaly(an_count, an_lines, kind, line):
+    c = an_count[kind]
+    if c < AN_EXAMPLES:
+        an_lines[kind, c] = line
+    an_count[kind] = c + 1
+
+
+@kjit_inline
+def _row(ev, ctl, t, op, cpu, order, gfp, h):
+    r = ctl[CTL_NROWS]
+    ev[r, 0] = t
+    ev[r, 1] = op
+    ev[r, 2] = cpu
+    ev[r, 3] = order
+    ev[r, 4] = gfp
+    ev[r, 5] = h
+    ctl[CTL_NROWS] = r + 1
+
+
+@kjit_inline
+def _release(pending, ctl, h):
+    pending[ctl[CTL_PEND_N]] = h
+    ctl[CTL_PEND_N] += 1
+
+
+@kjit
+def handle_get(free, ctl, cap):
+    """A handle id (the last one freed in an earlier batch first), or -1 when `cap` are live."""
+    n = ctl[CTL_FREE_N]
+    if n > 0:
+        ctl[CTL_FREE_N] = n - 1
+        return free[n - 1]
+    h = ctl[CTL_NEXT]
+    if h >= cap:
+        return -1
+    ctl[CTL_NEXT] = h + 1
+    return h
+
+
+@kjit
+def end_batch(free, pending, ctl):
+    """Handles released in this batch become reusable."""
+    n = ctl[CTL_FREE_N]
+    for j in range(ctl[CTL_PEND_N]):
+        free[n + j] = pending[j]
+    ctl[CTL_FREE_N] = n + ctl[CTL_PEND_N]
+    ctl[CTL_PEND_N] = 0
+
+
+@kjit
+def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_order, keys, hs, os_,
+                    free, pending, cap, ev, ctl, an_count, an_lines):
+    """Translate records a[i0:] into engine events ev[ctl[CTL_NROWS]:] (time, op, cpu, order,
+    gfp, handle), as replay()'s Python loop did; returns (index, status) (module docstring).
+
+    The caller keeps room in `ev` for two events per record and `keys` at most half full."""
+    n = a.shape[0]
+    i = i0
+    while i < n:
+        kind = a[i, _C_KIND]
+        line = a[i, _C_LINE]
+        if kind == _K_PAGE_ALLOC:
+            pfn = a[i, _C_PFN]
+            if pfn < 0:
+                _anomaly(an_count, an_lines, AN_ALLOC_FAILED, line)
+                i += 1
+                continue
+            cpu = a[i, _C_CPU]
+            if cpu >= ncpu:
+                _anomaly(an_count, an_lines, AN_CPU_OUTSIDE, line)
+                cpu %= ncpu
+            if has_snap and zones[i] < 0:
+                _anomaly(an_count, an_lines, AN_PFN_OUTSIDE, line)
+            t = max(0, a[i, _C_TIME] - t_base)
+            order = a[i, _C_F0]
+            s = ht_find(keys, pfn)
+            if s >= 0:
+                _anomaly(an_count, an_lines, AN_ALLOC_LIVE, line)
+                _row(ev, ctl, t, _OP_FREE, cpu, 0, 0, hs[s])
+                _release(pending, ctl, hs[s])
+            h = handle_get(free, ctl, cap)
+            if h < 0:
+                return i, ST_NO_HANDLES
+            ctl[CTL_HT_N] += ht_insert(keys, hs, os_, pfn, h, order)
+            _row(ev, ctl, t, _OP_ALLOC, cpu, order, a[i, _C_F0 + 2], h)
+            ctl[CTL_ALLOCS] += 1
+        elif kind == _K_PAGE_FREE:
+            pfn = a[i, _C_PFN]
+            order = a[i, _C_F0]
+            cpu = a[i, _C_CPU] % ncpu
+            s = ht_find(keys, pfn)
+            if s >= 0:
+                if os_[s] != order:
+                    _anomaly(an_count, an_lines, AN_ORDER_MISMATCH, line)
+                h = hs[s]
+                ht_delete(keys, hs, os_, s)
+                ctl[CTL_HT_N] -= 1
+                _row(ev, ctl, max(0, a[i, _C_TIME] - t_base), _OP_FREE, cpu, 0, 0, h)
+                _release(pending, ctl, h)
+                ctl[CTL_FREES] += 1
+                i += 1
+                continue
+            inside = False
+            for o in range(1, max_order + 1):
+                s = ht_find(keys, pfn & ~((1 << o) - 1))
+                if s >= 0 and os_[s] >= o:
+                    inside = True
+                    break
+            if inside:
+                _anomaly(an_count, an_lines, AN_PARTIAL, line)
+                i += 1
+                continue
+            if not has_state:
+                _anomaly(an_count, an_lines, AN_NO_SNAPSHOT, line)
+                i += 1
+                continue
+            if zones[i] < 0:
+                _anomaly(an_count, an_lines, AN_PFN_OUTSIDE, line)
+                i += 1
+                continue
+            return i, ST_SPECIAL
+        i += 1
+        if ctl[CTL_NROWS] >= batch:
+            return i, ST_FLUSH
+    return i, ST_DONE
+
+
+# --- the snapshot machine (cmasim.trace.snapshot) -------------------------------------------------------
+
+
+@kjit
+def pretrace_search(pretrace, S, pb_off, mt_mask, start, end, n, mt, cursor):
+    """SnapState._search's scan: the lowest aligned n-page run of [start, end) at or above
+    `cursor` that is all `pretrace` and, with mt >= 0, in a pageblock of type mt (else -1);
+    and the new cursor: the offset of the first all-pretrace run (whatever its type), or the
+    end of the range when there is none."""
+    k_total = (end - start) // n
+    i = cursor // n
+    first = -1
+    while i < k_total:
+        base = start + i * n
+        if first >= 0 and mt >= 0 and (S[pb_off + (base >> 9)] & mt_mask) != mt:
+            i += 1  # the cursor is known: only runs in pageblocks of type mt matter now
+            continue
+        full = True
+        for q in range(base, base + n):
+            if not pretrace[q]:
+                full = False
+                break
+        if full:
+            if first < 0:
+                first = i * n
+            if mt < 0 or (S[pb_off + (base >> 9)] & mt_mask) == mt:
+                return base, first
+        i += 1
+    if first < 0:
+        first = k_total * n if cursor // n < k_total else cursor
+    return -1, first
+
+
+@kjit
+def add_free_blocks(S, C, zslot, zb, pfns, orders, mts, off_pinfo, zone_pre, start):
+    """build_machine's free blocks, in the given order: pages cleared, the head linked at the
+    tail of its free list and accounted, the pages no longer allocated "before the trace"."""
+    for j in range(pfns.shape[0]):
+        p = pfns[j]
+        o = orders[j]
+        for q in range(p, p + (1 << o)):
+            S[off_pinfo + q] = 0
+            zone_pre[q - start] = False
+        __add_to_free_list(S, C, zslot, p, o, mts[j], 1)
+        account_freepages(C, zb, 1 << o, mts[j])
+
+
+@kjit
+def add_pcp_blocks(S, C, lst, heads, order, state, mt, off_pinfo, zone_pre, start):
+    """build_machine's per-CPU pages: blocks at zone offsets `heads`, in order, onto list `lst`."""
+    n = 1 << order
+    for j in range(heads.shape[0]):
+        h = heads[j]
+        p = h + start
+        for q in range(n):
+            S[off_pinfo + p + q] = 0
+        list_add_tail(S, C, lst, p)
+        set_pinfo(S, C, p, order, state, mt, lst)
+        for q in range(n):
+            zone_pre[h + q] = False
+
+
+@kjit
+def place_small_blocks(nblocks_free, n_pageblocks, pb_pages, out):
+    """snapshot.place_small's greedy placement into out[k] = (pageblock, offset, order); returns
+    the number placed, or -1 when they do not fit `n_pageblocks` (see place_small)."""
+    used = np.zeros(pb_pages, dtype=np.bool_)
+    heads = np.full(pb_pages, -1, dtype=np.int64)  # offset -> order of the free block there
+    cursor = np.zeros(nblocks_free.shape[0], dtype=np.int64)
+    nused = 0
+    pb = 0
+    k = 0
+    for order in range(nblocks_free.shape[0] - 1, -1, -1):
+        size = 1 << order
+        for _ in range(nblocks_free[order]):
+            while True:
+                pos = cursor[order]
+                placed = False
+                while pos + size <= pb_pages:
+                    # free, no free buddy of the same order, and one page of the pageblock kept
+                    # allocated (a wholly free pageblock would be an order-9 block)
+                    if heads[pos ^ size] != order and nused + size < pb_pages:
+                        clear = True
+                        for q in range(pos, pos + size):
+                            if used[q]:
+                                clear = False
+                                break
+                        if clear:
+                            placed = True
+                            break
+                    pos += size
+                if placed:
+                    used[pos:pos + size] = True
+                    nused += size
+                    heads[pos] = order
+                    cursor[order] = pos + size
+                    out[k, 0] = pb
+                    out[k, 1] = pos
+                    out[k, 2] = order
+                    k += 1
+                    break
+                pb += 1
+                if pb >= n_pageblocks:
+                    return -1
+                used[:] = False
+                heads[:] = -1
+                cursor[:] = 0
+                nused = 0
+    return k
