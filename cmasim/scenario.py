@@ -17,7 +17,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -245,11 +245,31 @@ class MachineSpec(_Strict):
     zones: dict[str, Size] | None = None
     cpus: int = Field(2, ge=1, le=64)
     min_free_kbytes: int | None = Field(None, ge=128)
-    thp: bool = True
+    # /sys/kernel/mm/transparent_hugepage/enabled: "always", "madvise" or "never" (true = "always",
+    # false = "never"). khugepaged runs unless "never" and raises min_free_kbytes (mm/khugepaged.c
+    # set_recommended_min_free_kbytes(); machine.min_free_kbytes overrides it, as pins_fail.sh's
+    # MINFREE does); with "always" the pins_fail fill faults THPs (cmasim.workload.fill).
+    thp: bool | str = True
+    # /sys/kernel/mm/transparent_hugepage/defrag: the GFP flags of a THP fault (gfp.vma_thp_gfp_mask)
+    thp_defrag: Literal["always", "defer", "defer+madvise", "madvise", "never"] = "madvise"
     watermark_scale_factor: int = Field(10, ge=1, le=3000)
     percpu_pagelist_high_fraction: int = Field(0, ge=0)
     reserved: Size = 0  # kernel memory taken at boot (unmovable), e.g. text and memmap
     defrag_mode: bool = False  # vm.defrag_mode (v6.15+ rule sets only)
+
+    @field_validator("thp", mode="before")
+    @classmethod
+    def _thp(cls, v):
+        if isinstance(v, bool) or v in ("always", "madvise", "never"):
+            return v
+        raise ValueError(f"{v!r} is not a valid boolean or THP setting (true, false, \"always\", \"madvise\", "
+                         f"\"never\")")
+
+    def thp_enabled(self) -> str:
+        """The THP "enabled" setting: "always", "madvise" or "never"."""
+        if isinstance(self.thp, bool):
+            return "always" if self.thp else "never"
+        return self.thp
 
 
 class Scenario(_Strict):
