@@ -154,13 +154,16 @@ def parse_loads(text: str) -> list[PinLoad]:
 class PinsFailSpec(_Strict):
     """The oracle's pins_fail experiment (tools/pins_fail.sh, oracle-tool run -l LEAVE -F HEAD
     -B -I -V -D DEADLINE -a ALIGN -s SIZES -n COUNT), one phase per load on the same machine
-    (cmasim.workload.pins_fail)."""
+    (cmasim.workload.pins_fail); also the older lkml_pins set-up (oracle-tool run -l LEAVE -R
+    CHURN -a ALIGN -s SIZES -n COUNT: `churn`, `interleave = false`, `headroom = 0`)."""
 
     area: str = "reserved"
     leave: Size  # fill with anonymous memory until this much is free (-l)
     headroom: Size  # then drop this much fill outside CMA (-F)
     reborrow: bool = True  # before every attempt: re-touch, re-drop headroom, rescan (-B)
-    sizes_mib: list[float] = Field(min_length=1)  # attempt sizes, interleaved (-s, -I)
+    churn: Size = 0  # before every attempt: MADV_DONTNEED a random run of this much fill, touch it again (-R)
+    sizes_mib: list[float] = Field(min_length=1)  # attempt sizes (-s)
+    interleave: bool = True  # sizes interleaved (-I); false: `count` attempts of each size in turn
     align_order: int = Field(8, ge=0, le=mz.MAX_PAGE_ORDER + 8)  # (-a)
     count: int = Field(12, ge=1)  # attempts per size (-n)
     interval_ms: float = Field(100, ge=0)  # wait after every attempt (-w)

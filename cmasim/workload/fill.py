@@ -232,7 +232,16 @@ def mapped_pages(S, C, p):
 @kjit
 def drop_outside_cma_thp(S, C, pages, out):
     """drop_noncma() over a fill of THPs and 4 KiB pages: MADV_DONTNEED of up to `pages`
-    mapped pages outside CMA pageblocks, walking the live handles from a random start.
+    mapped pages outside CMA pageblocks, walking the live handles from a random start
+    (madv_dontneed_fill(); returns pages dropped, out as there)."""
+    return madv_dontneed_fill(S, C, pages, True, out)
+
+
+@kjit
+def madv_dontneed_fill(S, C, pages, outside_cma_only, out):
+    """MADV_DONTNEED of up to `pages` mapped fill pages (only those outside CMA pageblocks
+    when `outside_cma_only`: the tool's drop_noncma(); all of them: its -R churn, which drops
+    a random run of the mapping), walking the live handles from a random start.
 
     * a 4 KiB page: freed;
     * a PMD-mapped THP covered whole: freed whole (mm/memory.c zap_pmd_range() ->
@@ -260,7 +269,9 @@ def drop_outside_cma_thp(S, C, pages, out):
     U = C[H_UNMAPPED]
     for k in range(n):
         p = S[live + (start + k) % n]
-        if not is_anon(S, C, p) or get_pageblock_type_bits(S, C, p) == MIGRATE_CMA:
+        if not is_anon(S, C, p):
+            continue
+        if outside_cma_only and get_pageblock_type_bits(S, C, p) == MIGRATE_CMA:
             continue
         order = pi_order(pinfo(S, C, p))
         mapped = mapped_pages(S, C, p)

@@ -9,7 +9,9 @@ run_attempts(), one_attempt()):
 1. fill anonymous order-0 pages until LEAVE is free (cmasim.workload.fill.fill_anon);
 2. drop HEADROOM of fill pages outside CMA (drop_outside_cma);
 3. start the pinner threads (cmasim.workload.pinner, one pinner row per phase), wait warm_ms;
-4. attempts, sizes interleaved: re-touch the dropped pages, drop HEADROOM outside CMA again,
+4. attempts, sizes interleaved (-I; `interleave = false`: all attempts of one size, then the
+   next): with `churn` (-R, the lkml_pins set-up) drop a random run of the fill and touch it
+   again; re-touch the dropped pages, drop HEADROOM outside CMA again,
    rescan the candidate list (prep_ms of simulated time pass meanwhile), cma_alloc(size,
    align) with the measurement window open (H_ALLOC_ACTIVE), release at once, wait
    interval_ms; no new attempt after deadline_s;
@@ -41,8 +43,8 @@ from cmasim.gfp import vma_thp_gfp_mask
 from cmasim.mm.cma import EBUSY, cma_alloc_steps, cma_release
 from cmasim.scenario import PinLoad, PinsFailSpec, Scenario
 from cmasim.workload.fill import (
-    drop_outside_cma, drop_outside_cma_thp, fill_anon, fill_anon_thp, release_anon, rescan_candidates,
-    rescan_candidates_thp, touch_anon_pages, touch_anon_regions,
+    drop_outside_cma, drop_outside_cma_thp, fill_anon, fill_anon_thp, madv_dontneed_fill, release_anon,
+    rescan_candidates, rescan_candidates_thp, touch_anon_pages, touch_anon_regions,
 )
 
 
@@ -119,6 +121,12 @@ class PinsFail:
         else:
             touch_anon_pages(m.S, m.C, self.dropped, self.gfp)
 
+    def _churn(self) -> None:
+        """oracle-tool -R: MADV_DONTNEED a random run of `churn` of the fill, touch it again."""
+        m, out = self.m, self._out
+        madv_dontneed_fill(m.S, m.C, self.spec.churn // mz.PAGE_SIZE, False, out)
+        touch_anon_regions(m.S, m.C, self.gfp, self.thp_gfp, int(out[0]), int(out[1]))
+
     def _rescan(self) -> int:
         m = self.m
         return int(rescan_candidates_thp(m.S, m.C) if self.thp_gfp else rescan_candidates(m.S, m.C))
@@ -154,6 +162,8 @@ class PinsFail:
     # --- one attempt ----------------------------------------------------------------------------
     def attempt(self, mib: float, i: int) -> dict:
         m, C, spec = self.m, self.m.C, self.spec
+        if spec.churn:
+            self._churn()
         if spec.reborrow and spec.headroom:
             self._retouch()
             self._drop()
@@ -206,13 +216,12 @@ class PinsFail:
         self.wait(spec.warm_ms * 1e6)
         attempts = []
         deadline = t_start + int(spec.deadline_s * 1e9)
-        for i in range(spec.count):
+        order = ([(i, mib) for i in range(spec.count) for mib in spec.sizes_mib] if spec.interleave
+                 else [(i, mib) for mib in spec.sizes_mib for i in range(spec.count)])
+        for i, mib in order:
             if m.now_ns > deadline:
                 break
-            for mib in spec.sizes_mib:
-                if m.now_ns > deadline:
-                    break
-                attempts.append(self.attempt(mib, i))
+            attempts.append(self.attempt(mib, i))
         # stop_pins: threads exit at their next wake-up; let the last holds end.
         C[b + mz.PN_END_NS] = max(1, m.now_ns)
         self.wait(2 * (ld.hold_us * 1000 + hold_jitter_ns(ld.hold_us, spec.hz)) + ld.gap_us * 1000 + 1_000_000)
