@@ -251,3 +251,34 @@ def test_pins_fail_phase_with_thp_fill():
     sc2, m2 = machine(sets=["machine.thp=never"])
     res2 = PinsFail(m2, sc2.workload.pins_fail, GFP_HIGHUSER_MOVABLE, thp_gfp=fill_thp_gfp(sc2, m2.policy)).run()
     assert "thp" not in res2["phases"][0] and res2["phases"][0]["sizes"]["16.0"]["thp_migrated"] == 0
+
+
+def test_churn_drops_a_run_of_the_fill_cma_or_not():
+    """oracle-tool -R (the lkml_pins set-up): MADV_DONTNEED of a random run of the mapping,
+    CMA pages included; the model's run is a cyclic window of the live handles (their
+    allocation order)."""
+    from cmasim.workload.fill import madv_dontneed_fill
+    _, m = machine(sets=["machine.thp=never"])
+    fill_anon(m.S, m.C, (12 << 20) // 4096, GFP_HIGHUSER_MOVABLE, m.n_pages)
+    before = live_blocks(m)
+    out = np.zeros(2, dtype=np.int64)
+    assert madv_dontneed_fill(m.S, m.C, 1000, False, out) == 1000 and list(out) == [1000, 0]
+    gone = {p for p in before} - set(live_blocks(m))
+    idx = sorted(before.index(p) for p in gone)
+    n = len(before)
+    start = next(i for i in idx if (i - 1) % n not in idx)
+    assert {(start + k) % n for k in range(1000)} == set(idx)  # one contiguous (cyclic) run
+    assert any(get_pageblock_type_bits(m.S, m.C, p) == mz.MIGRATE_CMA for p in gone)
+
+
+def test_sizes_in_turn_without_interleave():
+    from cmasim.workload.pins_fail import PinsFail, fill_thp_gfp
+    sets = ["machine.thp=never", "workload.pins_fail.interleave=false", "workload.pins_fail.churn=4MiB",
+            "workload.pins_fail.headroom=0", "workload.pins_fail.reborrow=false"]
+    sc, m = machine(sets=sets)
+    res = PinsFail(m, sc.workload.pins_fail, GFP_HIGHUSER_MOVABLE, thp_gfp=fill_thp_gfp(sc, m.policy)).run()
+    att = res["phases"][0]["attempts"]
+    assert [(a["size_mib"], a["try"]) for a in att] == [(16.0, 0), (16.0, 1), (8.0, 0), (8.0, 1)]
+    assert all(a["ok"] for a in att)
+    sc2, _ = machine(sets=sets[:1])
+    assert sc2.workload.pins_fail.interleave and sc2.workload.pins_fail.churn == 0
