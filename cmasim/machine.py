@@ -103,6 +103,8 @@ _CHECK_MESSAGES = {
     24: "block {pfn} of zone {got} sits on a list of zone {exp}",
     25: "free block {pfn} spans pageblocks of types {exp} and {got}, which may not merge",
     26: "page {pfn} inside the allocated block at {exp} carries an owner word or handle {got}",
+    32: "pfn {pfn} carries an unmapped-subpage count {got} that no allocated large folio of order {exp} heading "
+        "it allows",
     27: "reclaim counters ({pfn}: 0 kswapd, 1 direct): pgscan {exp} < pgsteal {got}",
     28: "handle {pfn} still holds block {got} of OOM victim task {exp}",
     29: "zone {pfn}: folded NR_FREE_PAGES + per-CPU vmstat diffs = {got}, free lists hold {exp}",
