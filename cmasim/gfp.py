@@ -80,3 +80,23 @@ def format_gfp(mask: int) -> str:
     if rest:
         out.append(hex(rest))
     return "|".join(out)
+
+
+THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
+
+
+def vma_thp_gfp_mask(defrag: str, vma_madvised: bool = False) -> int:
+    """The GFP flags of a THP fault for /sys/kernel/mm/transparent_hugepage/defrag = `defrag`
+    in a VMA with (`vma_madvised`, MADV_HUGEPAGE) or without VM_HUGEPAGE.
+    Kernel: mm/huge_memory.c vma_thp_gfp_mask() (v6.1; the default setting is "madvise")."""
+    if defrag == "always":
+        return GFP_TRANSHUGE | (0 if vma_madvised else mz.GFP_NORETRY_)
+    if defrag == "defer":
+        return GFP_TRANSHUGE_LIGHT | mz.GFP_KSWAPD_RECLAIM_
+    if defrag == "defer+madvise":
+        return GFP_TRANSHUGE_LIGHT | (mz.GFP_DIRECT_RECLAIM_ if vma_madvised else mz.GFP_KSWAPD_RECLAIM_)
+    if defrag == "madvise":
+        return GFP_TRANSHUGE_LIGHT | (mz.GFP_DIRECT_RECLAIM_ if vma_madvised else 0)
+    if defrag == "never":
+        return GFP_TRANSHUGE_LIGHT
+    raise GfpError(f"unknown THP defrag setting {defrag!r} (one of {', '.join(THP_DEFRAG)})")

@@ -103,6 +103,8 @@ _CHECK_MESSAGES = {
     24: "block {pfn} of zone {got} sits on a list of zone {exp}",
     25: "free block {pfn} spans pageblocks of types {exp} and {got}, which may not merge",
     26: "page {pfn} inside the allocated block at {exp} carries an owner word or handle {got}",
+    32: "pfn {pfn} carries an unmapped-subpage count {got} that no allocated large folio of order {exp} heading "
+        "it allows",
     27: "reclaim counters ({pfn}: 0 kswapd, 1 direct): pgscan {exp} < pgsteal {got}",
     28: "handle {pfn} still holds block {got} of OOM victim task {exp}",
     29: "zone {pfn}: folded NR_FREE_PAGES + per-CPU vmstat diffs = {got}, free lists hold {exp}",
@@ -179,15 +181,17 @@ class Machine:
         npb = n >> mz.PAGEBLOCK_ORDER
         self.n_pages = n
         check_fits(n)
-        S = np.full(2 * nodes + n + npb + 3 * n, -1, dtype=np.int32)
+        S = np.full(2 * nodes + n + npb + 4 * n, -1, dtype=np.int32)
         off_prev, off_pinfo, off_pb = nodes, 2 * nodes, 2 * nodes + n
         off_owner = off_pb + npb
         off_handle, off_live = off_owner + n, off_owner + 2 * n
+        off_unmapped = off_owner + 3 * n  # UNMAPPED[pfn] (cmasim.mm.folio)
         sent = np.arange(n, nodes, dtype=np.int32)
         S[n:nodes] = sent
         S[off_prev + n:off_prev + nodes] = sent
         S[off_pinfo:off_pinfo + n] = 0
         S[off_owner:off_owner + n] = 0
+        S[off_unmapped:off_unmapped + n] = 0
         off_zone = mz.H_SIZE
         off_pcp = off_zone + nz * mz.ZS
         off_lcnt = off_pcp + nz * ncpu * mz.PS
@@ -208,7 +212,8 @@ class Machine:
                mz.H_TRACE_BASE: off_trace, mz.H_NEXT_TICK: 1_000_000_000, mz.H_OWNER: off_owner,
                mz.H_HANDLE: off_handle, mz.H_LIVE: off_live, mz.H_LIVE_DENSE: 0 if cfg.sparse_handles else 1, mz.H_HEAP: off_heap,
                mz.H_HEAP_CAP: cfg.timer_capacity, mz.H_PARAM: off_param, mz.H_PINNERS: off_pinners,
-               mz.H_NPINNERS: len(cfg.pinners), mz.H_CAND: off_cand, mz.H_NCAND_CAP: ncand}
+               mz.H_NPINNERS: len(cfg.pinners), mz.H_CAND: off_cand, mz.H_NCAND_CAP: ncand,
+               mz.H_UNMAPPED: off_unmapped}
         for k, v in hdr.items():
             C[k] = v
         self.S, self.C = S, C

@@ -14,9 +14,10 @@ well under a millisecond while the pin lasts); an unpinned busy page means it wa
 at the isolation scan ("left behind", or a give-up whose pin ended before the test, which
 the data cannot tell apart).
 
-    python -m cmasim.oracle [--seeds 1,2] [--set key=value ...]
+    python -m cmasim.oracle [--seeds 1,2] [--set key=value ...] [--lkml]
 
-runs the built-in `oracle-pins-fail` scenario (compiled) and prints the table.
+runs the built-in `oracle-pins-fail` scenario (compiled) and prints the table; with --lkml,
+`oracle-lkml-pins` against the older lkml_pins run (lkml_kernel_cells()).
 """
 
 from __future__ import annotations
@@ -75,6 +76,58 @@ def kernel_cells(folder: Path = DATA) -> dict[tuple[str, int], dict]:
     return out
 
 
+LKML = DATA.parent / "lkml_pins"
+LKML_PHASES = ("nopin", "pins_short", "pins_short_heavy", "pins_longterm")
+
+
+def lkml_kernel_cells(folder: Path = LKML) -> dict[tuple[str, int], dict]:
+    """{(phase, size MiB): cell} of the older lkml_pins run (`<phase>.txt`: CONFIG, ALLOC lines
+    without WINDOW records). Every attempt there succeeded and the area was free before each,
+    so cma_alloc() started at the area's first aligned range and each -EBUSY moved one
+    alignment step on (mm/cma.c cma_alloc()): busy retries = (pfn - base_pfn) >> align. The
+    sum per phase equals the trace's cma_alloc_busy_retry count (`<phase>.trace.event_counts`)."""
+    out = {}
+    for ph in LKML_PHASES:
+        text = (folder / f"{ph}.txt").read_text()
+        cfg = _kv(next(line for line in text.splitlines() if line.startswith("CONFIG")))
+        base, align = int(cfg["base_pfn"]), int(cfg["align"])
+        allocs = [_kv(line) for line in text.splitlines() if line.startswith("ALLOC")]
+        pins = _kv(next(line for line in text.splitlines() if line.startswith("PINS")))
+        for size in dict.fromkeys(int(a["size_mib"]) for a in allocs):
+            aa = [a for a in allocs if int(a["size_mib"]) == size]
+            ok = [a for a in aa if a["ok"] == "1"]
+            out[(ph, size)] = {
+                "attempts": len(aa), "ok": len(ok), "fail": len(aa) - len(ok),
+                "busy_retries": sum((int(a["pfn"]) - base) >> align for a in ok),
+                "ok_ms_med": _med([int(a["ns"]) / 1e6 for a in ok]),
+                "fill_pages_in_cma_med": _med([int(a["fill_pages_in_cma"]) for a in aa]),
+                "phase_pins": int(pins["done"]), "phase_pins_in_cma": int(pins["pages_in_cma"]),
+            }
+    return out
+
+
+def lkml_table(kernel: dict, sims: list[dict]) -> str:
+    """Markdown, one row per (phase, size): ok, busy retries (sim: mean, min-max over seeds),
+    median latency of the successful attempts, fill pages in CMA."""
+    head = ("| phase | MiB | ok k / sim | busy retries k / sim (min-max) | ok ms median k / sim | "
+            "fill in CMA k / sim |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for key, k in kernel.items():
+        ss = [s[key] for s in sims if key in s]
+        if not ss:
+            continue
+
+        def mean(f):
+            v = [s[f] for s in ss if s.get(f) is not None]
+            return sum(v) / len(v) if v else None
+        busy = [s["busy_retries"] for s in ss]
+        lines.append(f"| {key[0]} | {key[1]} | {k['ok']}/{k['attempts']} / {mean('ok'):.1f} | "
+                     f"{k['busy_retries']} / {mean('busy_retries'):.1f} ({min(busy)}-{max(busy)}) | "
+                     f"{_f(k['ok_ms_med'])} / {_f(mean('ok_ms_med'))} | "
+                     f"{_f(k['fill_pages_in_cma_med'])} / {_f(mean('fill_pages_in_cma_med'))} |")
+    return "\n".join(lines)
+
+
 def sim_cells(metrics: dict) -> dict[tuple[str, int], dict]:
     """{(phase, size MiB): cell} from one run's metrics (same keys as kernel_cells, plus the
     model's exact cause split busy_gave_up / busy_left_behind)."""
@@ -124,11 +177,12 @@ def table(kernel: dict, sims: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_cells(seeds: list[int], sets: list[str] | None = None, policy: str = "linux-6.1") -> list[dict]:
+def run_cells(seeds: list[int], sets: list[str] | None = None, policy: str = "linux-6.1",
+              scenario: str = "oracle-pins-fail") -> list[dict]:
     from cmasim.policy import get_policy
     from cmasim.run import run_scenario
     from cmasim.scenario import load_scenario
-    sc = load_scenario("oracle-pins-fail", sets or [])
+    sc = load_scenario(scenario, sets or [])
     return [sim_cells(run_scenario(sc, get_policy(policy), seed=s)) for s in seeds]
 
 
@@ -136,9 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m cmasim.oracle", description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="1", help="comma list of seeds (default 1)")
     ap.add_argument("--set", action="append", default=[], help="scenario override key=value")
+    ap.add_argument("--lkml", action="store_true", help="the lkml_pins run (scenario oracle-lkml-pins)")
     a = ap.parse_args(argv)
-    sims = run_cells([int(x) for x in a.seeds.split(",")], a.set)
-    print(table(kernel_cells(), sims))
+    seeds = [int(x) for x in a.seeds.split(",")]
+    if a.lkml:
+        print(lkml_table(lkml_kernel_cells(), run_cells(seeds, a.set, scenario="oracle-lkml-pins")))
+        return
+    print(table(kernel_cells(), run_cells(seeds, a.set)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from cmasim.explain import write_jsonl
 from cmasim.pageblocks import pageblock_map
 from cmasim.mm.cma import area_metrics
 from cmasim.workload.churn import W_EVENTS
-from cmasim.workload.pins_fail import PinsFail, pinner_rows
+from cmasim.workload.pins_fail import PinsFail, fill_thp_gfp, pinner_rows
 
 TRACE_CAPACITY = 1 << 20  # records (80 bytes each) between two drains of the core's buffer
 
@@ -45,7 +45,8 @@ def build_machine(sc: Scenario, policy: Policy, seed: int, trace_capacity: int =
 
     def ns(us: float) -> int:  # a cost in µs on the simulated machine, in ns
         return int(round(us * f * 1000))
-    cfg = MachineConfig(zones=zones, nr_cpus=m.cpus, min_free_kbytes=m.min_free_kbytes, thp=m.thp,
+    cfg = MachineConfig(zones=zones, nr_cpus=m.cpus, min_free_kbytes=m.min_free_kbytes,
+                        thp=m.thp_enabled() != "never",
                         watermark_scale_factor=m.watermark_scale_factor,
                         percpu_pagelist_high_fraction=m.percpu_pagelist_high_fraction,
                         trace_capacity=trace_capacity, trace_mask=trace_mask, cma_areas=place_cma(zones, sc.cma),
@@ -140,7 +141,8 @@ def run_scenario(sc: Scenario, policy: Policy, seed: int | None = None, out_dir:
         else:
             engine.run(progress)
         if sc.workload.pins_fail is not None:
-            pins_fail = PinsFail(machine, sc.workload.pins_fail, engine.anon_gfp, engine.tracer).run()
+            pins_fail = PinsFail(machine, sc.workload.pins_fail, engine.anon_gfp, engine.tracer,
+                                     thp_gfp=fill_thp_gfp(sc, machine.policy)).run()
             engine.flush()
         if sink is not None:
             sink.close(machine)

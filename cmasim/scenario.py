@@ -17,7 +17,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -154,13 +154,16 @@ def parse_loads(text: str) -> list[PinLoad]:
 class PinsFailSpec(_Strict):
     """The oracle's pins_fail experiment (tools/pins_fail.sh, oracle-tool run -l LEAVE -F HEAD
     -B -I -V -D DEADLINE -a ALIGN -s SIZES -n COUNT), one phase per load on the same machine
-    (cmasim.workload.pins_fail)."""
+    (cmasim.workload.pins_fail); also the older lkml_pins set-up (oracle-tool run -l LEAVE -R
+    CHURN -a ALIGN -s SIZES -n COUNT: `churn`, `interleave = false`, `headroom = 0`)."""
 
     area: str = "reserved"
     leave: Size  # fill with anonymous memory until this much is free (-l)
     headroom: Size  # then drop this much fill outside CMA (-F)
     reborrow: bool = True  # before every attempt: re-touch, re-drop headroom, rescan (-B)
-    sizes_mib: list[float] = Field(min_length=1)  # attempt sizes, interleaved (-s, -I)
+    churn: Size = 0  # before every attempt: MADV_DONTNEED a random run of this much fill, touch it again (-R)
+    sizes_mib: list[float] = Field(min_length=1)  # attempt sizes (-s)
+    interleave: bool = True  # sizes interleaved (-I); false: `count` attempts of each size in turn
     align_order: int = Field(8, ge=0, le=mz.MAX_PAGE_ORDER + 8)  # (-a)
     count: int = Field(12, ge=1)  # attempts per size (-n)
     interval_ms: float = Field(100, ge=0)  # wait after every attempt (-w)
@@ -245,11 +248,31 @@ class MachineSpec(_Strict):
     zones: dict[str, Size] | None = None
     cpus: int = Field(2, ge=1, le=64)
     min_free_kbytes: int | None = Field(None, ge=128)
-    thp: bool = True
+    # /sys/kernel/mm/transparent_hugepage/enabled: "always", "madvise" or "never" (true = "always",
+    # false = "never"). khugepaged runs unless "never" and raises min_free_kbytes (mm/khugepaged.c
+    # set_recommended_min_free_kbytes(); machine.min_free_kbytes overrides it, as pins_fail.sh's
+    # MINFREE does); with "always" the pins_fail fill faults THPs (cmasim.workload.fill).
+    thp: bool | str = True
+    # /sys/kernel/mm/transparent_hugepage/defrag: the GFP flags of a THP fault (gfp.vma_thp_gfp_mask)
+    thp_defrag: Literal["always", "defer", "defer+madvise", "madvise", "never"] = "madvise"
     watermark_scale_factor: int = Field(10, ge=1, le=3000)
     percpu_pagelist_high_fraction: int = Field(0, ge=0)
     reserved: Size = 0  # kernel memory taken at boot (unmovable), e.g. text and memmap
     defrag_mode: bool = False  # vm.defrag_mode (v6.15+ rule sets only)
+
+    @field_validator("thp", mode="before")
+    @classmethod
+    def _thp(cls, v):
+        if isinstance(v, bool) or v in ("always", "madvise", "never"):
+            return v
+        raise ValueError(f"{v!r} is not a valid boolean or THP setting (true, false, \"always\", \"madvise\", "
+                         f"\"never\")")
+
+    def thp_enabled(self) -> str:
+        """The THP "enabled" setting: "always", "madvise" or "never"."""
+        if isinstance(self.thp, bool):
+            return "always" if self.thp else "never"
+        return self.thp
 
 
 class Scenario(_Strict):

@@ -38,7 +38,7 @@ import numpy as np
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    H_HANDLE, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NZONES, H_OWNER,
+    H_HANDLE, H_UNMAPPED, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NZONES, H_OWNER,
     H_OOM_LAST_VICTIM, H_POL, H_PB, H_PREV, H_VM, OW_ANON, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES,
     NR_BUDDY_LISTS, NR_PAGE_ORDERS, NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE,
@@ -85,6 +85,7 @@ E_OOM_VICTIM_ALIVE = 28  # a live handle still holds memory of the last OOM vict
 E_VMSTAT_DRIFT = 29  # folded NR_FREE_PAGES + per-CPU diffs != exact count
 E_VMSTAT_DRIFT_CMA = 30  # folded NR_FREE_CMA_PAGES + per-CPU diffs != exact count
 E_VMSTAT_DIFF_RANGE = 31  # a per-CPU diff beyond the largest possible threshold
+E_UNMAPPED = 32  # an unmapped-subpage count (folio.py UNMAPPED) not at an allocated large folio's head, or >= its size
 
 
 @kjit
@@ -164,6 +165,11 @@ def check_state(S, C):
             for q in range(p + 1, p + (1 << o)):
                 if pinfo(S, C, q) != 0:
                     return E_TAIL_DIRTY, q, 0, pinfo(S, C, q)
+                if S[C[H_UNMAPPED] + q] != 0:
+                    return E_UNMAPPED, q, o, S[C[H_UNMAPPED] + q]
+            u = S[C[H_UNMAPPED] + p]
+            if u != 0 and (st != PG_ALLOC or u < 0 or u >= (1 << o)):
+                return E_UNMAPPED, p, o, u
             if st == PG_ALLOC:
                 for q in range(p + 1, p + (1 << o)):
                     if S[C[H_OWNER] + q] != 0 or S[C[H_HANDLE] + q] != -1:

@@ -17,11 +17,23 @@ gets a handle of its own, so the workload later frees the former THP page by pag
 munmap/MADV_DONTNEED of a split THP's range does) and the live-page total is unchanged. In
 sparse mode (caller-chosen handle ids) the tail pages have no handle and leave the live-page
 count; only reclaim frees them.
+
+UNMAPPED[head] (C[H_UNMAPPED]) counts the subpages of an allocated large folio that its
+owner unmapped while the rest stays mapped: MADV_DONTNEED of part of a PMD-mapped THP
+(mm/memory.c zap_pmd_range() -> __split_huge_pmd(), then the PTEs are zapped; mm/rmap.c
+page_remove_rmap() -> deferred_split_huge_page()). The kernel frees nothing then: the folio
+stays whole on the deferred split queue until its last mapping goes (the whole folio is
+freed), or it is split (mm/huge_memory.c __split_huge_page(): "Subpages may be freed if
+there wasn't any mapping" -> free_page_and_swap_cache()), by migration or by the deferred
+split shrinker (deferred_split_scan(), run only by reclaim's shrink_slab(); shrinkers are
+not modelled). The count moves with migration and is cleared when the folio is freed.
+Simplification: the unmapped subpages are taken to be the folio's last ones (the kernel's
+are the run MADV_DONTNEED covered: the start or the end of the folio).
 """
 
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
-    H_HANDLE, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_NLIVE, H_OOM_LAST_VICTIM, H_OOM_NEXT_TASK, H_OWNER,
+    H_CPU, H_HANDLE, H_LIVE, H_LIVE_DENSE, H_UNMAPPED, H_LIVE_PAGES, H_NLIVE, H_OOM_LAST_VICTIM, H_OOM_NEXT_TASK, H_OWNER,
     HPAGE_PMD_ORDER, OW_TASK_MASK, OW_TASK_SHIFT, PG_ALLOC, VM_THP_SPLIT_PAGE,
     OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_FREE_PENDING, OW_SLAB, OW_SLAB_RECLAIMABLE, OW_KIND_MASK, OW_PIN_MASK, OW_PIN_SHIFT,
     VM_DEFERRED_FREE, VM_RECLAIM_DROPPED_HANDLES,
@@ -146,8 +158,9 @@ def handle_drop(S, C, p):
 
 @kjit_inline
 def release_block(S, C, cpu, p):
-    """Free an unpinned allocated block and clear its owner word."""
+    """Free an unpinned allocated block and clear its owner word (and unmapped count)."""
     S[C[H_OWNER] + p] = 0
+    S[C[H_UNMAPPED] + p] = 0
     S[C[H_HANDLE] + p] = -1
     return free_pages(S, C, cpu, p)
 
@@ -176,8 +189,10 @@ def reclaim_take(S, C, cpu, p):
 @kjit
 def split_folio(S, C, p):
     """split_huge_page(): the unpinned allocated block headed by p becomes 2^order order-0
-    allocated pages, each with p's owner word (pin count 0). Counts thp_split_page for a
-    PMD-sized folio. Returns the number of pages."""
+    allocated pages, each with p's owner word (pin count 0); the subpages its owner had
+    unmapped (UNMAPPED[p], the last ones) are freed (__split_huge_page():
+    free_page_and_swap_cache() of every subpage without a mapping). Counts thp_split_page for
+    a PMD-sized folio. Returns the number of pages still allocated."""
     w = pinfo(S, C, p)
     order = pi_order(w)
     nr = 1 << order
@@ -186,6 +201,9 @@ def split_folio(S, C, p):
     aux = pi_aux(w)
     ow = S[C[H_OWNER] + p]
     h = S[C[H_HANDLE] + p]
+    unmapped = S[C[H_UNMAPPED] + p]
+    S[C[H_UNMAPPED] + p] = 0
+    mapped = nr - unmapped
     for q in range(p, p + nr):
         set_pinfo(S, C, q, 0, PG_ALLOC, aux, 0)
         S[C[H_OWNER] + q] = ow
@@ -194,8 +212,10 @@ def split_folio(S, C, p):
     if h >= 0:
         C[H_LIVE_PAGES] -= nr - 1
         if C[H_LIVE_DENSE]:
-            for q in range(p + 1, p + nr):
+            for q in range(p + 1, p + mapped):
                 live_add(S, C, q)
+    for q in range(p + mapped, p + nr):
+        release_block(S, C, C[H_CPU], q)
     if order == HPAGE_PMD_ORDER:
         vm_add(C, VM_THP_SPLIT_PAGE, 1)
-    return nr
+    return mapped

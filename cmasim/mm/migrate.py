@@ -38,7 +38,7 @@ GFP_TRANSHUGE without kswapd, R35); splitting costs no simulated time; hugetlb i
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    H_COST_NS, H_OWNER, H_PARAM, MR_LONGTERM_PIN, OW_AREA_SHIFT, OW_KIND_MASK, PG_ALLOC, T_MIGRATE_COST_NS,
+    H_COST_NS, H_OWNER, H_PARAM, H_UNMAPPED, HPAGE_PMD_ORDER, VM_THP_MIGRATION_SUCCESS, MR_LONGTERM_PIN, OW_AREA_SHIFT, OW_KIND_MASK, PG_ALLOC, T_MIGRATE_COST_NS,
     T_MIGRATE_FAIL_COST_NS, T_THP_COST_PPM,
     T_MIGRATE_EAGAIN_PPM, TR_MM_MIGRATE_PAGES, VM_MIGRATE_TRANSIENT, VM_PGMIGRATE_FAIL, VM_PGMIGRATE_SUCCESS,
 )
@@ -99,9 +99,12 @@ def migrate_folio(S, C, cpu, src, gfp):
     if new < 0:
         return ENOMEM
     S[C[H_OWNER] + new] = ow & (OW_KIND_MASK | (0x3F << OW_AREA_SHIFT))
+    S[C[H_UNMAPPED] + new] = S[C[H_UNMAPPED] + src]  # a partly unmapped folio is copied whole
     handle_move(S, C, src, new)
     release_block(S, C, cpu, src)
     migrate_cost(C, 1 << order)
+    if order == HPAGE_PMD_ORDER:
+        vm_add(C, VM_THP_MIGRATION_SUCCESS, 1)
     return new
 
 

@@ -201,7 +201,8 @@ H_HELD_CMA_MAX = 60  # max of H_HELD_CMA while H_ALLOC_ACTIVE (reset by the call
 H_PINS_CMA_DURING = 61  # pinner pins on CMA pages while H_ALLOC_ACTIVE
 H_ALLOC_ACTIVE = 62  # 1 while a measured cma_alloc() runs (the oracle module's alloc_active)
 H_NCAND_CAP = 63  # room of the candidate list
-H_SIZE = 64
+H_UNMAPPED = 64  # offset of UNMAPPED[pfn]: subpages of the large folio headed at pfn its owner unmapped
+H_SIZE = 65
 
 # --- zone struct (ZS int64 slots each) ---------------------------------------------------
 Z_START = 0
@@ -320,6 +321,7 @@ VM_RQ_SERVED = 73  # 3 slots: rmqueue() calls that returned a page
 VM_RQ_PCP_HITS = 76  # 3 slots: ... served from a per-CPU list without taking the zone lock
 VM_RQ_ZONE_LOCK = 79  # 3 slots: zone->lock trips taken inside rmqueue() (refills and buddy attempts)
 VM_RQ_CMA_TO_NON_CMA = 82  # 3 slots: pages of CMA blocks served to the class (class 0 is always 0)
+VM_THP_MIGRATION_SUCCESS = 85  # thp_migration_success: large folios migrated whole
 NR_VM = 88
 
 # --- policy record (PL_* slots after C[H_POL]) --------------------------------------------

@@ -18,8 +18,8 @@ from cmasim.mm.jit import kjit
 import numpy as np
 
 from cmasim.mm.mmzone import (
-    H_CAND, H_CPU, H_LIVE, H_NCAND, H_NCAND_CAP, H_NCPU, H_NLIVE, H_NZONES, H_OWNER, MIGRATE_CMA, OW_ANON,
-    OW_KIND_MASK, Z_NR_FREE,
+    H_CAND, H_CPU, H_LIVE, H_NCAND, H_NCAND_CAP, H_NCPU, H_NLIVE, H_NZONES, H_OWNER, H_UNMAPPED, HPAGE_PMD_ORDER,
+    MIGRATE_CMA, OW_ANON, OW_KIND_MASK, Z_NR_FREE,
 )
 from cmasim.mm.alloc_pages import alloc_pages
 from cmasim.mm.folio import folio_put, live_add
@@ -155,3 +155,189 @@ def release_anon(S, C):
         i -= 1
     C[H_NCAND] = 0
     return freed
+
+
+# --- THP fill (machine.thp = "always"; issue 9 item 5) -------------------------------------------
+# The tool's fill is one anonymous mmap touched page by page (oracle-tool.c cmd_run()). With THP
+# "always" the first touch of every PMD-sized (2 MiB) region faults a THP; whether a region is
+# PMD-mapped or PTE-mapped decides how its later drops and re-touches behave. A fill block is a
+# region when it is an order-9 folio (PMD-mapped until part of it is dropped) and a single
+# PTE-mapped page otherwise. Simplification: every region is PMD-aligned (the 6.1 mmap of an
+# anonymous range is not THP-aligned, so its first and last partial 2 MiB are 4 KiB pages there),
+# and khugepaged never collapses the PTE-mapped regions (it scans 4096 pages every 10 s).
+
+
+@kjit
+def do_huge_pmd_anonymous_page(S, C, cpu, thp_gfp):
+    """The first write to an empty PMD-sized region of a THP "always" mapping: an order-9
+    folio with the vma_thp_gfp_mask() flags, mapped by the PMD; False when the allocation
+    failed (the fault falls back to do_anonymous_page(), thp_fault_fallback).
+    Kernel: mm/huge_memory.c do_huge_pmd_anonymous_page() (v6.1)."""
+    C[H_CPU] = cpu
+    p = alloc_pages(S, C, cpu, HPAGE_PMD_ORDER, thp_gfp)
+    if p < 0:
+        return False
+    S[C[H_OWNER] + p] = OW_ANON
+    S[C[H_UNMAPPED] + p] = 0
+    live_add(S, C, p)
+    return True
+
+
+@kjit
+def fault_anon_region(S, C, cpu, gfp, thp_gfp, pages):
+    """Touch a region of `pages` not-present pages: a whole empty PMD region (pages = 512)
+    tries a THP first; otherwise, or after the THP fallback, one order-0 page per 4 KiB
+    (mm/memory.c __handle_mm_fault(): create_huge_pmd() -> do_huge_pmd_anonymous_page(),
+    VM_FAULT_FALLBACK -> handle_pte_fault() -> do_anonymous_page(); once the PMD points to a
+    page table the region's later faults are 4 KiB ones). Returns pages faulted."""
+    if thp_gfp != 0 and pages == 1 << HPAGE_PMD_ORDER:
+        if do_huge_pmd_anonymous_page(S, C, cpu, thp_gfp):
+            return pages
+    got = 0
+    while got < pages:
+        if not touch_anon_page(S, C, cpu, gfp):
+            break
+        got += 1
+    return got
+
+
+@kjit
+def fill_anon_thp(S, C, free_target, gfp, thp_gfp, max_pages):
+    """fill_anon() for a THP "always" mapping: region by region (round-robin CPUs), a THP
+    where a whole region still fits above `free_target`, 4 KiB pages for the rest. Returns
+    pages allocated."""
+    n = 0
+    k = 0
+    cpus = C[H_NCPU]
+    nr = 1 << HPAGE_PMD_ORDER
+    while n < max_pages:
+        free = total_free(C)
+        if free <= free_target:
+            break
+        pages = nr if free - free_target >= nr else 1
+        got = fault_anon_region(S, C, k % cpus, gfp, thp_gfp, pages)
+        n += got
+        k += 1
+        if got < pages:
+            break
+    return n
+
+
+@kjit
+def mapped_pages(S, C, p):
+    """Pages of the fill block headed at p its owner still maps."""
+    return (1 << pi_order(pinfo(S, C, p))) - S[C[H_UNMAPPED] + p]
+
+
+@kjit
+def drop_outside_cma_thp(S, C, pages, out):
+    """drop_noncma() over a fill of THPs and 4 KiB pages: MADV_DONTNEED of up to `pages`
+    mapped pages outside CMA pageblocks, walking the live handles from a random start
+    (madv_dontneed_fill(); returns pages dropped, out as there)."""
+    return madv_dontneed_fill(S, C, pages, True, out)
+
+
+@kjit
+def madv_dontneed_fill(S, C, pages, outside_cma_only, out):
+    """MADV_DONTNEED of up to `pages` mapped fill pages (only those outside CMA pageblocks
+    when `outside_cma_only`: the tool's drop_noncma(); all of them: its -R churn, which drops
+    a random run of the mapping), walking the live handles from a random start.
+
+    * a 4 KiB page: freed;
+    * a PMD-mapped THP covered whole: freed whole (mm/memory.c zap_pmd_range() ->
+      zap_huge_pmd()); its region is empty again and the re-touch faults a THP;
+    * part of a THP (the walk's first folio: the random start lands inside it, a uniform
+      share of its mapped pages; the last one: what is left to drop): the PMD is split and
+      only the PTEs are zapped (zap_pmd_range() -> __split_huge_pmd()); nothing is freed, the
+      folio goes on the deferred split queue (mm/rmap.c page_remove_rmap() ->
+      deferred_split_huge_page()) and its unmapped count grows (cmasim.mm.folio UNMAPPED);
+    * the rest of a partly unmapped THP: its last mapping goes, the folio is freed whole.
+
+    Pages of a PTE-mapped region are re-touched as 4 KiB pages. Writes out[0] = 4 KiB pages
+    to re-touch, out[1] = empty PMD regions to re-touch; returns pages dropped."""
+    out[0] = 0
+    out[1] = 0
+    n = C[H_NLIVE]
+    if n <= 0 or pages <= 0:
+        return 0
+    picked = np.empty(min(n, pages), dtype=np.int64)
+    npick = 0
+    got = 0
+    first = True
+    start = prandom_u32(C) % n
+    live = C[H_LIVE]
+    U = C[H_UNMAPPED]
+    for k in range(n):
+        p = S[live + (start + k) % n]
+        if not is_anon(S, C, p):
+            continue
+        if outside_cma_only and get_pageblock_type_bits(S, C, p) == MIGRATE_CMA:
+            continue
+        order = pi_order(pinfo(S, C, p))
+        mapped = mapped_pages(S, C, p)
+        take = min(mapped, pages - got)
+        if first and order > 0 and take > 1:
+            take = 1 + prandom_u32(C) % take
+        first = False
+        if take == mapped:
+            if order > 0 and S[U + p] == 0:
+                out[1] += 1
+            else:
+                out[0] += take
+            picked[npick] = p
+            npick += 1
+        else:
+            S[U + p] += take
+            out[0] += take
+        got += take
+        if got == pages:
+            break
+    cpus = C[H_NCPU]
+    for i in range(npick):
+        folio_put(S, C, i % cpus, picked[i])
+    return got
+
+
+@kjit
+def touch_anon_regions(S, C, gfp, thp_gfp, loose, regions):
+    """retouch() after drop_outside_cma_thp(): `regions` empty PMD regions (a THP each, or
+    512 4 KiB pages after a fallback) and `loose` pages of PTE-mapped regions (4 KiB each),
+    interleaved in proportion (the tool touches them in address order). Returns pages."""
+    got = 0
+    k = 0
+    nr = 1 << HPAGE_PMD_ORDER
+    cpus = C[H_NCPU]
+    while regions > 0 or loose > 0:
+        if regions > 0 and regions * nr >= loose:
+            want = nr
+            g = fault_anon_region(S, C, k % cpus, gfp, thp_gfp, nr)
+            regions -= 1
+        else:
+            want = 1
+            g = fault_anon_region(S, C, k % cpus, gfp, thp_gfp, 1)
+            loose -= 1
+        got += g
+        k += 1
+        if g < want:
+            break
+    return got
+
+
+@kjit
+def rescan_candidates_thp(S, C):
+    """scan_fill() over a fill with THPs: one candidate entry per mapped page in CMA (the
+    tool lists virtual pages from /proc/self/pagemap, so a THP weighs its mapped pages);
+    returns how many pages (fill_pages_in_cma)."""
+    n = 0
+    cap = C[H_NCAND_CAP]
+    live = C[H_LIVE]
+    base = C[H_CAND]
+    for h in range(C[H_NLIVE]):
+        p = S[live + h]
+        if is_anon(S, C, p) and get_pageblock_type_bits(S, C, p) == MIGRATE_CMA:
+            for _ in range(mapped_pages(S, C, p)):
+                if n < cap:
+                    C[base + n] = h
+                n += 1
+    C[H_NCAND] = min(n, cap)
+    return n

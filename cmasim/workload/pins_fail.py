@@ -9,7 +9,9 @@ run_attempts(), one_attempt()):
 1. fill anonymous order-0 pages until LEAVE is free (cmasim.workload.fill.fill_anon);
 2. drop HEADROOM of fill pages outside CMA (drop_outside_cma);
 3. start the pinner threads (cmasim.workload.pinner, one pinner row per phase), wait warm_ms;
-4. attempts, sizes interleaved: re-touch the dropped pages, drop HEADROOM outside CMA again,
+4. attempts, sizes interleaved (-I; `interleave = false`: all attempts of one size, then the
+   next): with `churn` (-R, the lkml_pins set-up) drop a random run of the fill and touch it
+   again; re-touch the dropped pages, drop HEADROOM outside CMA again,
    rescan the candidate list (prep_ms of simulated time pass meanwhile), cma_alloc(size,
    align) with the measurement window open (H_ALLOC_ACTIVE), release at once, wait
    interval_ms; no new attempt after deadline_s;
@@ -21,6 +23,15 @@ isolation") and whether the first busy page was still pinned at the test (the mo
 WINDOW fin_pinned is "pinned by our pinners since the attempt started"; the model reports
 the stricter "pinned at the test" and "skipped by the scan while pinned").
 Simplification: the re-borrow is instantaneous and prep_ms then passes with pinners running.
+
+THP fill (`machine.thp = "always"`, pins_fail.sh THP=always): the fill faults a THP per
+2 MiB region with the vma_thp_gfp_mask() flags of `machine.thp_defrag` (default "madvise":
+GFP_TRANSHUGE_LIGHT, no reclaim or compaction), 4 KiB pages where that fails; drops split
+PMDs without freeing and re-touches fault THPs only into emptied regions
+(cmasim.workload.fill, "THP fill"); the candidate list has one entry per mapped page. A pin
+of any subpage pins the folio (mm/gup.c try_grab_folio(): the folio's pincount), so the
+whole THP stays unmigratable while it lasts. Per attempt the record counts THPs migrated
+whole (thp_migration_success) and split for want of an order-9 target (thp_split_page).
 """
 
 from __future__ import annotations
@@ -28,9 +39,23 @@ from __future__ import annotations
 import numpy as np
 
 from cmasim.mm import mmzone as mz
+from cmasim.gfp import vma_thp_gfp_mask
 from cmasim.mm.cma import EBUSY, cma_alloc_steps, cma_release
-from cmasim.scenario import PinLoad, PinsFailSpec
-from cmasim.workload.fill import drop_outside_cma, fill_anon, release_anon, rescan_candidates, touch_anon_pages
+from cmasim.scenario import PinLoad, PinsFailSpec, Scenario
+from cmasim.workload.fill import (
+    drop_outside_cma, drop_outside_cma_thp, fill_anon, fill_anon_thp, madv_dontneed_fill, release_anon,
+    rescan_candidates, rescan_candidates_thp, touch_anon_pages, touch_anon_regions,
+)
+
+
+def fill_thp_gfp(sc: Scenario, policy) -> int:
+    """The fill's THP fault flags: vma_thp_gfp_mask() of `machine.thp_defrag` for a VMA without
+    MADV_HUGEPAGE (oracle-tool's mmap) when `machine.thp` is "always", else 0 (no THP faults:
+    "madvise" needs MADV_HUGEPAGE, which the tool does not use). __GFP_CMA where the policy
+    tags THP faults (Android)."""
+    if sc.machine.thp_enabled() != "always":
+        return 0
+    return vma_thp_gfp_mask(sc.machine.thp_defrag) | (mz.GFP_CMA_ if "thp" in policy.gfp_cma_owners else 0)
 from cmasim.workload.pinner import pinner_start
 
 
@@ -65,12 +90,46 @@ def _median(v):
 class PinsFail:
     """Drives `spec` on machine `m` (built with pinner_rows(spec)); `run()` returns the metrics."""
 
-    def __init__(self, m, spec: PinsFailSpec, anon_gfp: int, tracer=None):
-        self.m, self.spec, self.gfp = m, spec, anon_gfp
+    def __init__(self, m, spec: PinsFailSpec, anon_gfp: int, tracer=None, thp_gfp: int = 0):
+        self.m, self.spec, self.gfp, self.thp_gfp = m, spec, anon_gfp, thp_gfp
+        self._out = np.zeros(2, dtype=np.int64)  # drop_outside_cma_thp(): pages, regions to re-touch
         self.downstream = tracer  # the engine's tracer (ftrace output, busy-range explanations)
         self.area = m.area(spec.area)
         self.dropped = 0
+        self.dropped_regions = 0
         self.ranges: list[dict] = []
+
+    # --- the fill's steps, 4 KiB or THP -----------------------------------------------------------
+    def _fill(self) -> int:
+        m, C = self.m, self.m.C
+        if self.thp_gfp:
+            return int(fill_anon_thp(m.S, C, self.spec.leave // mz.PAGE_SIZE, self.gfp, self.thp_gfp, m.n_pages))
+        return int(fill_anon(m.S, C, self.spec.leave // mz.PAGE_SIZE, self.gfp, m.n_pages))
+
+    def _drop(self) -> None:
+        m, pages = self.m, self.spec.headroom // mz.PAGE_SIZE
+        if self.thp_gfp:
+            drop_outside_cma_thp(m.S, m.C, pages, self._out)
+            self.dropped, self.dropped_regions = int(self._out[0]), int(self._out[1])
+        else:
+            self.dropped = int(drop_outside_cma(m.S, m.C, pages))
+
+    def _retouch(self) -> None:
+        m = self.m
+        if self.thp_gfp:
+            touch_anon_regions(m.S, m.C, self.gfp, self.thp_gfp, self.dropped, self.dropped_regions)
+        else:
+            touch_anon_pages(m.S, m.C, self.dropped, self.gfp)
+
+    def _churn(self) -> None:
+        """oracle-tool -R: MADV_DONTNEED a random run of `churn` of the fill, touch it again."""
+        m, out = self.m, self._out
+        madv_dontneed_fill(m.S, m.C, self.spec.churn // mz.PAGE_SIZE, False, out)
+        touch_anon_regions(m.S, m.C, self.gfp, self.thp_gfp, int(out[0]), int(out[1]))
+
+    def _rescan(self) -> int:
+        m = self.m
+        return int(rescan_candidates_thp(m.S, m.C) if self.thp_gfp else rescan_candidates(m.S, m.C))
 
     # --- time ---------------------------------------------------------------------------------
     def wait(self, ns: int) -> None:
@@ -103,16 +162,19 @@ class PinsFail:
     # --- one attempt ----------------------------------------------------------------------------
     def attempt(self, mib: float, i: int) -> dict:
         m, C, spec = self.m, self.m.C, self.spec
+        if spec.churn:
+            self._churn()
         if spec.reborrow and spec.headroom:
-            touch_anon_pages(m.S, C, self.dropped, self.gfp)
-            self.dropped = int(drop_outside_cma(m.S, C, spec.headroom // mz.PAGE_SIZE))
+            self._retouch()
+            self._drop()
         self.wait(spec.prep_ms * 1e6)
-        in_cma = int(rescan_candidates(m.S, C))
+        in_cma = self._rescan()
         free_cma = sum(m.zone_field(z, mz.Z_NR_FREE_CMA) for z in range(m.nr_zones))
         count = max(1, int(mib * 256))
         C[mz.H_ALLOC_ACTIVE] = 1
         C[mz.H_PINS_CMA_DURING] = 0
         held0 = int(C[mz.H_HELD_CMA])
+        thp0 = (m.vm(mz.VM_THP_MIGRATION_SUCCESS), m.vm(mz.VM_THP_SPLIT_PAGE))
         C[mz.H_HELD_CMA_MAX] = held0
         self._cur: list[dict] = []
         self._busy = (self.area.busy_gave_up, self.area.busy_skipped, self.area.busy_isolation)
@@ -129,7 +191,8 @@ class PinsFail:
         rec = {"size_mib": mib, "try": i, "ok": int(ret == 0), "err": int(ret), "ns": m.now_ns - t0,
                "windows": self._cur, "held_cma_start": held0, "held_cma_max": int(C[mz.H_HELD_CMA_MAX]),
                "pins_cma_during": int(C[mz.H_PINS_CMA_DURING]), "fill_pages_in_cma": in_cma,
-               "cma_free_pages": free_cma}
+               "cma_free_pages": free_cma, "thp_migrated": m.vm(mz.VM_THP_MIGRATION_SUCCESS) - thp0[0],
+               "thp_split": m.vm(mz.VM_THP_SPLIT_PAGE) - thp0[1]}
         if ret == 0:
             cma_release(m, self.area, pfn, count, self.downstream)
         self.wait(spec.interval_ms * 1e6)
@@ -138,8 +201,13 @@ class PinsFail:
     # --- one phase --------------------------------------------------------------------------------
     def phase(self, idx: int, ld: PinLoad) -> dict:
         m, C, spec = self.m, self.m.C, self.spec
-        filled = int(fill_anon(m.S, C, spec.leave // mz.PAGE_SIZE, self.gfp, m.n_pages))
-        self.dropped = int(drop_outside_cma(m.S, C, spec.headroom // mz.PAGE_SIZE)) if spec.headroom else 0
+        faults0 = (m.vm(mz.VM_THP_FAULT_ALLOC), m.vm(mz.VM_THP_FAULT_FALLBACK))
+        filled = self._fill()
+        thp_faults = {"fault_alloc": m.vm(mz.VM_THP_FAULT_ALLOC) - faults0[0],
+                      "fault_fallback": m.vm(mz.VM_THP_FAULT_FALLBACK) - faults0[1]}
+        self.dropped = self.dropped_regions = 0
+        if spec.headroom:
+            self._drop()
         b = int(C[mz.H_PINNERS]) + idx * mz.PNS
         pins0 = (int(C[b + mz.PN_PINS]), int(C[b + mz.PN_PINNED_IN_CMA]))
         t_start = m.now_ns
@@ -148,13 +216,12 @@ class PinsFail:
         self.wait(spec.warm_ms * 1e6)
         attempts = []
         deadline = t_start + int(spec.deadline_s * 1e9)
-        for i in range(spec.count):
+        order = ([(i, mib) for i in range(spec.count) for mib in spec.sizes_mib] if spec.interleave
+                 else [(i, mib) for mib in spec.sizes_mib for i in range(spec.count)])
+        for i, mib in order:
             if m.now_ns > deadline:
                 break
-            for mib in spec.sizes_mib:
-                if m.now_ns > deadline:
-                    break
-                attempts.append(self.attempt(mib, i))
+            attempts.append(self.attempt(mib, i))
         # stop_pins: threads exit at their next wake-up; let the last holds end.
         C[b + mz.PN_END_NS] = max(1, m.now_ns)
         self.wait(2 * (ld.hold_us * 1000 + hold_jitter_ns(ld.hold_us, spec.hz)) + ld.gap_us * 1000 + 1_000_000)
@@ -162,8 +229,12 @@ class PinsFail:
                 "misses": int(C[b + mz.PN_MISSES]), "fails": int(C[b + mz.PN_FAILS])}
         release_anon(m.S, C)
         self.wait(spec.phase_gap_s * 1e9)
-        return {"name": ld.name, "fill_pages": filled, "pins": pins, "attempts": attempts,
+        out = {"name": ld.name, "fill_pages": filled, "pins": pins, "attempts": attempts,
                 "sizes": {str(s): summarize([a for a in attempts if a["size_mib"] == s]) for s in spec.sizes_mib}}
+        if self.thp_gfp:
+            thp_faults["fault_alloc_end"] = m.vm(mz.VM_THP_FAULT_ALLOC) - faults0[0]
+            out["thp"] = thp_faults
+        return out
 
     def run(self) -> dict:
         phases = [self.phase(i, ld) for i, ld in enumerate(self.spec.load_list())]
@@ -195,4 +266,6 @@ def summarize(att: list[dict]) -> dict:
         "held_cma_max": max((a["held_cma_max"] for a in att), default=0),
         "pins_cma_during_med": _median([a["pins_cma_during"] for a in att]),
         "fill_pages_in_cma_med": _median([a["fill_pages_in_cma"] for a in att]),
+        "thp_migrated": sum(a.get("thp_migrated", 0) for a in att),
+        "thp_split": sum(a.get("thp_split", 0) for a in att),
     }
