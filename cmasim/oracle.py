@@ -80,6 +80,14 @@ LKML = DATA.parent / "lkml_pins"
 LKML_PHASES = ("nopin", "pins_short", "pins_short_heavy", "pins_longterm")
 
 
+def _first_line(path: Path, text: str, tag: str) -> str:
+    """The first line of `text` starting with `tag`; a ValueError naming the file if none."""
+    line = next((ln for ln in text.splitlines() if ln.startswith(tag)), None)
+    if line is None:
+        raise ValueError(f"{path}: no {tag} line")
+    return line
+
+
 def lkml_kernel_cells(folder: Path = LKML) -> dict[tuple[str, int], dict]:
     """{(phase, size MiB): cell} of the older lkml_pins run (`<phase>.txt`: CONFIG, ALLOC lines
     without WINDOW records). Every attempt there succeeded and the area was free before each,
@@ -88,11 +96,15 @@ def lkml_kernel_cells(folder: Path = LKML) -> dict[tuple[str, int], dict]:
     sum per phase equals the trace's cma_alloc_busy_retry count (`<phase>.trace.event_counts`)."""
     out = {}
     for ph in LKML_PHASES:
-        text = (folder / f"{ph}.txt").read_text()
-        cfg = _kv(next(line for line in text.splitlines() if line.startswith("CONFIG")))
-        base, align = int(cfg["base_pfn"]), int(cfg["align"])
+        path = folder / f"{ph}.txt"
+        text = path.read_text()
+        cfg = _kv(_first_line(path, text, "CONFIG"))
+        try:
+            base, align = int(cfg["base_pfn"]), int(cfg["align"])
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path}: CONFIG line: field {e} missing or not a number") from None
         allocs = [_kv(line) for line in text.splitlines() if line.startswith("ALLOC")]
-        pins = _kv(next(line for line in text.splitlines() if line.startswith("PINS")))
+        pins = _kv(_first_line(path, text, "PINS"))
         for size in dict.fromkeys(int(a["size_mib"]) for a in allocs):
             aa = [a for a in allocs if int(a["size_mib"]) == size]
             ok = [a for a in aa if a["ok"] == "1"]

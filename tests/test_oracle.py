@@ -129,3 +129,14 @@ def test_fill_borrows_the_area_like_the_kernel(sim):
         for key, k in KERNEL.items():
             s = run["cells"][f"{key[0]}:{key[1]}"]["fill_pages_in_cma_med"]
             assert abs(s - k["fill_pages_in_cma_med"]) <= 0.05 * k["fill_pages_in_cma_med"], (key, s)
+
+
+def test_kernel_cells_name_the_broken_file(tmp_path):
+    """A phase file without its CONFIG line, or with a CONFIG line lacking a field, is an error
+    naming the file (not a bare StopIteration / KeyError)."""
+    (tmp_path / f"{LKML_PHASES[0]}.txt").write_text("ALLOC size_mib=32 ok=1\n")
+    with pytest.raises(ValueError, match=rf"{LKML_PHASES[0]}\.txt: no CONFIG line"):
+        lkml_kernel_cells(tmp_path)
+    (tmp_path / f"{LKML_PHASES[0]}.txt").write_text("CONFIG area=reserved align=8\n")
+    with pytest.raises(ValueError, match=r"CONFIG line: field 'base_pfn' missing"):
+        lkml_kernel_cells(tmp_path)

@@ -165,3 +165,11 @@ def test_replay_core_hash_table_matches_a_dict():
     for pfn, v in ref.items():
         s = RC.ht_find(t[0], pfn)
         assert (int(t[1][s]), int(t[2][s])) == v
+
+
+def test_progress_reports_records_done(tmp_path):
+    """replay(progress=...) is called after each chunk with the records translated so far."""
+    f = slice_of("thp-mix", 40, tmp_path, skip=19670)
+    seen = []
+    replay(f, get_policy("linux-6.18"), load_snapshot(THP), progress=seen.append)
+    assert seen and seen[-1] == 40 and seen == sorted(seen)

@@ -751,6 +751,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                 if e < n:
                     line = int(a[e, P.C_LINE])
                     bulk_allocs(max(0, int(a[e, P.C_TIME]) - t_base), untraced[line], line)
+        done += n
         if progress:
             progress(done)
     flush()
@@ -807,7 +808,7 @@ def _vmstat_phase(m: Machine, info: dict, phase_ns: int | None, notes: list[str]
                      "after the first event")
     else:
         return
-    m.C[mz.H_NEXT_TICK] = first if first > 0 else TICK_NS
+    m.C[mz.H_NEXT_TICK] = max(first, 1)  # a phase of 0 runs it at once, not a second late
 
 
 def free_drain_windows(chunks, t0: int) -> list[tuple[int, int, int]]:
