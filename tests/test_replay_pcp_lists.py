@@ -201,3 +201,51 @@ def test_decay_phase_from_the_first_drain_only_a_decay_explains(monkeypatch):
     assert run([(100, 0)], [(100, 0)]) is None  # the decay does not make that drain either
     assert run([(50, 1), (100, 0)], [(100, 0), (210, 0)]) is None  # the simulation drained first
     assert run([(100, 0), (210, 0)], []) is None  # nothing to explain
+
+
+def test_a_movable_round_trip_says_movable_only_without_cma_or_highatomic_pageblocks():
+    """CMA and HIGHATOMIC pageblocks free to the MOVABLE list (free_frozen_pages()), so a
+    MOVABLE round trip proves "MOVABLE or above": it is learned only when the snapshot has no
+    pageblock of those types. An UNMOVABLE round trip is exact either way."""
+    a, b = NORMAL + 0x10000, NORMAL + 0x20000
+    ev = np.array([free(a, 0), alloc(a, 0, mz.MIGRATE_MOVABLE), free(b, 0), alloc(b, 0, mz.MIGRATE_UNMOVABLE)],
+                  dtype=np.int64)
+    cols = np.column_stack([ev[:, P.C_KIND], ev[:, P.C_CPU], ev[:, P.C_PFN], ev[:, P.C_F0], ev[:, P.C_F0 + 1]])
+    kpb: dict[int, int] = {}
+    assert learn_pageblock_types(cols, kpb, movable_exact=False) == 1
+    assert kpb == {b >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_UNMOVABLE}
+    kpb = {}
+    assert learn_pageblock_types(cols, kpb) == 2
+
+
+def test_a_high_order_page_left_on_a_refilled_list_is_not_a_bulk_allocation():
+    """alloc_pages_bulk_noprof() takes order-0 pages only: an order-3 page still on its list at
+    the list's next refill left it by no traced path; it leaves the inferred flows (so the list
+    needs nothing at trace start), is not allocated by the replay, and its line is reported."""
+    snap = load_snapshot(PYBUILD)
+    a, b, c = NORMAL + 0x4000, NORMAL + 0x4008, NORMAL + 0x5000
+    refill2 = locked(c, 3, mz.MIGRATE_UNMOVABLE)
+    untraced: dict = {}
+    unexplained: list = []
+    lists = infer_pcp_lists(chunks(locked(a, 3, mz.MIGRATE_UNMOVABLE), locked(b, 3, mz.MIGRATE_UNMOVABLE),
+                                   alloc(a, 3, mz.MIGRATE_UNMOVABLE), refill2, locked(c + 8, 3, mz.MIGRATE_UNMOVABLE),
+                                   alloc(c, 3, mz.MIGRATE_UNMOVABLE)),
+                            snap, POL, {}, untraced, unexplained)
+    assert untraced == {} and unexplained == [int(refill2[P.C_LINE])]
+    assert POL.pcp_pindex[3][mz.MIGRATE_UNMOVABLE] not in lists[(2, 0)]
+
+
+def test_a_one_block_refill_followed_by_its_allocation_does_not_fix_the_list_content():
+    """One block under the zone lock and then its allocation may be rmqueue_buddy() after a
+    failed pcp_spin_trylock() (percpu_refill is set by order and type, not by the path): it is
+    no evidence that the list was empty, so the list's start content stays a lower bound and
+    the list may still take the rest of the pageset's count."""
+    snap = load_snapshot(PYBUILD)
+    a = NORMAL + 0x6000
+    unmov = POL.pcp_pindex[0][mz.MIGRATE_UNMOVABLE]
+    # the UNMOVABLE list is drawn on before the one-block "refill": at least 1 page at start
+    lists = infer_pcp_lists(chunks(alloc(NORMAL + 0x7000, 0, mz.MIGRATE_UNMOVABLE),
+                                   locked(a, 0, mz.MIGRATE_UNMOVABLE), alloc(a, 0, mz.MIGRATE_UNMOVABLE)),
+                            snap, POL, {})
+    # not pinned to exactly 1: it is the only list seen drawn on, so it takes the whole count
+    assert lists[(2, 0)] == {unmov: snap.zones[2].pcp[0]["count"]}

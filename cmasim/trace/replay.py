@@ -335,7 +335,7 @@ def snapshot_mismatch(snap: Snapshot, info: dict) -> list[str]:
     return out
 
 
-def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int]) -> int:
+def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int], movable_exact: bool = True) -> int:
     """Pageblock types the trace shows through per-CPU round trips; adds them to `kpb_type`.
 
     A page freed to a per-CPU list and allocated again from that list shows the list it sat
@@ -343,7 +343,10 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int]) -> int:
     RECLAIMABLE on MOVABLE's), and __rmqueue_pcplist() hands it out only to a request of that
     list's migratetype. So when the next event of a freed pfn is an mm_page_alloc of the same
     order (no zone_locked, drain or extfrag of it in between: it never went back to the buddy),
-    the allocation's migratetype is its pageblock's type at the free. prescan() learns types
+    the allocation's migratetype is its pageblock's type at the free -- except MOVABLE, which
+    only says "MOVABLE or above" (CMA and HIGHATOMIC pageblocks free to the MOVABLE list), so a
+    MOVABLE round trip is learned only when the snapshot has no pageblock of those types
+    (`movable_exact`; both shared traces have none). prescan() learns types
     only where the trace drained or refilled from a pageblock; this fills in pageblocks seen
     only in such round trips, which the replay needs for the list of a pre-trace page's free
     (both traces: every round trip in a pageblock prescan() knew agrees with it). `ev` holds
@@ -358,7 +361,8 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int]) -> int:
             pending[pfn] = order
         elif kind in (P.K_PAGE_ALLOC, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
             fo = pending.pop(pfn, None)
-            if fo is not None and kind == P.K_PAGE_ALLOC and order == fo and 0 <= mt < mz.MIGRATE_PCPTYPES:
+            if (fo is not None and kind == P.K_PAGE_ALLOC and order == fo and 0 <= mt < mz.MIGRATE_PCPTYPES
+                    and (movable_exact or mt != mz.MIGRATE_MOVABLE)):
                 pb = pfn >> mz.PAGEBLOCK_ORDER
                 if pb not in kpb_type:
                     kpb_type[pb] = mt
@@ -367,7 +371,7 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int]) -> int:
 
 
 def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int],
-                    untraced: dict[int, list] | None = None) -> dict:
+                    untraced: dict[int, list] | None = None, unexplained: list | None = None) -> dict:
     """The per-CPU list contents at trace start, from the trace's own per-CPU flows.
 
     /proc/zoneinfo gives each pageset's `count` but not how it splits over the lists
@@ -399,6 +403,9 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     again before the refill at line 13400). Each such page leaves its list at the latest
     moment the trace allows, just before that refill or second free; `untraced` (if given) receives {line: [(pfn, order, list migratetype, cpu), ...]},
     the pages taken just before that line, for the replay to make the same allocations.
+    A page of order > 0 found that way cannot have been taken by alloc_pages_bulk() (order 0
+    only): it leaves its list all the same, is not allocated, and its line goes to
+    `unexplained` (if given).
     Returns {(zone index, cpu): {pindex: pages}}.
     """
     pind = policy.pcp_pindex
@@ -409,7 +416,8 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
                                           a[:, P.C_F0 + 1], a[:, P.C_F0 + 2], a[:, P.C_F0 + 3],
                                           snap.zones_of_kernel_pfns(a[:, P.C_PFN]), a[:, P.C_LINE]]))
     ev = np.concatenate(parts) if parts else np.zeros((0, 9), dtype=np.int64)
-    learn_pageblock_types(ev, kpb_type)
+    above = [t for t in range(mz.MIGRATE_PCPTYPES, mz.MIGRATE_TYPES) if t != mz.MIGRATE_ISOLATE]
+    learn_pageblock_types(ev, kpb_type, not any(zs.blocks[t] for zs in snap.zones for t in above))
     # the next event of the same CPU, for each record (kind, pfn): a one-block "refill" that is
     # followed by the allocation of that block may be rmqueue_buddy() after a failed
     # pcp_spin_trylock() (percpu_refill is set by order and type, not by the path)
@@ -443,8 +451,14 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
         for q in sorted(pfns):
             k, o, m = on_list.pop(q)
             members[k].discard(q)
-            flow(k, -(1 << o))  # alloc_pages_bulk(): no mm_page_alloc
-            if untraced is not None:
+            flow(k, -(1 << o))  # it left the list with no event
+            if o != 0:
+                # alloc_pages_bulk_noprof() takes order-0 pages only (pcp->lists[
+                # order_to_pindex(migratetype, 0)]): no kernel path explains this one, so it
+                # leaves the list but is not allocated (counted, not guessed)
+                if unexplained is not None:
+                    unexplained.append(line)
+            elif untraced is not None:  # alloc_pages_bulk(): no mm_page_alloc
                 untraced.setdefault(line, []).append((q, o, m, k[1]))
 
     def flow(key, d):
@@ -491,7 +505,7 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
                     one_block = nxt_kind[i] == P.K_PAGE_ALLOC and nxt_pfn[i] == pfn
                     if members.get(key) and not one_block:
                         bulk(members[key], line)
-                    if key not in exact:
+                    if key not in exact and not one_block:  # rmqueue_buddy() may have served it
                         exact[key] = -net.get(key, 0)
                 flow(key, n)
                 leave(pfn)
@@ -601,12 +615,13 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
 
     headroom, kpb_type, info = prescan(first_pass(), snapshot)
     untraced: dict[int, list] = {}  # line -> pages alloc_pages_bulk() took just before it
+    unexplained: list[int] = []  # lines where an order > 0 page left its per-CPU list untraced
     parse_meta = ct.meta or {}
     notes: list[str] = []
     if snapshot is not None:
         notes += [f"warning: snapshot does not match the trace: {w}" for w in snapshot_mismatch(snapshot, info)]
     if snapshot is not None:
-        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type, untraced)
+        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type, untraced, unexplained)
         state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom,
                               pcp_lists=pcp_lists)
         m = state.machine
@@ -760,6 +775,8 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     an = tr.anomalies()
     for line in bulk_lines:
         an.add("untraced_bulk_alloc", line)
+    for line in unexplained:
+        an.add("pcp_list_exit_unexplained", line)
     sc.allocs -= rep["untraced_bulk_allocs"]  # the kernel traced no mm_page_alloc for them either
     if check:
         m.check()
