@@ -70,7 +70,7 @@ def main() -> None:
         return w
 
     R.prescan = timed("prescan (compiled pass; incl. the one read of the cache)", R.prescan)
-    R.infer_pcp_lists = timed("infer_pcp_lists (Python loop)", R.infer_pcp_lists)
+    R.infer_pcp_lists = timed("infer_pcp_lists (compiled loops)", R.infer_pcp_lists)
     R.build_machine = timed("build_machine (snapshot -> machine)", R.build_machine)
     R._Engine.run = timed("compiled event loop (_Engine.run)", R._Engine.run)
     columnar.read_cache = timed_gen("read columnar cache", columnar.read_cache)

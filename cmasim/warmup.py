@@ -127,8 +127,22 @@ def _snapshot_machine(policy) -> None:
     pcp = [{"count": 2, "high": 8, "batch": 2, "high_min": 0, "high_max": 0}] * 2
     zs = ZoneSnap("Normal", 8 * 512, 8 * 512, 8 * 512, 0, 8, blocks, free,
                   {"min": 16, "low": 20, "high": 24, "promo": 28, "boost": 0}, [], pcp)
-    st = build_machine(Snapshot([zs], 2, "mainline"), policy)
+    snap = Snapshot([zs], 2, "mainline")
+    st = build_machine(snap, policy)
     st.take_pretrace(0, 1, mz.MIGRATE_MOVABLE)
+    # infer_pcp_lists()' compiled loops (replay with --snapshot): a round trip, a refill, a drain
+    import numpy as np
+
+    from cmasim.trace import parser as P
+    from cmasim.trace.replay import infer_pcp_lists
+
+    rows = np.full((5, P.NCOL), P.ABSENT, dtype=np.int64)
+    for i, (kind, pfn, f) in enumerate([(P.K_PAGE_FREE, 1, (0,)), (P.K_PAGE_ALLOC, 1, (0, 1, 0)),
+                                        (P.K_ZONE_LOCKED, 2, (0, 1, 1)), (P.K_ZONE_LOCKED, 3, (0, 1, 1)),
+                                        (P.K_PCPU_DRAIN, 2, (0, 1))]):
+        rows[i, [P.C_KIND, P.C_TIME, P.C_CPU, P.C_PID, P.C_PFN, P.C_LINE]] = kind, i, 0, 1, pfn, i + 1
+        rows[i, P.C_F0:P.C_F0 + len(f)] = f
+    infer_pcp_lists(iter([rows]), snap, policy, {}, {})
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """infer_pcp_lists(): the per-CPU list contents at trace start, from the trace's own flows.
 
 Synthetic records in the parser's column layout on the pybuild snapshot (Normal starts at pfn
-0x100000, zone index 2). Pure Python: no core call."""
+0x100000, zone index 2). No engine call; infer_pcp_lists()' record loops are compiled
+(replay_core) unless CMASIM_JIT=0, and the last test checks them against the Python loops."""
 
 from __future__ import annotations
 
@@ -249,3 +250,226 @@ def test_a_one_block_refill_followed_by_its_allocation_does_not_fix_the_list_con
                             snap, POL, {})
     # not pinned to exactly 1: it is the only list seen drawn on, so it takes the whole count
     assert lists[(2, 0)] == {unmov: snap.zones[2].pcp[0]["count"]}
+# The compiled passes (replay_core.learn_round_trips, next_on_cpu, pcp_flows) against the Python
+# loops they replaced, kept here verbatim as the reference (they return net, low and exact).
+
+def _ref_learn(ev: np.ndarray, kpb_type: dict[int, int], movable_exact: bool = True) -> int:
+    pending: dict[int, int] = {}
+    added = 0
+    for kind, pfn, order, mt in zip(ev[:, 0].tolist(), ev[:, 2].tolist(), ev[:, 3].tolist(), ev[:, 4].tolist()):
+        if pfn < 0:
+            continue
+        if kind == P.K_PAGE_FREE:
+            pending[pfn] = order
+        elif kind in (P.K_PAGE_ALLOC, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
+            fo = pending.pop(pfn, None)
+            if (fo is not None and kind == P.K_PAGE_ALLOC and order == fo and 0 <= mt < mz.MIGRATE_PCPTYPES
+                    and (movable_exact or mt != mz.MIGRATE_MOVABLE)):
+                pb = pfn >> mz.PAGEBLOCK_ORDER
+                if pb not in kpb_type:
+                    kpb_type[pb] = mt
+                    added += 1
+    return added
+
+
+def _ref_flows(chunks, snap, policy, kpb_type: dict[int, int],
+               untraced: dict[int, list] | None = None, unexplained: list | None = None) -> dict:
+    pind = policy.pcp_pindex
+    parts = []
+    for a in chunks:
+        if len(a):
+            parts.append(np.column_stack([a[:, P.C_KIND], a[:, P.C_CPU], a[:, P.C_PFN], a[:, P.C_F0],
+                                          a[:, P.C_F0 + 1], a[:, P.C_F0 + 2], a[:, P.C_F0 + 3],
+                                          snap.zones_of_kernel_pfns(a[:, P.C_PFN]), a[:, P.C_LINE]]))
+    ev = np.concatenate(parts) if parts else np.zeros((0, 9), dtype=np.int64)
+    above = [t for t in range(mz.MIGRATE_PCPTYPES, mz.MIGRATE_TYPES) if t != mz.MIGRATE_ISOLATE]
+    _ref_learn(ev, kpb_type, not any(zs.blocks[t] for zs in snap.zones for t in above))
+    # the next event of the same CPU, for each record (kind, pfn): a one-block "refill" that is
+    # followed by the allocation of that block may be rmqueue_buddy() after a failed
+    # pcp_spin_trylock() (percpu_refill is set by order and type, not by the path)
+    nxt_kind = np.full(len(ev), -1, dtype=np.int64)
+    nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i in range(len(ev) - 1, -1, -1):
+        c = int(ev[i, 1])
+        j = seen.get(c)
+        if j is not None:
+            nxt_kind[i], nxt_pfn[i] = ev[j, 0], ev[j, 2]
+        seen[c] = i
+    nxt_kind, nxt_pfn = nxt_kind.tolist(), nxt_pfn.tolist()
+    net: dict[tuple, int] = {}
+    low: dict[tuple, int] = {}
+    exact: dict[tuple, int] = {}
+    last_kind: dict[int, int] = {}
+    last_pfn: dict[int, int] = {}
+    last_buddy: dict[int, int] = {}
+    alloc_mt: dict[int, int] = {}
+    taken = (P.K_ZONE_LOCKED, P.K_EXTFRAG)  # a block taken under the zone lock
+    on_list: dict[int, tuple] = {}  # pfn -> (key, order, mt) while it sits on a per-CPU list
+    members: dict[tuple, set] = {}  # key -> pfns on that list (those the trace put there)
+
+    def leave(pfn):
+        k = on_list.pop(pfn, None)
+        if k is not None:
+            members[k[0]].discard(pfn)
+
+    def bulk(pfns, line):
+        for q in sorted(pfns):
+            k, o, m = on_list.pop(q)
+            members[k].discard(q)
+            flow(k, -(1 << o))  # it left the list with no event
+            if o != 0:  # alloc_pages_bulk() takes order 0 only
+                if unexplained is not None:
+                    unexplained.append(line)
+            elif untraced is not None:
+                untraced.setdefault(line, []).append((q, o, m, k[1]))
+
+    def flow(key, d):
+        v = net.get(key, 0) + d
+        net[key] = v
+        if -v > low.get(key, 0):
+            low[key] = -v
+
+    for i, (kind, cpu, pfn, f0, f1, f2, f3, z, line) in enumerate(zip(*(ev[:, j].tolist() for j in range(9)))):
+        prev = last_kind.get(cpu)
+        prev_pfn = last_pfn.get(cpu)
+        last_kind[cpu] = kind
+        last_pfn[cpu] = pfn
+        if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
+            continue
+        if kind == P.K_EXTFRAG:
+            if prev == P.K_ZONE_LOCKED and prev_pfn == pfn:
+                continue  # try_to_claim_block() then __rmqueue_smallest(): zone_locked counted it
+            f0, f1, f2 = f0, f3, 1  # alloc_order, alloc_migratetype; a refill if per-CPU eligible
+        order = f0
+        if z < 0 or order < 0 or order >= len(pind):
+            continue
+        if kind == P.K_PAGE_FREE:
+            # The list of the pageblock's type: known where the trace drained or refilled from
+            # that pageblock or reallocated a page of it from a per-CPU list, else most likely
+            # the type the page was allocated as.
+            mt = kpb_type.get(pfn >> mz.PAGEBLOCK_ORDER, alloc_mt.pop(pfn, mz.MIGRATE_MOVABLE))
+        else:
+            mt = f1
+            if kind == P.K_PAGE_ALLOC:
+                alloc_mt[pfn] = mt
+        if mt < 0 or mt >= mz.MIGRATE_TYPES or mt == mz.MIGRATE_ISOLATE:
+            continue
+        if mt >= mz.MIGRATE_PCPTYPES:
+            mt = mz.MIGRATE_MOVABLE
+        pi = pind[order][mt]
+        if pi < 0:
+            continue
+        key = (z, cpu, pi)
+        n = 1 << order
+        if kind in taken:
+            if f2 == 1:
+                if prev not in taken:
+                    one_block = nxt_kind[i] == P.K_PAGE_ALLOC and nxt_pfn[i] == pfn
+                    if members.get(key) and not one_block:
+                        bulk(members[key], line)
+                    if key not in exact and not one_block:
+                        exact[key] = -net.get(key, 0)
+                flow(key, n)
+                leave(pfn)
+                on_list[pfn] = (key, order, mt)
+                members.setdefault(key, set()).add(pfn)
+            else:
+                last_buddy[cpu] = pfn
+        elif kind == P.K_PAGE_ALLOC:
+            leave(pfn)
+            if last_buddy.pop(cpu, -1) == pfn:
+                continue
+            flow(key, -n)
+        elif kind == P.K_PAGE_FREE:
+            if pfn in on_list:
+                bulk((pfn,), line)
+            flow(key, n)
+            on_list[pfn] = (key, order, mt)
+            members.setdefault(key, set()).add(pfn)
+        else:
+            leave(pfn)
+            flow(key, -n)
+    return net, low, exact
+
+
+def _lists_from(snap, policy, low, exact):
+    """infer_pcp_lists()' conclusion from (low, exact), as in cmasim.trace.replay."""
+    import inspect
+
+    import cmasim.trace.replay as R
+
+    body = inspect.getsource(R.infer_pcp_lists)
+    tail = body[body.index("    out: dict = {}"):]
+    ns = {"snap": snap, "low": low, "exact": exact, "pind": policy.pcp_pindex, "mz": mz}
+    exec("def f():\n" + tail, ns)
+    return ns["f"]()
+
+
+def _synthetic_rows():
+    """Refills (zone_locked and extfrag-only), buddy allocations, drains, frees to learned
+    pageblock types, round trips, double frees and refills of lists still holding traced pages
+    (alloc_pages_bulk()), on two CPUs, then random traffic over a small pfn pool."""
+    u, m, r = mz.MIGRATE_UNMOVABLE, mz.MIGRATE_MOVABLE, mz.MIGRATE_RECLAIMABLE
+    pb1, pb2 = NORMAL + 0x4000, NORMAL + 0x4200
+    rows = [free(pb1 + 1, 0), alloc(pb1 + 1, 0, u),  # round trip: pb1 is UNMOVABLE
+            free(pb1 + 2, 0), free(pb1 + 5, 0, cpu=1),  # frees to the learned type
+            locked(pb2 + 8, 0, u),  # a refill: pb1+2 was taken untraced
+            locked(pb2 + 6, 0, u), locked(pb2 + 3, 0, u), locked(pb2 + 9, 0, u), alloc(pb2 + 8, 0, u),
+            locked(pb2 + 16, 0, u), alloc(pb2 + 16, 0, u),  # one block: no bulk
+            locked(pb2 + 20, 0, u),  # a refill: pb2+3, 6 and 9 were taken untraced, in pfn order
+            extfrag(pb2 + 64, 2, 10, r, u),  # extfrag-only refill
+            locked(pb2 + 68, 2, r), extfrag(pb2 + 68, 2, 3, r, u),  # counted once
+            alloc(pb2 + 64, 2, r), alloc(pb2 + 68, 2, r), alloc(pb2 + 72, 2, r),
+            free(pb1 + 5, 0, cpu=1),  # freed twice: bulk of one page
+            rec(P.K_ZONE_LOCKED, pb2 + 128, 0, m, 0), alloc(pb2 + 128, 0, m),  # rmqueue_buddy()
+            rec(P.K_PCPU_DRAIN, pb1 + 2, 0, u, cpu=1), rec(P.K_PCPU_DRAIN, pb2 + 300, 0, m),
+            free(pb2 + 256, 9), alloc(pb2 + 256, 9, m), rec(P.K_CMA_RELEASE, -1, 0)]
+    rng = np.random.default_rng(13)
+    pool = [NORMAL + 0x8000 + i for i in range(0, 96, 4)] + [NORMAL + 0x8400 + i for i in range(0, 32, 4)]
+    mts = [u, m, r, mz.MIGRATE_HIGHATOMIC, mz.MIGRATE_CMA, mz.MIGRATE_ISOLATE]
+    for _ in range(3000):
+        p = int(rng.choice(pool))
+        o = int(rng.choice([0, 0, 0, 1, 2, 9, 11]))
+        mt = int(rng.choice(mts, p=[.3, .35, .2, .05, .05, .05]))
+        cpu = int(rng.integers(0, 3))
+        k = rng.integers(0, 7)
+        if k == 0:
+            rows.append(free(p, o, cpu=cpu))
+        elif k == 1:
+            rows.append(alloc(p, o, mt, cpu=cpu))
+        elif k == 2:
+            rows.append(locked(p, o, mt, cpu=cpu))
+        elif k == 3:
+            rows.append(rec(P.K_ZONE_LOCKED, p, o, mt, 0, cpu=cpu))
+        elif k == 4:
+            rows.append(extfrag(p, o, int(rng.choice([3, 10])), mt, int(rng.choice(mts)), cpu=cpu))
+        elif k == 5:
+            rows.append(rec(P.K_PCPU_DRAIN, p, o, mt, cpu=cpu))
+        else:
+            rows.append(free(p, o, cpu=cpu))
+            rows.append(alloc(p, o, mt, cpu=cpu))
+    return rows
+
+
+def test_compiled_inference_matches_the_python_loops():
+    """infer_pcp_lists() (compiled record loops) gives the Python loops' lists, pageblock types
+    (and their order) and untraced pages (and their order) on the synthetic records."""
+    snap = load_snapshot(PYBUILD)
+    rows = _synthetic_rows()
+    known = {(NORMAL + 0x8400) >> mz.PAGEBLOCK_ORDER: mz.MIGRATE_RECLAIMABLE}
+    kpb_ref, ut_ref, un_ref = dict(known), {}, []
+    net, low, exact = _ref_flows(chunks(*rows), snap, POL, kpb_ref, ut_ref, un_ref)
+    kpb, ut, un = dict(known), {}, []
+    lists = infer_pcp_lists(chunks(*rows), snap, POL, kpb, ut, un)
+    assert lists == _lists_from(snap, POL, low, exact)
+    assert list(kpb.items()) == list(kpb_ref.items())
+    assert list(ut.items()) == [(k, v) for k, v in ut_ref.items()]
+    assert un == un_ref and len(un) > 0  # the random traffic leaves high-order pages on lists
+    # the cases the records are there for
+    pb1, pb2 = NORMAL + 0x4000, NORMAL + 0x4200
+    assert kpb[pb1 >> mz.PAGEBLOCK_ORDER] == mz.MIGRATE_UNMOVABLE
+    assert ut[int(rows[4][P.C_LINE])] == [(pb1 + 2, 0, 0, 0)]
+    assert ut[int(rows[11][P.C_LINE])] == [(pb2 + 3, 0, 0, 0), (pb2 + 6, 0, 0, 0), (pb2 + 9, 0, 0, 0)]
+    assert ut[int(rows[18][P.C_LINE])] == [(pb1 + 5, 0, 0, 1)]
+    assert len(ut) > 5 and len(exact) > 5 and len(kpb) > len(known) + 1

@@ -351,22 +351,27 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int], movable_exac
     only in such round trips, which the replay needs for the list of a pre-trace page's free
     (both traces: every round trip in a pageblock prescan() knew agrees with it). `ev` holds
     the columns (kind, cpu, pfn, f0, f1, ...) in trace order. Returns how many were added.
+
+    The record loop is compiled (`replay_core.learn_round_trips`); Python keeps the first round
+    trip of each pageblock.
     """
-    pending: dict[int, int] = {}
+    ev = np.ascontiguousarray(ev, dtype=np.int64)
+    frees = int(np.count_nonzero(ev[:, 0] == P.K_PAGE_FREE)) if len(ev) else 0
+    pending = RC.ht_new(2 * frees + 2)
+    out_pb = np.zeros(len(ev) + 1, dtype=np.int64)
+    out_mt = np.zeros(len(ev) + 1, dtype=np.int64)
+    n = RC.learn_round_trips(ev, pending[0], pending[1], pending[2], out_pb, out_mt)
+    if not movable_exact:  # a MOVABLE round trip only says "MOVABLE or above"
+        keep = out_mt[:n] != mz.MIGRATE_MOVABLE
+        n = int(keep.sum())
+        out_pb[:n], out_mt[:n] = out_pb[:len(keep)][keep], out_mt[:len(keep)][keep]
+    _, first = np.unique(out_pb[:n], return_index=True)
+    first.sort()
     added = 0
-    for kind, pfn, order, mt in zip(ev[:, 0].tolist(), ev[:, 2].tolist(), ev[:, 3].tolist(), ev[:, 4].tolist()):
-        if pfn < 0:
-            continue
-        if kind == P.K_PAGE_FREE:
-            pending[pfn] = order
-        elif kind in (P.K_PAGE_ALLOC, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
-            fo = pending.pop(pfn, None)
-            if (fo is not None and kind == P.K_PAGE_ALLOC and order == fo and 0 <= mt < mz.MIGRATE_PCPTYPES
-                    and (movable_exact or mt != mz.MIGRATE_MOVABLE)):
-                pb = pfn >> mz.PAGEBLOCK_ORDER
-                if pb not in kpb_type:
-                    kpb_type[pb] = mt
-                    added += 1
+    for pb, mt in zip(out_pb[first].tolist(), out_mt[first].tolist()):
+        if pb not in kpb_type:
+            kpb_type[pb] = mt
+            added += 1
     return added
 
 
@@ -418,115 +423,66 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     ev = np.concatenate(parts) if parts else np.zeros((0, 9), dtype=np.int64)
     above = [t for t in range(mz.MIGRATE_PCPTYPES, mz.MIGRATE_TYPES) if t != mz.MIGRATE_ISOLATE]
     learn_pageblock_types(ev, kpb_type, not any(zs.blocks[t] for zs in snap.zones for t in above))
-    # the next event of the same CPU, for each record (kind, pfn): a one-block "refill" that is
+    # The record loops are compiled (replay_core.next_on_cpu, pcp_flows): the lists are dense
+    # keys (zone * ncpu + cpu) * npi + pindex, and net, low and exact come back as the dicts
+    # the rules above describe, in the order the keys entered them.
+    # The next event of the same CPU, for each record (kind, pfn): a one-block "refill" that is
     # followed by the allocation of that block may be rmqueue_buddy() after a failed
-    # pcp_spin_trylock() (percpu_refill is set by order and type, not by the path)
+    # pcp_spin_trylock() (percpu_refill is set by order and type, not by the path).
+    ev = np.ascontiguousarray(ev, dtype=np.int64)
+    cmin = int(ev[:, 1].min()) if len(ev) else 0
+    if cmin < 0:  # no such CPU in a parsed trace; kept exact anyway
+        ev = ev.copy()
+        ev[:, 1] -= cmin
+    else:
+        cmin = 0
+    ncpu = int(ev[:, 1].max()) + 1 if len(ev) else 1
+    nz = max(len(snap.zones), int(ev[:, 7].max()) + 1 if len(ev) else 0)
+    width = max(len(row) for row in pind)
+    pind_a = np.full((len(pind), width), -1, dtype=np.int64)
+    for o, row in enumerate(pind):
+        pind_a[o, :len(row)] = row
+    npi = int(pind_a.max()) + 1
     nxt_kind = np.full(len(ev), -1, dtype=np.int64)
     nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
-    seen: dict[int, int] = {}
-    for i in range(len(ev) - 1, -1, -1):
-        c = int(ev[i, 1])
-        j = seen.get(c)
-        if j is not None:
-            nxt_kind[i], nxt_pfn[i] = ev[j, 0], ev[j, 2]
-        seen[c] = i
-    nxt_kind, nxt_pfn = nxt_kind.tolist(), nxt_pfn.tolist()
-    net: dict[tuple, int] = {}
-    low: dict[tuple, int] = {}
-    exact: dict[tuple, int] = {}
-    last_kind: dict[int, int] = {}
-    last_pfn: dict[int, int] = {}
-    last_buddy: dict[int, int] = {}
-    alloc_mt: dict[int, int] = {}
-    taken = (P.K_ZONE_LOCKED, P.K_EXTFRAG)  # a block taken under the zone lock
-    on_list: dict[int, tuple] = {}  # pfn -> (key, order, mt) while it sits on a per-CPU list
-    members: dict[tuple, set] = {}  # key -> pfns on that list (those the trace put there)
+    RC.next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn)
+    kt = RC.ht_new(2 * len(kpb_type) + 2)
+    for pb, t in kpb_type.items():
+        if pb >= 0:
+            RC.ht_insert(kt[0], kt[1], kt[2], pb, t, 0)
+    allocs = int(np.count_nonzero(ev[:, 0] == P.K_PAGE_ALLOC)) if len(ev) else 0
+    am = RC.ht_new(2 * allocs + 2)
+    ol = RC.ht_new(2 * len(ev) + 2)
+    nkeys = nz * ncpu * npi
+    net_a = np.zeros(nkeys, dtype=np.int64)
+    low_a = np.zeros(nkeys, dtype=np.int64)
+    low_seq = np.full(nkeys, -1, dtype=np.int64)
+    exact_a = np.zeros(nkeys, dtype=np.int64)
+    exact_seq = np.full(nkeys, -1, dtype=np.int64)
+    ut = np.zeros((len(ev) + 1, 5), dtype=np.int64)
+    nut = RC.pcp_flows(ev, nxt_kind, nxt_pfn, pind_a, npi, ncpu, kt[0], kt[1], am[0], am[1], am[2],
+                       ol[0], ol[1], ol[2], net_a, low_a, low_seq, exact_a, exact_seq, ut)
 
-    def leave(pfn):
-        k = on_list.pop(pfn, None)
-        if k is not None:
-            members[k[0]].discard(pfn)
+    def key_of(k):
+        zc, pi = divmod(k, npi)
+        z, c = divmod(zc, ncpu)
+        return (z, c + cmin, pi)
 
-    def bulk(pfns, line):
-        for q in sorted(pfns):
-            k, o, m = on_list.pop(q)
-            members[k].discard(q)
-            flow(k, -(1 << o))  # it left the list with no event
-            if o != 0:
-                # alloc_pages_bulk_noprof() takes order-0 pages only (pcp->lists[
-                # order_to_pindex(migratetype, 0)]): no kernel path explains this one, so it
-                # leaves the list but is not allocated (counted, not guessed)
-                if unexplained is not None:
-                    unexplained.append(line)
-            elif untraced is not None:  # alloc_pages_bulk(): no mm_page_alloc
-                untraced.setdefault(line, []).append((q, o, m, k[1]))
-
-    def flow(key, d):
-        v = net.get(key, 0) + d
-        net[key] = v
-        if -v > low.get(key, 0):
-            low[key] = -v
-
-    for i, (kind, cpu, pfn, f0, f1, f2, f3, z, line) in enumerate(zip(*(ev[:, j].tolist() for j in range(9)))):
-        prev = last_kind.get(cpu)
-        prev_pfn = last_pfn.get(cpu)
-        last_kind[cpu] = kind
-        last_pfn[cpu] = pfn
-        if pfn < 0 or kind not in (P.K_PAGE_ALLOC, P.K_PAGE_FREE, P.K_ZONE_LOCKED, P.K_PCPU_DRAIN, P.K_EXTFRAG):
-            continue
-        if kind == P.K_EXTFRAG:
-            if prev == P.K_ZONE_LOCKED and prev_pfn == pfn:
-                continue  # try_to_claim_block() then __rmqueue_smallest(): zone_locked counted it
-            f0, f1, f2 = f0, f3, 1  # alloc_order, alloc_migratetype; a refill if per-CPU eligible
-        order = f0
-        if z < 0 or order < 0 or order >= len(pind):
-            continue
-        if kind == P.K_PAGE_FREE:
-            # The list of the pageblock's type: known where the trace drained or refilled from
-            # that pageblock or reallocated a page of it from a per-CPU list, else most likely
-            # the type the page was allocated as.
-            mt = kpb_type.get(pfn >> mz.PAGEBLOCK_ORDER, alloc_mt.pop(pfn, mz.MIGRATE_MOVABLE))
-        else:
-            mt = f1
-            if kind == P.K_PAGE_ALLOC:
-                alloc_mt[pfn] = mt
-        if mt < 0 or mt >= mz.MIGRATE_TYPES or mt == mz.MIGRATE_ISOLATE:
-            continue
-        if mt >= mz.MIGRATE_PCPTYPES:
-            mt = mz.MIGRATE_MOVABLE
-        pi = pind[order][mt]
-        if pi < 0:
-            continue
-        key = (z, cpu, pi)
-        n = 1 << order
-        if kind in taken:
-            if f2 == 1:
-                if prev not in taken:
-                    one_block = nxt_kind[i] == P.K_PAGE_ALLOC and nxt_pfn[i] == pfn
-                    if members.get(key) and not one_block:
-                        bulk(members[key], line)
-                    if key not in exact and not one_block:  # rmqueue_buddy() may have served it
-                        exact[key] = -net.get(key, 0)
-                flow(key, n)
-                leave(pfn)
-                on_list[pfn] = (key, order, mt)
-                members.setdefault(key, set()).add(pfn)
-            else:
-                last_buddy[cpu] = pfn
-        elif kind == P.K_PAGE_ALLOC:
-            leave(pfn)
-            if last_buddy.pop(cpu, -1) == pfn:
-                continue
-            flow(key, -n)
-        elif kind == P.K_PAGE_FREE:
-            if pfn in on_list:
-                bulk((pfn,), line)
-            flow(key, n)
-            on_list[pfn] = (key, order, mt)
-            members.setdefault(key, set()).add(pfn)
-        else:
-            leave(pfn)
-            flow(key, -n)
+    ks = np.flatnonzero(low_seq >= 0)
+    low = {key_of(k): v for k, v in zip(ks[np.argsort(low_seq[ks])].tolist(),
+                                        low_a[ks[np.argsort(low_seq[ks])]].tolist())}
+    ks = np.flatnonzero(exact_seq >= 0)
+    exact = {key_of(k): v for k, v in zip(ks[np.argsort(exact_seq[ks])].tolist(),
+                                          exact_a[ks[np.argsort(exact_seq[ks])]].tolist())}
+    for line, q, o, m, c in ut[:nut].tolist():
+        if o != 0:
+            # alloc_pages_bulk_noprof() takes order-0 pages only (pcp->lists[
+            # order_to_pindex(migratetype, 0)]): no kernel path explains this one, so it left
+            # the list (pcp_flows counted that) but is not allocated (counted, not guessed)
+            if unexplained is not None:
+                unexplained.append(line)
+        elif untraced is not None:  # alloc_pages_bulk(): no mm_page_alloc
+            untraced.setdefault(line, []).append((q, o, m, c + cmin))
     out: dict = {}
     for zi, zs in enumerate(snap.zones):
         for cpu, ps in enumerate(zs.pcp[:snap.nr_cpus]):

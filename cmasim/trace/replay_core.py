@@ -2,7 +2,8 @@
 
 `cmasim.trace.replay` used to walk every trace record in Python three times (prescan, per-CPU
 list inference, translation into core events); at ~1 µs a record those loops were most of a
-replay's time after parsing (docs/performance.md, "Replay"). The two passes here do the same,
+replay's time after parsing (docs/performance.md, "Replay"). The passes here do the same
+(prescan and translation below; the per-CPU list inference's loops at the end of the file),
 record for record, over a chunk's int64 record array (`cmasim.trace.parser` columns), with the
 Python dicts replaced by arrays:
 
@@ -429,3 +430,227 @@ def place_small_blocks(nblocks_free, n_pageblocks, pb_pages, out):
                 cursor[:] = 0
                 nused = 0
     return k
+
+
+# infer_pcp_lists (cmasim.trace.replay): the learning of pageblock types from per-CPU round
+# trips, each record's next event on its CPU, and the per-list flows. The record array `ev`
+# has infer_pcp_lists' columns (kind, cpu, pfn, f0, f1, f2, f3, zone, line).
+_K_ZONE_LOCKED, _K_EXTFRAG = 3, 5
+_MIGRATE_MOVABLE, _MIGRATE_PCPTYPES, _MIGRATE_ISOLATE, _MIGRATE_TYPES = 1, 3, 5, 6
+
+
+@kjit
+def learn_round_trips(ev, keys, hs, os_, out_pb, out_mt):
+    """learn_pageblock_types()' record loop: out_pb/out_mt[:n] receive (pageblock, allocation
+    migratetype) of every per-CPU round trip (a free, then an mm_page_alloc of the same pfn and
+    order with no zone_locked, drain or extfrag of it in between), in trace order; the caller
+    keeps the first per pageblock. (keys, hs, os_): an empty table for the pending frees
+    (pfn -> order), at most half full with one key per free. Returns n."""
+    n = 0
+    for i in range(ev.shape[0]):
+        kind = ev[i, 0]
+        pfn = ev[i, 2]
+        if pfn < 0:
+            continue
+        if kind == _K_PAGE_FREE:
+            ht_insert(keys, hs, os_, pfn, ev[i, 3], 0)
+        elif kind == _K_PAGE_ALLOC or kind == _K_ZONE_LOCKED or kind == _K_PCPU_DRAIN or kind == _K_EXTFRAG:
+            s = ht_find(keys, pfn)
+            if s >= 0:
+                fo = hs[s]
+                ht_delete(keys, hs, os_, s)
+                mt = ev[i, 4]
+                if kind == _K_PAGE_ALLOC and ev[i, 3] == fo and 0 <= mt < _MIGRATE_PCPTYPES:
+                    out_pb[n] = pfn >> 9
+                    out_mt[n] = mt
+                    n += 1
+    return n
+
+
+@kjit
+def next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn):
+    """nxt_kind/nxt_pfn[i]: kind and pfn of the next record of record i's CPU (else left -1)."""
+    seen = np.full(ncpu, -1, dtype=np.int64)
+    for i in range(ev.shape[0] - 1, -1, -1):
+        c = ev[i, 1]
+        j = seen[c]
+        if j >= 0:
+            nxt_kind[i] = ev[j, 0]
+            nxt_pfn[i] = ev[j, 2]
+        seen[c] = i
+
+
+@kjit_inline
+def _flow(net, low, low_seq, seq, key, d):
+    v = net[key] + d
+    net[key] = v
+    if -v > low[key]:
+        low[key] = -v
+        if low_seq[key] < 0:
+            low_seq[key] = seq[0]
+            seq[0] += 1
+
+
+@kjit_inline
+def _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn):
+    s = ht_find(ol_keys, pfn)
+    if s >= 0:
+        cnt[ent_key[ol_hs[s]]] -= 1
+        ht_delete(ol_keys, ol_hs, ol_os, s)
+
+
+@kjit_inline
+def _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net, low, low_seq, seq, ut, nut,
+          line):
+    """alloc_pages_bulk() takes the on-list page at slot s of the on-list table, just before `line`."""
+    e = ol_hs[s]
+    q = ol_keys[s]
+    ht_delete(ol_keys, ol_hs, ol_os, s)
+    k = ent_key[e]
+    cnt[k] -= 1
+    _flow(net, low, low_seq, seq, k, -(1 << ent_order[e]))
+    ut[nut, 0] = line
+    ut[nut, 1] = q
+    ut[nut, 2] = ent_order[e]
+    ut[nut, 3] = ent_mt[e]
+    ut[nut, 4] = ent_cpu[e]
+    return nut + 1
+
+
+@kjit
+def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, am_hs, am_os, ol_keys, ol_hs,
+              ol_os, net, low, low_seq, exact, exact_seq, ut):
+    """infer_pcp_lists()' record loop, rule for rule (see its docstring). Lists are dense keys
+    (zone * ncpu + cpu) * npi + pindex; net/low/exact per key, with low_seq/exact_seq the order in
+    which the Python dicts got the key (-1: never; exact's presence is exact_seq >= 0).
+    kt: kernel pageblock -> type (kpb_type, read only); am: pfn -> migratetype allocated as;
+    ol: pfn on a per-CPU list -> its entry e (the list key, order, mt and cpu in ent_*). A list's
+    members are its entries (a chain through ent_next from head[key]) whose pfn still maps to
+    them; cnt[key] counts those. ut[:n] receives the untraced pages (line, pfn, order, mt, cpu) in
+    the order the Python loop appended them; returns n."""
+    n = ev.shape[0]
+    nkeys = net.shape[0]
+    cnt = np.zeros(nkeys, dtype=np.int64)
+    head = np.full(nkeys, -1, dtype=np.int64)
+    ent_key = np.zeros(n + 1, dtype=np.int64)
+    ent_order = np.zeros(n + 1, dtype=np.int64)
+    ent_mt = np.zeros(n + 1, dtype=np.int64)
+    ent_cpu = np.zeros(n + 1, dtype=np.int64)
+    ent_pfn = np.zeros(n + 1, dtype=np.int64)
+    ent_next = np.zeros(n + 1, dtype=np.int64)
+    nent = 0
+    last_kind = np.full(ncpu, -1, dtype=np.int64)
+    last_pfn = np.full(ncpu, -1, dtype=np.int64)
+    last_buddy = np.full(ncpu, -1, dtype=np.int64)
+    seq = np.zeros(2, dtype=np.int64)  # [0]: low's next insertion; [1]: exact's
+    nut = 0
+    norders = pind.shape[0]
+    buf = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        kind = ev[i, 0]
+        cpu = ev[i, 1]
+        pfn = ev[i, 2]
+        f0 = ev[i, 3]
+        f1 = ev[i, 4]
+        f2 = ev[i, 5]
+        z = ev[i, 7]
+        line = ev[i, 8]
+        prev = last_kind[cpu]
+        prev_pfn = last_pfn[cpu]
+        last_kind[cpu] = kind
+        last_pfn[cpu] = pfn
+        if pfn < 0 or not (kind == _K_PAGE_ALLOC or kind == _K_PAGE_FREE or kind == _K_ZONE_LOCKED
+                           or kind == _K_PCPU_DRAIN or kind == _K_EXTFRAG):
+            continue
+        if kind == _K_EXTFRAG:
+            if prev == _K_ZONE_LOCKED and prev_pfn == pfn:
+                continue  # try_to_claim_block() then __rmqueue_smallest(): zone_locked counted it
+            f1 = ev[i, 6]  # alloc_migratetype; a refill if per-CPU eligible
+            f2 = 1
+        order = f0
+        if z < 0 or order < 0 or order >= norders:
+            continue
+        if kind == _K_PAGE_FREE:
+            # the pageblock's type if known (kpb_type), else the type the page was allocated
+            # as (popped either way), else MOVABLE
+            s = ht_find(am_keys, pfn)
+            mt = _MIGRATE_MOVABLE
+            if s >= 0:
+                mt = am_hs[s]
+                ht_delete(am_keys, am_hs, am_os, s)
+            s = ht_find(kt_keys, pfn >> 9)
+            if s >= 0:
+                mt = kt_hs[s]
+        else:
+            mt = f1
+            if kind == _K_PAGE_ALLOC:
+                ht_insert(am_keys, am_hs, am_os, pfn, mt, 0)
+        if mt < 0 or mt >= _MIGRATE_TYPES or mt == _MIGRATE_ISOLATE:
+            continue
+        if mt >= _MIGRATE_PCPTYPES:
+            mt = _MIGRATE_MOVABLE
+        pi = pind[order, mt]
+        if pi < 0:
+            continue
+        key = (z * ncpu + cpu) * npi + pi
+        sz = 1 << order
+        if kind == _K_ZONE_LOCKED or kind == _K_EXTFRAG:
+            if f2 == 1:
+                if not (prev == _K_ZONE_LOCKED or prev == _K_EXTFRAG):
+                    one_block = nxt_kind[i] == _K_PAGE_ALLOC and nxt_pfn[i] == pfn
+                    if cnt[key] > 0 and not one_block:
+                        # the list was empty: alloc_pages_bulk() took every member, in pfn order
+                        m = 0
+                        e = head[key]
+                        while e >= 0:
+                            s = ht_find(ol_keys, ent_pfn[e])
+                            if s >= 0 and ol_hs[s] == e:
+                                buf[m] = ent_pfn[e]
+                                m += 1
+                            e = ent_next[e]
+                        head[key] = -1
+                        qs = np.sort(buf[:m])
+                        for j in range(m):
+                            s = ht_find(ol_keys, qs[j])
+                            nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net,
+                                        low, low_seq, seq, ut, nut, line)
+                    if exact_seq[key] < 0 and not one_block:  # rmqueue_buddy() may have served it
+                        exact[key] = -net[key]
+                        exact_seq[key] = seq[1]
+                        seq[1] += 1
+                _flow(net, low, low_seq, seq, key, sz)
+                _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            else:
+                last_buddy[cpu] = pfn  # rmqueue_buddy(): its allocation does not leave a list
+                continue
+        elif kind == _K_PAGE_ALLOC:
+            _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            lb = last_buddy[cpu]
+            last_buddy[cpu] = -1
+            if lb == pfn:
+                continue
+            _flow(net, low, low_seq, seq, key, -sz)
+            continue
+        elif kind == _K_PAGE_FREE:
+            s = ht_find(ol_keys, pfn)
+            if s >= 0:  # freed again while on its list: alloc_pages_bulk() took it
+                nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net, low, low_seq,
+                            seq, ut, nut, line)
+            _flow(net, low, low_seq, seq, key, sz)
+        else:
+            _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            _flow(net, low, low_seq, seq, key, -sz)
+            continue
+        # refill or free: the page is on the list `key`
+        e = nent
+        nent += 1
+        ent_key[e] = key
+        ent_order[e] = order
+        ent_mt[e] = mt
+        ent_cpu[e] = cpu
+        ent_pfn[e] = pfn
+        ent_next[e] = head[key]
+        head[key] = e
+        ht_insert(ol_keys, ol_hs, ol_os, pfn, e, 0)
+        cnt[key] += 1
+    return nut
