@@ -118,6 +118,14 @@ def lkml_kernel_cells(folder: Path = LKML) -> dict[tuple[str, int], dict]:
     return out
 
 
+def _seed_mean(ss: list[dict]):
+    """mean(field) over the seeds' cells that have it (None if none has)."""
+    def mean(f):
+        v = [s[f] for s in ss if s.get(f) is not None]
+        return sum(v) / len(v) if v else None
+    return mean
+
+
 def lkml_table(kernel: dict, sims: list[dict]) -> str:
     """Markdown, one row per (phase, size): ok, busy retries (sim: mean, min-max over seeds),
     median latency of the successful attempts, fill pages in CMA."""
@@ -128,10 +136,7 @@ def lkml_table(kernel: dict, sims: list[dict]) -> str:
         ss = [s[key] for s in sims if key in s]
         if not ss:
             continue
-
-        def mean(f):
-            v = [s[f] for s in ss if s.get(f) is not None]
-            return sum(v) / len(v) if v else None
+        mean = _seed_mean(ss)
         busy = [s["busy_retries"] for s in ss]
         lines.append(f"| {key[0]} | {key[1]} | {k['ok']}/{k['attempts']} / {mean('ok'):.1f} | "
                      f"{k['busy_retries']} / {mean('busy_retries'):.1f} ({min(busy)}-{max(busy)}) | "
@@ -169,10 +174,7 @@ def table(kernel: dict, sims: list[dict]) -> str:
         ss = [s[key] for s in sims if key in s]
         if not ss:
             continue
-
-        def mean(f):
-            v = [s[f] for s in ss if s.get(f) is not None]
-            return sum(v) / len(v) if v else None
+        mean = _seed_mean(ss)
         fails = [s["fail"] for s in ss]
         hit = abs(mean("fail") - k["fail"]) <= 2
         ok += hit
