@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import sys
 from pathlib import Path
 
 FIN_DMA_PINNED = 0x10  # cmaoracle_uapi.h CMAO_FIN_DMA_PINNED
@@ -200,18 +201,29 @@ def run_cells(seeds: list[int], sets: list[str] | None = None, policy: str = "li
     return [sim_cells(run_scenario(sc, get_policy(policy), seed=s)) for s in seeds]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cmasim.oracle", description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="1", help="comma list of seeds (default 1)")
     ap.add_argument("--set", action="append", default=[], help="scenario override key=value")
     ap.add_argument("--lkml", action="store_true", help="the lkml_pins run (scenario oracle-lkml-pins)")
     a = ap.parse_args(argv)
-    seeds = [int(x) for x in a.seeds.split(",")]
-    if a.lkml:
-        print(lkml_table(lkml_kernel_cells(), run_cells(seeds, a.set, scenario="oracle-lkml-pins")))
-        return
-    print(table(kernel_cells(), run_cells(seeds, a.set)))
+    try:
+        seeds = [int(x) for x in a.seeds.split(",")]
+    except ValueError:
+        ap.error(f"--seeds: {a.seeds!r} is not a comma list of integers")
+    try:
+        if a.lkml:
+            print(lkml_table(lkml_kernel_cells(), run_cells(seeds, a.set, scenario="oracle-lkml-pins")))
+        else:
+            print(table(kernel_cells(), run_cells(seeds, a.set)))
+    except (ValueError, OSError) as e:  # ScenarioError is a ValueError: bad --set, broken data file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -140,3 +140,12 @@ def test_kernel_cells_name_the_broken_file(tmp_path):
     (tmp_path / f"{LKML_PHASES[0]}.txt").write_text("CONFIG area=reserved align=8\n")
     with pytest.raises(ValueError, match=r"CONFIG line: field 'base_pfn' missing"):
         lkml_kernel_cells(tmp_path)
+
+
+def test_oracle_command_bad_set_is_one_line(capsys):
+    """`python -m cmasim.oracle --set bogus.key=1`: one error line naming the key, exit 2."""
+    from cmasim.oracle import main
+
+    assert main(["--lkml", "--set", "bogus.key=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bogus: unknown key" in err[0]
