@@ -7,7 +7,8 @@ Runs, each in a child process of this interpreter (`python -m cmasim.cli`, so th
 PYTHONPATH is the one measured): five scenarios under the policies that reach the most code
 (default, the pins oracle with and without THP, Android's era, the THP theft), and replays of
 both shared traces with `--fidelity`. Each output file is hashed with its timing fields
-removed (`wall_s`, `lines_per_s` and their kin); `--against` prints every file whose digest
+removed (`wall_s`, `lines_per_s` and their kin, and the trace's path and mtime, which name the
+checkout); `--against` prints every file whose digest
 differs and exits 1. Performance work (issue 13) must leave every digest unchanged.
 """
 
@@ -38,11 +39,15 @@ for _t in ("thp-mix", "pybuild"):
     RUNS[f"replay-{_t}"] = ["replay", str(TRACES / _t / "trace.txt.xz"), "--snapshot", str(TRACES / _t), "--fidelity"]
 
 TIMING_KEYS = {"wall_s", "lines_per_s", "parse_s", "replay_s", "elapsed_s", "seconds"}
+# and what names the checkout rather than the result: the trace's path, its file's mtime
+PLACE_KEYS = {"trace", "mtime_ns"}
 
 
 def _strip(obj):
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in TIMING_KEYS and not k.endswith("_wall_s")}
+        return {k: _strip(v) for k, v in obj.items()
+                if k not in TIMING_KEYS and not k.endswith("_wall_s")
+                and not (k in PLACE_KEYS and isinstance(v, (str, int)))}
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
     return obj
