@@ -136,19 +136,20 @@ class SimCounts:
     records: int = 0
 
     def add_records(self, r: np.ndarray) -> None:
+        # one comparison per kind counted, then the rows of that kind only
         k = r[:, 0]
         self.records += len(r)
-        a = k == mz.TR_MM_PAGE_ALLOC
-        self.allocs += int((a & (r[:, 3] >= 0)).sum())
-        self.allocs_failed += int((a & (r[:, 3] < 0)).sum())
-        self.frees += int((k == mz.TR_MM_PAGE_FREE).sum())
-        zl = k == mz.TR_MM_PAGE_ALLOC_ZONE_LOCKED
-        self.refill_blocks += int((zl & (r[:, 6] == 1)).sum())
-        self.buddy_blocks += int((zl & (r[:, 6] == 0)).sum())
-        self.pcpu_drain += int((k == mz.TR_MM_PAGE_PCPU_DRAIN).sum())
-        ef = k == mz.TR_MM_PAGE_ALLOC_EXTFRAG
-        self.extfrag += int(ef.sum())
-        self.extfrag_change_ownership += int((ef & (r[:, 8] == 1)).sum())
+        a = r[k == mz.TR_MM_PAGE_ALLOC, 3]
+        self.allocs += int(np.count_nonzero(a >= 0))
+        self.allocs_failed += int(np.count_nonzero(a < 0))
+        self.frees += int(np.count_nonzero(k == mz.TR_MM_PAGE_FREE))
+        zl = r[k == mz.TR_MM_PAGE_ALLOC_ZONE_LOCKED, 6]
+        self.refill_blocks += int(np.count_nonzero(zl == 1))
+        self.buddy_blocks += int(np.count_nonzero(zl == 0))
+        self.pcpu_drain += int(np.count_nonzero(k == mz.TR_MM_PAGE_PCPU_DRAIN))
+        ef = r[k == mz.TR_MM_PAGE_ALLOC_EXTFRAG, 8]
+        self.extfrag += len(ef)
+        self.extfrag_change_ownership += int(np.count_nonzero(ef == 1))
 
 
 @dataclass
