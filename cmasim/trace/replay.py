@@ -458,9 +458,11 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
     RC.next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn)
     kt = RC.ht_new(2 * len(kpb_type) + 2)
-    for pb, t in kpb_type.items():
-        if pb >= 0:
-            RC.ht_insert(kt[0], kt[1], kt[2], pb, t, 0)
+    pbs = np.fromiter(kpb_type.keys(), dtype=np.int64, count=len(kpb_type))
+    types = np.fromiter(kpb_type.values(), dtype=np.int64, count=len(kpb_type))
+    keep = pbs >= 0
+    # every pageblock in one compiled call, in the dict's order (ht_rehash inserts each key given)
+    RC.ht_rehash(pbs[keep], types[keep], np.zeros(int(keep.sum()), dtype=np.int64), kt[0], kt[1], kt[2])
     am = RC.ht_new(1024)  # pcp_flows grows both tables (at most half full)
     ol = RC.ht_new(1024)
     nkeys = nz * ncpu * npi
