@@ -14,18 +14,27 @@ from pathlib import Path
 # objects that are never garbage; the collector scanning them, then again on every later full
 # collection, was 0.2-0.3 s of CPU of a short `cmasim replay` (docs/performance.md, "Replay:
 # fixed start"). So no collection while they load, and gc.freeze() moves them out of reach.
+# And `import numba` imports PyYAML (to read an optional .numba_config.yaml in the working
+# directory) and scipy (only to check its version): ~0.1 s of CPU that no command needs at
+# start-up (scipy is imported where statistics are computed). Both are unimportable while the
+# imports below load, and importable again afterwards. (NUMBA_* environment variables still
+# configure numba; a .numba_config.yaml file is then not read.)
 _gc_was_enabled = gc.isenabled()
 gc.disable()
+_blocked = [name for name in ("yaml", "scipy") if name not in sys.modules]
+for _name in _blocked:
+    sys.modules[_name] = None  # type: ignore[assignment]  # `import name` raises ImportError
 try:
     from cmasim.policy import UnknownPolicy, describe_all, get_policy
-    from cmasim.compare import add_parser as add_compare_parser
     from cmasim.trace.cli_trace import TRACE_ERRORS, add_parsers as add_trace_parsers
     from cmasim.trace.ftrace import ALL_EVENTS, TraceEventError, parse_events
     from cmasim.machine import MachineTooLarge
     from cmasim.fmt import num as _num
     from cmasim.outdir import Interrupted, OutputError, staged_output
-    from cmasim.sweep.cli import add_parsers as add_sweep_parsers
 finally:
+    for _name in _blocked:
+        if sys.modules.get(_name, 0) is None:
+            del sys.modules[_name]
     gc.freeze()
     if _gc_was_enabled:
         gc.enable()
@@ -360,7 +369,10 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command` "replay" or "snapshot", the parsers of
+    `cmasim compare` and the sweep commands are left out (their modules are not imported: a
+    short replay starts faster, docs/performance.md "Replay: fixed start")."""
     p = argparse.ArgumentParser(prog="cmasim", description="Linux page allocator and CMA simulator")
     p.add_argument("--version", action="version", version=f"cmasim {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -417,13 +429,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress line")
     c.set_defaults(fn=cmd_compile)
     add_trace_parsers(sub)
-    add_compare_parser(sub)
-    add_sweep_parsers(sub)
+    if command not in _TRACE_COMMANDS:
+        from cmasim.compare import add_parser as add_compare_parser
+        from cmasim.sweep.cli import add_parsers as add_sweep_parsers
+
+        add_compare_parser(sub)
+        add_sweep_parsers(sub)
     return p
 
 
+_TRACE_COMMANDS = ("replay", "snapshot")
+
+
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (its first word that is not an option)."""
+    return next((w for w in argv if not w.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    a = build_parser(_command(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     try:
         return a.fn(a)
     except _scenario_errors() + (UnknownPolicy,) as e:

@@ -27,6 +27,7 @@ headroom and pageblock types, then the replay).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import json
@@ -99,24 +100,25 @@ class KernelCounts:
     free_pages: int = 0
 
     def add_chunk(self, a: np.ndarray) -> None:
+        # one comparison per kind counted, then the rows of that kind only
         k = a[:, P.C_KIND]
         f = P.C_F0
-        alloc = k == P.K_PAGE_ALLOC
-        ok = alloc & (a[:, P.C_PFN] >= 0)
-        self.allocs += int(ok.sum())
-        self.allocs_failed += int((alloc & ~ok).sum())
+        ai = np.flatnonzero(k == P.K_PAGE_ALLOC)
+        ok = ai[a[ai, P.C_PFN] >= 0]
+        self.allocs += len(ok)
+        self.allocs_failed += len(ai) - len(ok)
         self.alloc_pages += int((1 << a[ok, f]).sum())
-        fr = k == P.K_PAGE_FREE
-        self.frees += int(fr.sum())
+        fr = np.flatnonzero(k == P.K_PAGE_FREE)
+        self.frees += len(fr)
         self.free_pages += int((1 << a[fr, f]).sum())
-        self.frees_batched += int((k == P.K_FREE_BATCHED).sum())
-        zl = k == P.K_ZONE_LOCKED
-        self.refill_blocks += int((zl & (a[:, f + 2] == 1)).sum())
-        self.buddy_blocks += int((zl & (a[:, f + 2] == 0)).sum())
-        self.pcpu_drain += int((k == P.K_PCPU_DRAIN).sum())
-        ef = k == P.K_EXTFRAG
-        self.extfrag += int(ef.sum())
-        self.extfrag_change_ownership += int((ef & (a[:, f + 6] == 1)).sum())
+        self.frees_batched += int(np.count_nonzero(k == P.K_FREE_BATCHED))
+        zl = a[k == P.K_ZONE_LOCKED, f + 2]
+        self.refill_blocks += int(np.count_nonzero(zl == 1))
+        self.buddy_blocks += int(np.count_nonzero(zl == 0))
+        self.pcpu_drain += int(np.count_nonzero(k == P.K_PCPU_DRAIN))
+        ef = a[k == P.K_EXTFRAG, f + 6]
+        self.extfrag += len(ef)
+        self.extfrag_change_ownership += int(np.count_nonzero(ef == 1))
 
 
 @dataclass
@@ -134,19 +136,20 @@ class SimCounts:
     records: int = 0
 
     def add_records(self, r: np.ndarray) -> None:
+        # one comparison per kind counted, then the rows of that kind only
         k = r[:, 0]
         self.records += len(r)
-        a = k == mz.TR_MM_PAGE_ALLOC
-        self.allocs += int((a & (r[:, 3] >= 0)).sum())
-        self.allocs_failed += int((a & (r[:, 3] < 0)).sum())
-        self.frees += int((k == mz.TR_MM_PAGE_FREE).sum())
-        zl = k == mz.TR_MM_PAGE_ALLOC_ZONE_LOCKED
-        self.refill_blocks += int((zl & (r[:, 6] == 1)).sum())
-        self.buddy_blocks += int((zl & (r[:, 6] == 0)).sum())
-        self.pcpu_drain += int((k == mz.TR_MM_PAGE_PCPU_DRAIN).sum())
-        ef = k == mz.TR_MM_PAGE_ALLOC_EXTFRAG
-        self.extfrag += int(ef.sum())
-        self.extfrag_change_ownership += int((ef & (r[:, 8] == 1)).sum())
+        a = r[k == mz.TR_MM_PAGE_ALLOC, 3]
+        self.allocs += int(np.count_nonzero(a >= 0))
+        self.allocs_failed += int(np.count_nonzero(a < 0))
+        self.frees += int(np.count_nonzero(k == mz.TR_MM_PAGE_FREE))
+        zl = r[k == mz.TR_MM_PAGE_ALLOC_ZONE_LOCKED, 6]
+        self.refill_blocks += int(np.count_nonzero(zl == 1))
+        self.buddy_blocks += int(np.count_nonzero(zl == 0))
+        self.pcpu_drain += int(np.count_nonzero(k == mz.TR_MM_PAGE_PCPU_DRAIN))
+        ef = r[k == mz.TR_MM_PAGE_ALLOC_EXTFRAG, 8]
+        self.extfrag += len(ef)
+        self.extfrag_change_ownership += int(np.count_nonzero(ef == 1))
 
 
 @dataclass
@@ -279,11 +282,13 @@ def default_machine(policy: Policy, nr_cpus: int, trace_capacity: int, seed: int
                    policy, seed)
 
 
-def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, int], dict]:
+def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
+            ) -> tuple[dict[str, int], dict[int, int], dict]:
     """Hot-plug headroom per zone (pages of MAX_ORDER frees of never-allocated pfns) and the
     first migratetype seen per kernel pageblock (drain and zone_locked events).
 
-    The record loop is compiled (`replay_core.prescan_chunk`); the pageblock types are numpy."""
+    The record loop is compiled (`replay_core.prescan_chunk`); the pageblock types are numpy.
+    `zones_of(a)`: the snapshot zone of each record of chunk `a` (default: computed here)."""
     kpb_type: dict[int, int] = {}
     maxcpu = 0
     has_snap = int(snap is not None)
@@ -313,8 +318,8 @@ def prescan(chunks, snap: Snapshot | None) -> tuple[dict[str, int], dict[int, in
         _, first = np.unique(kpb, return_index=True)
         for kp, mt in zip(kpb[np.sort(first)].tolist(), mts[np.sort(first)].tolist()):
             kpb_type.setdefault(kp, mt)
-        zones = (snap.zones_of_kernel_pfns(a[:, P.C_PFN]) if snap is not None
-                 else np.full(len(a), -1, dtype=np.int64))
+        zones = ((zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN]))
+                 if snap is not None else np.full(len(a), -1, dtype=np.int64))
         live = RC.ht_grow(live, int(counts[1]), len(a))
         bg = np.zeros(len(a), dtype=np.int8)
         RC.prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, live[0], live[1], live[2], headroom_pages,
@@ -376,7 +381,8 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int], movable_exac
 
 
 def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, int],
-                    untraced: dict[int, list] | None = None, unexplained: list | None = None) -> dict:
+                    untraced: dict[int, list] | None = None, unexplained: list | None = None,
+                    zones_of: Callable | None = None) -> dict:
     """The per-CPU list contents at trace start, from the trace's own per-CPU flows.
 
     /proc/zoneinfo gives each pageset's `count` but not how it splits over the lists
@@ -410,17 +416,22 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     the pages taken just before that line, for the replay to make the same allocations.
     A page of order > 0 found that way cannot have been taken by alloc_pages_bulk() (order 0
     only): it leaves its list all the same, is not allocated, and its line goes to
-    `unexplained` (if given).
+    `unexplained` (if given). `zones_of(a)`: the snapshot zone of each record of chunk `a`
+    (default: computed here).
     Returns {(zone index, cpu): {pindex: pages}}.
     """
     pind = policy.pcp_pindex
-    parts = []
-    for a in chunks:
-        if len(a):
-            parts.append(np.column_stack([a[:, P.C_KIND], a[:, P.C_CPU], a[:, P.C_PFN], a[:, P.C_F0],
-                                          a[:, P.C_F0 + 1], a[:, P.C_F0 + 2], a[:, P.C_F0 + 3],
-                                          snap.zones_of_kernel_pfns(a[:, P.C_PFN]), a[:, P.C_LINE]]))
-    ev = np.concatenate(parts) if parts else np.zeros((0, 9), dtype=np.int64)
+    arrs = [a for a in chunks if len(a)]
+    # the columns (kind, cpu, pfn, f0, f1, f2, f3, zone, line), filled in place chunk by chunk
+    ev = np.empty((sum(len(a) for a in arrs), 9), dtype=np.int64)
+    r = 0
+    for a in arrs:
+        part = ev[r:r + len(a)]
+        part[:, 0:2] = a[:, [P.C_KIND, P.C_CPU]]
+        part[:, 2:7] = a[:, P.C_PFN:P.C_F0 + 4]
+        part[:, 7] = zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN])
+        part[:, 8] = a[:, P.C_LINE]
+        r += len(a)
     above = [t for t in range(mz.MIGRATE_PCPTYPES, mz.MIGRATE_TYPES) if t != mz.MIGRATE_ISOLATE]
     learn_pageblock_types(ev, kpb_type, not any(zs.blocks[t] for zs in snap.zones for t in above))
     # The record loops are compiled (replay_core.next_on_cpu, pcp_flows): the lists are dense
@@ -447,12 +458,13 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
     RC.next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn)
     kt = RC.ht_new(2 * len(kpb_type) + 2)
-    for pb, t in kpb_type.items():
-        if pb >= 0:
-            RC.ht_insert(kt[0], kt[1], kt[2], pb, t, 0)
-    allocs = int(np.count_nonzero(ev[:, 0] == P.K_PAGE_ALLOC)) if len(ev) else 0
-    am = RC.ht_new(2 * allocs + 2)
-    ol = RC.ht_new(2 * len(ev) + 2)
+    pbs = np.fromiter(kpb_type.keys(), dtype=np.int64, count=len(kpb_type))
+    types = np.fromiter(kpb_type.values(), dtype=np.int64, count=len(kpb_type))
+    keep = pbs >= 0
+    # every pageblock in one compiled call, in the dict's order (ht_rehash inserts each key given)
+    RC.ht_rehash(pbs[keep], types[keep], np.zeros(int(keep.sum()), dtype=np.int64), kt[0], kt[1], kt[2])
+    am = RC.ht_new(1024)  # pcp_flows grows both tables (at most half full)
+    ol = RC.ht_new(1024)
     nkeys = nz * ncpu * npi
     net_a = np.zeros(nkeys, dtype=np.int64)
     low_a = np.zeros(nkeys, dtype=np.int64)
@@ -516,23 +528,38 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     return out
 
 
-def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, flavour: str | None = None,
-           cache: str | Path | None = None, seed: int = 1, sim_trace: TextIO | None = None,
-           progress: Callable[[int], None] | None = None, check: bool = True,
-           max_records: int | None = None, vmstat_phase_ns: int | None = None,
-           _drains: list | None = None) -> ReplayResult:
-    """Replay `trace` (ftrace text, plain/.gz/.xz) on `snapshot` (or an empty default machine).
+@dataclass
+class _Prepared:
+    """What a replay computes before its translation pass: the records (kept in memory up to
+    KEEP_BYTES), prescan's and infer_pcp_lists()' results, and the snapshot machine as built
+    (reclaim and compaction off, nothing replayed yet). decay_phase()'s replays of the same
+    trace start from a copy of it instead of reading, inferring and building it all again."""
 
-    `cache`: columnar cache path (parsed once, reused when the trace is unchanged).
-    `vmstat_phase_ns`: where in each second of the trace clock the kernel's vmstat worker
-    (decay_pcp_high()) runs, when the trace shows no background drain that gives it away
-    (else decay_phase() looks for it; NO_WORKER / DEFAULT_WORKER: never / one second in).
-    `sim_trace`: a text stream for the simulator's own ftrace output. `max_records`: replay
-    only the first N records (tests and quick looks).
-    """
-    t0 = time.perf_counter()
-    if flavour is None:
-        flavour = snapshot.flavour if snapshot is not None else "mainline"
+    ct: CachedTrace
+    chunks: Callable
+    zones_of: Callable  # chunk -> snapshot zone of each record (computed once per kept chunk)
+    kpb_type: dict[int, int]
+    info: dict
+    untraced: dict[int, list]
+    unexplained: list[int]
+    parse_meta: dict
+    notes: list[str]
+    state: SnapState | None
+    machine: Machine
+
+    def copy_state(self) -> SnapState:
+        """A deep copy of the pristine snapshot machine and its bookkeeping (the policy, the
+        machine configuration and the snapshot are shared: nothing changes them)."""
+        st = self.state
+        memo = {id(st.machine.policy): st.machine.policy, id(st.machine.cfg): st.machine.cfg,
+                id(st.snapshot): st.snapshot}
+        return copy.deepcopy(st, memo)
+
+
+def _prepare(trace, policy: Policy, snapshot: Snapshot | None, flavour: str, cache, seed: int,
+             max_records: int | None) -> _Prepared:
+    """replay()'s passes before the translation: read (or parse) the records, prescan, infer
+    the per-CPU lists and build the machine from the snapshot."""
     # A short --max-records replay parses only about as many lines as it uses (chunks of at
     # most 2^16 records otherwise; the records are the same whatever the chunk size).
     ct = CachedTrace(trace, cache, flavour) if max_records is None else \
@@ -569,7 +596,19 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     def chunks():
         yield from (kept if kept is not None else read())
 
-    headroom, kpb_type, info = prescan(first_pass(), snapshot)
+    # The snapshot zone of each record, computed once per kept chunk for the three passes.
+    zone_memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def zones_of(a: np.ndarray) -> np.ndarray:
+        hit = zone_memo.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        z = snapshot.zones_of_kernel_pfns(a[:, P.C_PFN])
+        if kept is not None:
+            zone_memo[id(a)] = (a, z)
+        return z
+
+    headroom, kpb_type, info = prescan(first_pass(), snapshot, zones_of)
     untraced: dict[int, list] = {}  # line -> pages alloc_pages_bulk() took just before it
     unexplained: list[int] = []  # lines where an order > 0 page left its per-CPU list untraced
     parse_meta = ct.meta or {}
@@ -577,7 +616,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     if snapshot is not None:
         notes += [f"warning: snapshot does not match the trace: {w}" for w in snapshot_mismatch(snapshot, info)]
     if snapshot is not None:
-        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type, untraced, unexplained)
+        pcp_lists = infer_pcp_lists(chunks(), snapshot, policy, kpb_type, untraced, unexplained, zones_of)
         state = build_machine(snapshot, policy, seed=seed, trace_capacity=TRACE_CAPACITY, headroom=headroom,
                               pcp_lists=pcp_lists)
         m = state.machine
@@ -587,10 +626,40 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         m = default_machine(policy, max(2, info["max_cpu"] + 1), TRACE_CAPACITY, seed)
         notes.append("no snapshot: replayed on an empty default machine (frees of pre-trace pages are skipped)")
     _disable_background(m)
+    return _Prepared(ct, chunks, zones_of, kpb_type, info, untraced, unexplained, parse_meta, notes, state, m)
+
+
+def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, flavour: str | None = None,
+           cache: str | Path | None = None, seed: int = 1, sim_trace: TextIO | None = None,
+           progress: Callable[[int], None] | None = None, check: bool = True,
+           max_records: int | None = None, vmstat_phase_ns: int | None = None,
+           _drains: list | None = None, _prep: _Prepared | None = None) -> ReplayResult:
+    """Replay `trace` (ftrace text, plain/.gz/.xz) on `snapshot` (or an empty default machine).
+
+    `cache`: columnar cache path (parsed once, reused when the trace is unchanged).
+    `vmstat_phase_ns`: where in each second of the trace clock the kernel's vmstat worker
+    (decay_pcp_high()) runs, when the trace shows no background drain that gives it away
+    (else decay_phase() looks for it; NO_WORKER / DEFAULT_WORKER: never / one second in).
+    `sim_trace`: a text stream for the simulator's own ftrace output. `max_records`: replay
+    only the first N records (tests and quick looks).
+    """
+    t0 = time.perf_counter()
+    if flavour is None:
+        flavour = snapshot.flavour if snapshot is not None else "mainline"
+    if _prep is None:
+        prep = _prepare(trace, policy, snapshot, flavour, cache, seed, max_records)
+        state = prep.state
+    else:  # decay_phase()'s replays: the same records and inference, a copy of the pristine machine
+        prep = _prep
+        state = prep.copy_state()
+    ct, chunks, kpb_type, info = prep.ct, prep.chunks, prep.kpb_type, prep.info
+    untraced, unexplained, parse_meta = prep.untraced, prep.unexplained, prep.parse_meta
+    notes = list(prep.notes)
+    m = state.machine if state is not None else prep.machine
     inferred = None
     if (vmstat_phase_ns is None and snapshot is not None and not info.get("bg_drains")
             and policy.version >= 607 and info.get("t0") is not None):
-        inferred = decay_phase(trace, policy, snapshot, flavour, cache, seed, max_records, chunks, info)
+        inferred = decay_phase(trace, policy, snapshot, flavour, cache, seed, max_records, chunks, info, prep)
         if inferred is not None:
             vmstat_phase_ns = info["t0"] + inferred[0]
     _vmstat_phase(m, info, vmstat_phase_ns, notes)
@@ -697,8 +766,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             if t_base is None:
                 t_base = int(a[0, P.C_TIME])
             a = np.ascontiguousarray(a, dtype=np.int64)
-            zones = (snapshot.zones_of_kernel_pfns(a[:, P.C_PFN]) if snapshot is not None
-                     else np.full(n, -1, dtype=np.int64))
+            zones = prep.zones_of(a) if snapshot is not None else np.full(n, -1, dtype=np.int64)
             # records before which alloc_pages_bulk() took pages (infer_pcp_lists): the compiled
             # pass stops there, and the untraced allocations go in before the record
             cuts = np.flatnonzero(np.isin(a[:, P.C_LINE], untraced_lines)).tolist() if untraced else []
@@ -789,23 +857,30 @@ def free_drain_windows(chunks, t0: int) -> list[tuple[int, int, int]]:
     of the run of mm_page_free / mm_page_free_batched events on that CPU just before the burst.
     The replay frees at mm_page_free times and the kernel commits a batch later, so the
     simulated drain of the same free falls inside that window."""
-    out = []
-    last: dict[int, tuple[int, int]] = {}  # cpu -> (kind, time) of its previous event
-    run: dict[int, int] = {}  # cpu -> time of the first free of the current run of frees
-    frees = (P.K_PAGE_FREE, P.K_FREE_BATCHED)
-    for a in chunks:
-        for kind, cpu, t in zip(a[:, P.C_KIND].tolist(), a[:, P.C_CPU].tolist(), a[:, P.C_TIME].tolist()):
-            pk = last.get(cpu)
-            if kind in frees and (pk is None or pk[0] not in frees):
-                run[cpu] = t
-            if kind == P.K_PCPU_DRAIN and pk is not None and pk[0] in frees:
-                out.append((run[cpu] - t0, pk[1] - t0, cpu))
-            last[cpu] = (kind, t)
-    return out
+    arrs = [a for a in chunks if len(a)]
+    if not arrs:
+        return []
+    kind, cpu, t = (np.concatenate([a[:, c] for a in arrs]) for c in (P.C_KIND, P.C_CPU, P.C_TIME))
+    # each CPU's events in trace order, one CPU after the other
+    order = np.argsort(cpu, kind="stable")
+    kind, cpu, t = kind[order], cpu[order], t[order]
+    n = len(kind)
+    first = np.ones(n, dtype=bool)  # the first event of its CPU
+    first[1:] = cpu[1:] != cpu[:-1]
+    free = (kind == P.K_PAGE_FREE) | (kind == P.K_FREE_BATCHED)
+    prev_free = np.zeros(n, dtype=bool)  # the CPU's previous event is a free
+    prev_free[1:] = free[:-1]
+    prev_free &= ~first
+    # where each run of frees starts, and for every event the latest start at or before it
+    last_start = np.maximum.accumulate(np.where(free & ~prev_free, np.arange(n), -1))
+    d = np.flatnonzero((kind == P.K_PCPU_DRAIN) & prev_free)
+    d = d[np.argsort(order[d])]  # in trace order
+    return list(zip((t[last_start[d - 1]] - t0).tolist(), (t[d - 1] - t0).tolist(), cpu[d].tolist()))
 
 
 def decay_phase(trace, policy: Policy, snapshot: Snapshot, flavour: str, cache, seed: int,
-                max_records: int | None, chunks, info: dict) -> tuple[int, int, int] | None:
+                max_records: int | None, chunks, info: dict,
+                prep: _Prepared | None = None) -> tuple[int, int, int] | None:
     """When the vmstat worker ran, from the first drain only its decay_pcp_high() explains.
 
     A trace without a background drain does not show the worker's phase, but its work shows:
@@ -822,7 +897,7 @@ def decay_phase(trace, policy: Policy, snapshot: Snapshot, flavour: str, cache, 
     """
     probe: list = []
     replay(trace, policy, snapshot, flavour, cache, seed, check=False, max_records=max_records,
-           vmstat_phase_ns=NO_WORKER, _drains=probe)
+           vmstat_phase_ns=NO_WORKER, _drains=probe, _prep=prep)
     sim: dict[int, list[int]] = {}
     for t, c in sorted(set(probe)):
         sim.setdefault(c, []).append(t)
@@ -842,7 +917,7 @@ def decay_phase(trace, policy: Policy, snapshot: Snapshot, flavour: str, cache, 
         return None  # the simulation drained first where the kernel did not: other evidence
     check: list = []
     replay(trace, policy, snapshot, flavour, cache, seed, check=False, max_records=max_records,
-           vmstat_phase_ns=info["t0"] + a, _drains=check)
+           vmstat_phase_ns=info["t0"] + a, _drains=check, _prep=prep)
     if not any(c == cpu and a <= t <= b for t, c in check):
         return None  # a decay there does not make that drain either
     return first_kernel_only

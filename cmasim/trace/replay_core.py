@@ -336,7 +336,10 @@ def pretrace_search(pretrace, S, pb_off, mt_mask, start, end, n, mt, cursor):
     while i < k_total:
         base = start + i * n
         if first >= 0 and mt >= 0 and (S[pb_off + (base >> 9)] & mt_mask) != mt:
-            i += 1  # the cursor is known: only runs in pageblocks of type mt matter now
+            # the cursor is known: only runs in pageblocks of type mt matter now, and every run
+            # that starts in this pageblock fails the same test: go on at the first run that
+            # starts in the next pageblock
+            i = ((((base >> 9) + 1) << 9) - start + n - 1) // n
             continue
         full = True
         for q in range(base, base + n):
@@ -497,6 +500,21 @@ def _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn):
     if s >= 0:
         cnt[ent_key[ol_hs[s]]] -= 1
         ht_delete(ol_keys, ol_hs, ol_os, s)
+        return 1
+    return 0
+
+
+@kjit
+def ht_doubled(keys, hs, os_):
+    """The table (keys, hs, os_) rehashed into one twice its size: pcp_flows' tables start small
+    and grow with the pages they hold (pages on a per-CPU list, pages allocated and not yet
+    freed), so that their random probes stay in the CPU's caches."""
+    cap = 2 * keys.shape[0]
+    nkeys = np.full(cap, EMPTY, dtype=np.int64)
+    nhs = np.zeros(cap, dtype=np.int64)
+    nos = np.zeros(cap, dtype=np.int64)
+    ht_rehash(keys, hs, os_, nkeys, nhs, nos)
+    return nkeys, nhs, nos
 
 
 @kjit_inline
@@ -524,7 +542,8 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
     (zone * ncpu + cpu) * npi + pindex; net/low/exact per key, with low_seq/exact_seq the order in
     which the Python dicts got the key (-1: never; exact's presence is exact_seq >= 0).
     kt: kernel pageblock -> type (kpb_type, read only); am: pfn -> migratetype allocated as;
-    ol: pfn on a per-CPU list -> its entry e (the list key, order, mt and cpu in ent_*). A list's
+    ol: pfn on a per-CPU list -> its entry e (the list key, order, mt and cpu in ent_*); am and ol
+    are given empty (any power-of-two size) and grow here, kept at most half full. A list's
     members are its entries (a chain through ent_next from head[key]) whose pfn still maps to
     them; cnt[key] counts those. ut[:n] receives the untraced pages (line, pfn, order, mt, cpu) in
     the order the Python loop appended them; returns n."""
@@ -546,6 +565,8 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
     nut = 0
     norders = pind.shape[0]
     buf = np.zeros(n + 1, dtype=np.int64)
+    am_n = 0  # keys in am
+    ol_n = 0  # keys in ol
     for i in range(n):
         kind = ev[i, 0]
         cpu = ev[i, 1]
@@ -578,13 +599,16 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
             if s >= 0:
                 mt = am_hs[s]
                 ht_delete(am_keys, am_hs, am_os, s)
+                am_n -= 1
             s = ht_find(kt_keys, pfn >> 9)
             if s >= 0:
                 mt = kt_hs[s]
         else:
             mt = f1
             if kind == _K_PAGE_ALLOC:
-                ht_insert(am_keys, am_hs, am_os, pfn, mt, 0)
+                if 2 * (am_n + 1) > am_keys.shape[0]:
+                    am_keys, am_hs, am_os = ht_doubled(am_keys, am_hs, am_os)
+                am_n += ht_insert(am_keys, am_hs, am_os, pfn, mt, 0)
         if mt < 0 or mt >= _MIGRATE_TYPES or mt == _MIGRATE_ISOLATE:
             continue
         if mt >= _MIGRATE_PCPTYPES:
@@ -614,17 +638,18 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
                             s = ht_find(ol_keys, qs[j])
                             nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net,
                                         low, low_seq, seq, ut, nut, line)
+                            ol_n -= 1
                     if exact_seq[key] < 0 and not one_block:  # rmqueue_buddy() may have served it
                         exact[key] = -net[key]
                         exact_seq[key] = seq[1]
                         seq[1] += 1
                 _flow(net, low, low_seq, seq, key, sz)
-                _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+                ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
             else:
                 last_buddy[cpu] = pfn  # rmqueue_buddy(): its allocation does not leave a list
                 continue
         elif kind == _K_PAGE_ALLOC:
-            _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
             lb = last_buddy[cpu]
             last_buddy[cpu] = -1
             if lb == pfn:
@@ -636,9 +661,10 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
             if s >= 0:  # freed again while on its list: alloc_pages_bulk() took it
                 nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net, low, low_seq,
                             seq, ut, nut, line)
+                ol_n -= 1
             _flow(net, low, low_seq, seq, key, sz)
         else:
-            _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
             _flow(net, low, low_seq, seq, key, -sz)
             continue
         # refill or free: the page is on the list `key`
@@ -651,6 +677,8 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
         ent_pfn[e] = pfn
         ent_next[e] = head[key]
         head[key] = e
-        ht_insert(ol_keys, ol_hs, ol_os, pfn, e, 0)
+        if 2 * (ol_n + 1) > ol_keys.shape[0]:
+            ol_keys, ol_hs, ol_os = ht_doubled(ol_keys, ol_hs, ol_os)
+        ol_n += ht_insert(ol_keys, ol_hs, ol_os, pfn, e, 0)
         cnt[key] += 1
     return nut
