@@ -13,9 +13,7 @@ flavour match, and otherwise parses the trace while writing a new one.
 from __future__ import annotations
 
 import json
-import math
 import os
-import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,42 +62,13 @@ def read_meta(cache: str | Path) -> dict | None:
         return None
 
 
-def _read_stored(raw, info: zipfile.ZipInfo) -> np.ndarray | None:
-    """The .npy member `info` of an uncompressed zip, read straight from the file `raw` into the
-    array (no copy through zipfile's reader and its CRC pass: a third of reading pybuild's
-    cache), or None where the member is not a plain stored little-endian array."""
-    raw.seek(info.header_offset)
-    head = raw.read(30)  # the local file header (its name and extra field lengths at 26 and 28)
-    if len(head) < 30 or head[:4] != b"PK\x03\x04":
-        return None
-    name_len, extra_len = struct.unpack("<HH", head[26:30])
-    start = info.header_offset + 30 + name_len + extra_len
-    raw.seek(start)
-    version = np.lib.format.read_magic(raw)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
-    else:
-        return None
-    if fortran or dtype.hasobject or raw.tell() - start + dtype.itemsize * math.prod(shape) != info.file_size:
-        return None
-    arr = np.empty(shape, dtype=dtype)
-    if raw.readinto(memoryview(arr).cast("B")) != arr.nbytes:
-        return None
-    return arr
-
-
 def read_cache(cache: str | Path) -> Iterator[np.ndarray]:
-    """The cached chunks, one at a time (the stored members read directly, else through zipfile)."""
-    with zipfile.ZipFile(cache) as zf, open(cache, "rb") as raw:
+    """The cached chunks, one at a time."""
+    with zipfile.ZipFile(cache) as zf:
         meta = json.loads(zf.read("meta.json"))
         for i in range(meta["chunks"]):
-            info = zf.getinfo(f"c{i:06d}.npy")
-            arr = _read_stored(raw, info) if info.compress_type == zipfile.ZIP_STORED else None
-            if arr is None:
-                with zf.open(info) as f:
-                    arr = np.lib.format.read_array(f, allow_pickle=False)
+            with zf.open(f"c{i:06d}.npy") as f:
+                arr = np.lib.format.read_array(f, allow_pickle=False)
             if arr.ndim != 2 or arr.shape[1] != NCOL:
                 raise ValueError(f"{cache}: chunk {i} has shape {arr.shape}, expected [n, {NCOL}]")
             yield arr
