@@ -6,10 +6,15 @@
 Builds a machine as `cmasim bench` does and warms it up (which loads the compiled core from
 the numba cache of this tree), then writes /tmp/perf-<pid>.map: every function symbol of the
 cached ELF objects (`.nbc` files under cmasim/, listed with `nm -S`, names demangled with
-c++filt), placed where the JIT loaded it (a global function's address minus its offset in the
-object). Then `perf record -F 2000 -p <pid>` samples the process while it runs EVENTS churn
-events. Needs perf, nm and c++filt, and a compiled cache. A symbol linked into several
-libraries is placed by one of them, so attribution outside `churn`'s own library is approximate.
+c++filt), placed where the JIT loaded it: the load address (a global function's address minus
+its offset in the object) most of the object's global functions agree on — a single one may
+resolve to a copy of that function linked into another library. Then
+`perf record -F 2000 -p <pid>` samples the process while it runs EVENTS churn events. Needs
+perf, nm and c++filt, and a compiled cache. A symbol linked into several libraries is placed by
+one of them, so attribution outside `churn`'s own library is approximate; it is best on a
+tree whose cache holds only what churn needs (a fresh worktree after `run_bench(1, runs=1,
+measure_start=False)`): with the whole core cached, other entry points' names show up.
+Unnamed addresses are numba's runtime (NRT_incref/NRT_decref, compiled at start-up, not cached).
 """
 
 import glob
@@ -62,13 +67,16 @@ def perf_map(engine) -> list[str]:
             out = subprocess.run(["nm", "-S", "--defined-only", g.name], capture_output=True, text=True).stdout
         syms = [(int(p[0], 16), int(p[1], 16), p[3], p[2]) for p in (ln.split() for ln in out.splitlines())
                 if len(p) == 4 and p[2] in "TtWw"]
-        base = None
+        # A global symbol of this object may resolve to a copy linked into another library
+        # (numba links every callee's module into its callers); the object's own load address
+        # is the one most of its global symbols agree on.
+        votes = {}
         for off, _, sym, kind in syms:
-            if kind == "T" and not sym.startswith("cfunc") and "cpython" not in sym:
+            if kind == "T":
                 addr = engine.get_function_address(sym)
                 if addr:
-                    base = addr - off
-                    break
+                    votes[addr - off] = votes.get(addr - off, 0) + 1
+        base = max(votes, key=votes.get) if votes else None
         if base is not None:
             lines += [f"{base + off:x} {size:x} {_name(sym)}\n" for off, size, sym, _ in syms if size]
     return lines

@@ -127,11 +127,19 @@ def mm_task_assign(C, w):
 def live_add(S, C, p):
     """Dense mode: append block p to LIVE[0:NLIVE]; return its handle. Anonymous memory joins
     a task (mm_task_assign)."""
-    S[C[H_OWNER] + p] = mm_task_assign(C, S[C[H_OWNER] + p])
+    return live_add_owned(S, C, p, S[C[H_OWNER] + p], pi_order(pinfo(S, C, p)))
+
+
+@kjit_inline
+def live_add_owned(S, C, p, w, order):
+    """`live_add` of a block of `order` whose owner word is to be `w` (before the task
+    assignment): the caller knows both, so neither the owner word nor the page word is read
+    back (each a cache miss on a random page in churn; for speed)."""
+    S[C[H_OWNER] + p] = mm_task_assign(C, w)
     h = C[H_NLIVE]
     handle_attach(S, C, h, p)
     C[H_NLIVE] = h + 1
-    C[H_LIVE_PAGES] += 1 << pi_order(pinfo(S, C, p))
+    C[H_LIVE_PAGES] += 1 << order
     return h
 
 
@@ -141,6 +149,13 @@ def handle_drop(S, C, p):
     h = S[C[H_HANDLE] + p]
     if h < 0:
         return
+    handle_drop_at(S, C, p, h)
+
+
+@kjit_inline
+def handle_drop_at(S, C, p, h):
+    """`handle_drop` of block p whose handle h >= 0 the caller knows (it read p from LIVE[h]),
+    so HANDLE[p] is not read (a cache miss on a random page per churn free; for speed)."""
     S[C[H_HANDLE] + p] = -1
     C[H_LIVE_PAGES] -= 1 << pi_order(pinfo(S, C, p))
     live = C[H_LIVE]
@@ -169,6 +184,20 @@ def release_block(S, C, cpu, p):
 def folio_put(S, C, cpu, p):
     """The owner drops its reference: free now, or at unpin if the block is pinned."""
     handle_drop(S, C, p)
+    return folio_put_unhandled(S, C, cpu, p)
+
+
+@kjit_inline
+def folio_put_live(S, C, cpu, p, h):
+    """`folio_put` of the block p = LIVE[h] (the caller read it from the live table: churn's
+    free), without reading HANDLE[p] back (`handle_drop_at`; for speed)."""
+    handle_drop_at(S, C, p, h)
+    return folio_put_unhandled(S, C, cpu, p)
+
+
+@kjit_inline
+def folio_put_unhandled(S, C, cpu, p):
+    """The rest of `folio_put` once the handle is dropped."""
     w = S[C[H_OWNER] + p]
     if folio_maybe_dma_pinned(w):
         S[C[H_OWNER] + p] = w | OW_FREE_PENDING

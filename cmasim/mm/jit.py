@@ -119,14 +119,17 @@ if JIT:
         pass
 
     def kjit(fn):
-        """Compile `fn` with numba (cached, nogil); see module docstring."""
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+        """Compile `fn` with numba (cached, nogil); see module docstring. Reference counting
+        is asked for explicitly (`_nrt=True`): numba otherwise inherits the flag from the
+        caller that first compiles a function, and `kjit_fixed` callers have it off."""
+        return numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=True)(fn)
 
     def kjit_inline(fn):
         """Like `kjit`, inlined at numba IR level into every caller: for the few-line helpers
         of the hot path (list links, page words), where a call costs more than the body."""
-        return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn)
+        return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always", _nrt=True)(fn)
 
+    from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
 
@@ -140,6 +143,24 @@ if JIT:
             return ary._getvalue()
         return arr(arr), codegen
 
+    @intrinsic
+    def prefetch(typingctx, arr, i):
+        """A hint that element i of array `arr` will be used soon (LLVM's llvm.prefetch: read,
+        high locality, data cache). Changes no value; an index outside the array is harmless
+        (a prefetch never faults), so there is no bounds check."""
+        def codegen(context, builder, signature, args):
+            from llvmlite import ir
+
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            idx = context.cast(builder, args[1], signature.args[1], types.intp)
+            ptr = builder.gep(ary.data, [idx])
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return types.void(arr, i), codegen
+
     def kjit_fixed(fn):
         """Like `kjit`, compiled for the single signature `fixed_signature(fn)` (module docstring).
 
@@ -149,8 +170,15 @@ if JIT:
         So the dispatcher is an ordinary lazy one whose two compile hooks — a call from
         compiled code (`get_call_template`) and a call from Python (`_compile_for_args`) —
         first compile the fixed signature and switch compilation off; numba then converts
-        every later call's arguments to that signature."""
-        disp = numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+        every later call's arguments to that signature.
+
+        Compiled without numba's reference counting (`_nrt=False`, a numba option): a fixed
+        function takes the state arrays and integers, allocates no array and keeps none, so
+        the increments and decrements of its array arguments (calls into NRT_incref /
+        NRT_decref, null checks on borrowed views) are pure cost: an eighth of a churn
+        event's time (docs/performance.md). Allocating in one is a compile error ("NRT
+        required but not enabled"); a callee that returns a new array to one would leak it."""
+        disp = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(fn)
         sig = fixed_signature(fn)
         typed_call, python_call = disp.get_call_template, disp._compile_for_args
 
@@ -184,6 +212,9 @@ else:
     def borrow(arr):
         """Interpreted mode: the array itself."""
         return arr
+
+    def prefetch(arr, i):
+        """Interpreted mode: nothing to do."""
 
 
 _ARRAY_ARGS = {"S": "int32", "C": "int64", "W": "int64", "scratch": "int64"}

@@ -46,7 +46,7 @@ RMQUEUE_STEAL = 3
 
 
 # --- freeing ------------------------------------------------------------------------------------
-@kjit
+@kjit_inline
 def page_is_buddy_of_order(S, C, zb, q, order):
     """find_buddy_page_pfn()/page_is_buddy(): `q` is a free Buddy head of `order` in the zone."""
     if q < C[zb + Z_START] or q >= C[zb + Z_END]:
@@ -55,7 +55,7 @@ def page_is_buddy_of_order(S, C, zb, q, order):
     return pi_state(w) == PG_BUDDY and pi_order(w) == order
 
 
-@kjit
+@kjit_inline
 def buddy_merge_likely(S, C, zb, pfn, buddy_pfn, order):
     """buddy_merge_likely(): the order+1 buddy of the would-be merged block is free."""
     if order >= MAX_PAGE_ORDER - 1:
@@ -369,7 +369,7 @@ def __rmqueue_steal(S, C, zslot, order, start_mt):
     return -1
 
 
-@kjit
+@kjit_inline
 def cma_balance_first(C, zb, alloc_flags):
     """__rmqueue() CMA balancing: CMA first when free CMA > NR_FREE_PAGES * NUM / DEN (mainline 1/2).
 
@@ -404,7 +404,7 @@ def cma_balance_first(C, zb, alloc_flags):
     return False
 
 
-@kjit
+@kjit_fixed
 def __rmqueue(S, C, zslot, order, mt, alloc_flags):
     """__rmqueue(): CMA balancing, then the rmqueue_mode ladder NORMAL -> CMA -> CLAIM -> STEAL.
 

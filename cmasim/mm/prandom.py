@@ -10,11 +10,17 @@ from cmasim.mm.mmzone import H_RNG
 
 @kjit_inline
 def prandom_u32(C):
-    x = C[H_RNG]
+    x = prandom_next(C[H_RNG])
+    C[H_RNG] = x
+    return x
+
+
+@kjit_inline
+def prandom_next(x):
+    """The draw after x (the state is the last draw): lets a caller look ahead without drawing."""
     x ^= (x << 13) & 0xFFFFFFFF
     x ^= x >> 17
     x ^= (x << 5) & 0xFFFFFFFF
-    C[H_RNG] = x
     return x
 
 

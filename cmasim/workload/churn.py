@@ -13,12 +13,12 @@ W (int64) holds the mix parameters and the workload's own counters.
 
 import numpy as np
 
-from cmasim.mm.jit import borrow, kjit
-from cmasim.mm.mmzone import H_CPU, H_LIVE, H_LIVE_PAGES, H_NLIVE, H_NOW, H_OWNER, OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_SLAB
+from cmasim.mm.jit import borrow, kjit, kjit_fixed, kjit_inline, prefetch
+from cmasim.mm.mmzone import H_CPU, H_HANDLE, H_LIVE, H_LIVE_PAGES, H_N, H_NLIVE, H_NOW, H_OWNER, H_PINFO, H_PREV, H_RNG, H_UNMAPPED, OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_SLAB
 from cmasim.mm.mmzone import GFP_CMA_, OW_SLAB_RECLAIMABLE
 from cmasim.mm.alloc_pages import alloc_pages
-from cmasim.mm.folio import folio_put, live_add
-from cmasim.mm.prandom import prandom_u32
+from cmasim.mm.folio import folio_put_live, live_add_owned
+from cmasim.mm.prandom import prandom_next, prandom_u32
 from cmasim.clock import advance_clock, trace_nearly_full
 
 W_TARGET_PERMILLE = 2  # usage target, permille of managed pages
@@ -50,12 +50,19 @@ def churn(S, C, W, n, t_end):
     """Run up to `n` churn events, stopping before simulated time t_end; returns events done.
 
     Fewer than n are done when t_end is reached or the trace buffer needs a flush.
-    The state arrays are used through reference-count-free views (cmasim.mm.jit.borrow).
+    The state arrays are used through reference-count-free views (cmasim.mm.jit.borrow);
+    the loop is `churn_events`.
     """
-    S = borrow(S)
-    C = borrow(C)
-    W = borrow(W)
     scratch = np.zeros(4, dtype=np.int64)
+    return churn_events(borrow(S), borrow(C), borrow(W), n, t_end, scratch)
+
+
+@kjit_fixed
+def churn_events(S, C, W, n, t_end, scratch):
+    """The loop of `churn`, compiled without reference counting (`kjit_fixed`): the helpers
+    inlined into it bind their array arguments to new variables, which with reference counting
+    costs a call per helper and array and an atomic increment and decrement of `scratch`
+    per event (for speed; `churn` allocates `scratch` and keeps it alive)."""
     for i in range(n):
         if trace_nearly_full(C):
             return i
@@ -66,7 +73,7 @@ def churn(S, C, W, n, t_end):
         advance_clock(S, C, t, scratch)
         W[W_EVENTS] += 1
         r = prandom_u32(C)
-        cpu = r % W[W_NCPU]
+        cpu = mod_u32(r, W[W_NCPU])
         C[H_CPU] = cpu
         below = C[H_LIVE_PAGES] * 1000 < W[W_TARGET_PERMILLE] * W[W_MANAGED]
         coin = prandom_u32(C) % 10
@@ -108,19 +115,50 @@ def churn(S, C, W, n, t_end):
             else:
                 gfp = W[W_GFP_RECLAIMABLE]
                 kind = OW_SLAB_RECLAIMABLE
+            prefetch_next_free(S, C, C[H_NLIVE] + 1)
             p = alloc_pages(S, C, cpu, order, gfp)
             W[W_ALLOCS] += 1
             if p < 0:
                 W[W_ALLOC_FAIL] += 1
             else:
-                S[C[H_OWNER] + p] = kind
-                live_add(S, C, p)
+                live_add_owned(S, C, p, kind, order)
         else:
-            k = prandom_u32(C) % C[H_NLIVE]
+            k = mod_u32(prandom_u32(C), C[H_NLIVE])
             p = S[C[H_LIVE] + k]
-            folio_put(S, C, cpu, p)
+            prefetch_next_free(S, C, C[H_NLIVE] - 1)
+            folio_put_live(S, C, cpu, p, k)
             W[W_FREES] += 1
     return n
+
+
+@kjit_inline
+def mod_u32(x, m):
+    """x % m for 0 <= x < 2**32 and 0 < m < 2**32 as a 32-bit unsigned division: the same value
+    as the 64-bit signed one, several times cheaper (for speed)."""
+    return np.int64(np.uint32(x) % np.uint32(m))
+
+
+@kjit_inline
+def prefetch_next_free(S, C, nlive):
+    """Prefetch the page words the next event would touch if it frees, the live table then
+    holding `nlive` blocks: its block is LIVE[draw % nlive], the draw being the third after the
+    current PRNG state (CPU, coin, victim). A hint only, it changes nothing: a wrong guess (the
+    next event allocates, an allocation failed, a swap-remove moved the entry) costs a wasted
+    prefetch. The free's loads of a random block's words are the churn's largest cost (for speed)."""
+    if nlive <= 0:
+        return
+    k = mod_u32(prandom_next(prandom_next(prandom_next(C[H_RNG]))), nlive)
+    if k >= C[H_NLIVE]:
+        return
+    q = S[C[H_LIVE] + k]
+    if q < 0 or q >= C[H_N]:
+        return
+    prefetch(S, C[H_PINFO] + q)
+    prefetch(S, C[H_OWNER] + q)
+    prefetch(S, C[H_HANDLE] + q)
+    prefetch(S, C[H_UNMAPPED] + q)
+    prefetch(S, q)
+    prefetch(S, C[H_PREV] + q)
 
 
 GFP_CMA_OWNER_BITS = {"anon": 1, "thp": 2, "file": 4, "file_dirty": 8, "anon0": 16}  # anon0: order-0 anon only
