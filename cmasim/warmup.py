@@ -2,7 +2,7 @@
 
 The core (cmasim/mm, the workloads, the clock) is compiled by numba on first use and kept
 in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile takes about
-three and a half minutes on an idle 2-core machine (docs/performance.md), a cached load about a second.
+three minutes of CPU on the 2-core development machine (docs/performance.md), a cached load about a second.
 `compile_core()` runs a tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
 compiled entry point (`churn`, `fill_anon`, `alloc_contig_range`, the pinners, `run_events`,
 ...) is compiled or loaded once; `make install` calls it (`cmasim compile`), so a user's
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from cmasim.mm import jit
 
-# Cold compile of compile_core(): 197 s of CPU, single-threaded, on the 2-core development machine
-# (docs/performance.md, "Cold compile: specialisations").
+# Cold compile of compile_core(): 195-216 s of CPU, single-threaded, on the 2-core development machine
+# at load 2-7 (docs/performance.md, "Cold compile: where the remaining time goes").
 COLD_COMPILE_S = 200
 
 WARMUP_SCENARIO = """\

@@ -38,7 +38,7 @@ The synthetic churn does not run during the call. Fatal signals are not modelled
 import numpy as np
 
 from cmasim.clock import advance_clock
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
     GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, H_VM, MAX_PAGE_ORDER, MIGRATE_ISOLATE, MIGRATE_SYNC,
@@ -122,21 +122,25 @@ def isolate_migratepages_range(S, C, zb, pfn, end, lst):
     return pfn, n, skipped
 
 
-@kjit
+@kjit_inline
 def pass_time(S, C, scratch):
-    """Advance the clock by the work accumulated since the last call (scratch[3] holds the mark)."""
+    """Advance the clock by the work accumulated since the last call (scratch[3] holds the mark).
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     delta = C[H_COST_NS] - scratch[3]
     if delta > 0:
         advance_clock(S, C, C[H_NOW] + delta, scratch)
     scratch[3] = C[H_COST_NS]
 
 
-@kjit
+@kjit_inline
 def migrate_pages_timed(S, C, cpu, pfns, n, gfp, mode, reason, scratch):
     """migrate_pages() (cmasim.mm.migrate.migrate_pages, same passes, splits and results) with
     the simulated clock advancing by the work of every folio attempt, so pins start and end
     between the batch's collection and its migration and across the passes: a page isolated
-    into the batch and pinned before it moves fails with -EAGAIN until the pin ends."""
+    into the batch and pinned before it moves fails with -EAGAIN until the pin ends.
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     n_in = n
     ok_pages = 0
     nomem = False
@@ -177,9 +181,11 @@ def migrate_pages_timed(S, C, cpu, pfns, n, gfp, mode, reason, scratch):
     return ok_pages, failed_pages, nomem, n
 
 
-@kjit
+@kjit_inline
 def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
-    """__alloc_contig_migrate_range(): 0, -EBUSY (a batch failed 5 times) or -ENOMEM."""
+    """__alloc_contig_migrate_range(): 0, -EBUSY (a batch failed 5 times) or -ENOMEM.
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     lst = np.empty(2 * MIGRATE_LIST_CAP, dtype=np.int64)
     pfn = start
     n = 0
@@ -295,9 +301,11 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
     return contig_exit(S, C, res, 0, cost0, scratch)
 
 
-@kjit
+@kjit_inline
 def contig_exit(S, C, res, ret, cost0, scratch):
-    """Every exit: let the remaining work's time pass and report."""
+    """Every exit: let the remaining work's time pass and report.
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     pass_time(S, C, scratch)
     res[R_RET] = ret
     res[R_COST_NS] = C[H_COST_NS] - cost0

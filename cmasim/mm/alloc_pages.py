@@ -24,7 +24,7 @@ deferral, no highatomic reserves to unreserve, no cpusets, no ALLOC_OOM reserves
 killed task, no __GFP_NOFAIL looping.
 """
 
-from cmasim.mm.jit import kjit, kjit_fixed
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_CPUSET, ALLOC_KSWAPD, ALLOC_WMARK_HIGH, ALLOC_WMARK_LOW, GFP_CMA_,
     ALLOC_NOFRAGMENT, GFP_COMP_, GFP_DIRECT_RECLAIM_, GFP_NORETRY_, GFP_RETRY_MAYFAIL_, GFP_THISNODE_, H_PARAM, H_POL,
@@ -70,11 +70,13 @@ def try_to_compact_pages(S, C, cpu, order, mt, af, highest, pref, sync):
     return rc
 
 
-@kjit_fixed
+@kjit_inline
 def __alloc_pages_direct_compact(S, C, cpu, order, mt, af, highest, pref, sync):
     """__alloc_pages_direct_compact(): compact, then retry the freelists; COMPACTSTALL and
     COMPACTSUCCESS/COMPACTFAIL only when some zone was not skipped. Returns (pfn or -1,
-    compaction status)."""
+    compaction status).
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     if order == 0 or C[C[H_PARAM] + T_COMPACTION_ENABLED] == 0:
         return -1, COMPACT_SKIPPED
     rc = try_to_compact_pages(S, C, cpu, order, mt, af, highest, pref, sync)
@@ -86,12 +88,14 @@ def __alloc_pages_direct_compact(S, C, cpu, order, mt, af, highest, pref, sync):
     return p, rc
 
 
-@kjit
+@kjit_inline
 def __alloc_pages_direct_reclaim(S, C, cpu, order, mt, af, highest, pref):
     """__alloc_pages_direct_reclaim(): one try_to_free_pages() round; if it made progress, try
     the freelists, and once more after drain_all_pages() (the kernel also unreserves
     highatomic blocks there; none exist here). Without progress nothing is drained
-    (`if (!*did_some_progress) goto out;`). Returns (pfn or -1, pages reclaimed)."""
+    (`if (!*did_some_progress) goto out;`). Returns (pfn or -1, pages reclaimed).
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     progress = try_to_free_pages(S, C, cpu, pref, highest)
     if progress == 0:
         return -1, 0
@@ -128,12 +132,14 @@ def should_reclaim_retry(S, C, order, af, highest, pref, did_some_progress, no_p
     return False, no_progress_loops
 
 
-@kjit_fixed
+@kjit_inline
 def __alloc_pages_may_oom(S, C, cpu, order, gfp, mt, highest, pref):
     """__alloc_pages_may_oom(): one last try at the HIGH mark (a parallel kill may have freed
     memory), then the OOM killer unless the request is costly, __GFP_RETRY_MAYFAIL or
     __GFP_THISNODE, or may only use zones below Normal (__GFP_NORETRY never gets here).
-    Returns (pfn or -1, did_some_progress). Kernel: mm/page_alloc.c __alloc_pages_may_oom()."""
+    Returns (pfn or -1, did_some_progress). Kernel: mm/page_alloc.c __alloc_pages_may_oom().
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     af_high = ALLOC_WMARK_HIGH | ALLOC_CPUSET  # literally these flags: no ALLOC_CMA
     p = get_page_from_freelist(S, C, cpu, order, mt, af_high, highest, pref)
     if p >= 0:

@@ -25,7 +25,7 @@ only differs in which source blocks it considers; kcompactd's wake-up delay
 (T_KCOMPACTD_PERIOD_NS) stands in for deferral.
 """
 
-from cmasim.mm.jit import kjit, kjit_fixed
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, H_COST_NS, H_KCOMPACTD_HIGHEST, H_KCOMPACTD_NEXT,
     H_KCOMPACTD_ORDER, H_NZONES, H_OWNER, H_PARAM, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE,
@@ -229,14 +229,16 @@ def compact_zone(S, C, cpu, zslot, order, mt, sync):
     return status
 
 
-@kjit
+@kjit_inline
 def kcompactd_run(S, C):
     """kcompactd_do_work(): for every zone up to kcompactd_highest_zoneidx, unless
     compaction_suit_allocation_order(order, zone, ALLOC_WMARK_MIN, sync, kcompactd) says
     SUCCESS (the MIN mark already passes without ALLOC_CMA) or SKIPPED, compact it for
     kcompactd_max_order, MIGRATE_SYNC_LIGHT, GFP_KERNEL (MIGRATE_UNMOVABLE target); after
     COMPACT_COMPLETE drain that zone's per-CPU lists. Then forget the request.
-    Kernel: mm/compaction.c kcompactd_do_work() (v6.18)."""
+    Kernel: mm/compaction.c kcompactd_do_work() (v6.18).
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     C[H_KCOMPACTD_NEXT] = 0
     order = C[H_KCOMPACTD_ORDER]
     highest = C[H_KCOMPACTD_HIGHEST] - 1

@@ -5,7 +5,7 @@ neither ``CMASIM_JIT=0`` nor ``NUMBA_DISABLE_JIT=1`` in the environment, `kjit`
 compiles a function with ``numba.njit(cache=True)``; otherwise the same source runs
 as plain Python, which is the debuggable reference (design.md, decision 1).
 
-`kjit_fixed` compiles a function for one signature only — S an int32 array, C/W/scratch
+`kjit_fixed` compiles a function for one signature only — S an int32 array, C/W/scratch/pfns
 int64 arrays, every other argument int64 — so that call sites passing int32 values (read
 from S), booleans or literal constants convert their arguments instead of compiling another
 specialisation of the function and of its whole call tree (the cold compile's main cost,
@@ -126,7 +126,12 @@ if JIT:
 
     def kjit_inline(fn):
         """Like `kjit`, inlined at numba IR level into every caller: for the few-line helpers
-        of the hot path (list links, page words), where a call costs more than the body."""
+        of the hot path (list links, page words), where a call costs more than the body; and
+        for intermediate functions with one or a few compiled callers and a large call tree.
+        Numba compiles every function it does not inline as a library of its own, which links
+        in its callees' code and runs LLVM's optimiser and code generation over all of it again
+        (docs/performance.md, "Cold compile: where the remaining time goes"): an inlined
+        function costs its callers' typing of its body, not another generation of its tree."""
         return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always", _nrt=True)(fn)
 
     from numba import types
@@ -217,7 +222,7 @@ else:
         """Interpreted mode: nothing to do."""
 
 
-_ARRAY_ARGS = {"S": "int32", "C": "int64", "W": "int64", "scratch": "int64"}
+_ARRAY_ARGS = {"S": "int32", "C": "int64", "W": "int64", "scratch": "int64", "pfns": "int64"}
 
 
 def fixed_signature(fn) -> tuple:

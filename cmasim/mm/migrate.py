@@ -36,7 +36,7 @@ Simplifications: the THP target uses the caller's base-page gfp (the kernel uses
 GFP_TRANSHUGE without kswapd, R35); splitting costs no simulated time; hugetlb is absent.
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     H_COST_NS, H_OWNER, H_PARAM, H_UNMAPPED, HPAGE_PMD_ORDER, VM_THP_MIGRATION_SUCCESS, MR_LONGTERM_PIN, OW_AREA_SHIFT, OW_KIND_MASK, PG_ALLOC, T_MIGRATE_COST_NS,
     T_MIGRATE_FAIL_COST_NS, T_THP_COST_PPM,
@@ -81,10 +81,12 @@ def transient_eagain(C):
     return False
 
 
-@kjit
+@kjit_inline
 def migrate_folio(S, C, cpu, src, gfp):
     """Move one allocated block; returns the new head pfn, EGONE, EAGAIN (pinned, not movable,
-    transient) or ENOMEM (no target)."""
+    transient) or ENOMEM (no target).
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     w = pinfo(S, C, src)
     if pi_state(w) != PG_ALLOC:
         # migrate_folio_unmap(): "Folio was freed from under us. So we are done." (its owner
@@ -125,10 +127,12 @@ MIG_NOMEM = 2  # -ENOMEM: ends the call
 MIG_SPLIT = 3  # large folio split; its base pages were appended to the list
 
 
-@kjit
+@kjit_inline
 def migrate_entry(S, C, cpu, pfns, i, n, gfp, reason):
     """One migrate_pages_batch() step on list entry i (first round): migrate, or on -ENOMEM
-    split a large folio (appending its pages at pfns[n:]). Returns (pages migrated, MIG_*, n)."""
+    split a large folio (appending its pages at pfns[n:]). Returns (pages migrated, MIG_*, n).
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     cap = pfns.shape[0] // 2
     p = pfns[i]
     r = migrate_folio(S, C, cpu, p, gfp)
@@ -156,9 +160,11 @@ def migrate_entry(S, C, cpu, pfns, i, n, gfp, reason):
     return 0, MIG_NOMEM, n
 
 
-@kjit
+@kjit_inline
 def migrate_split_entry(S, C, cpu, pfns, i, gfp):
-    """One attempt on a split base page (no further splitting). Returns (pages, MIG_*)."""
+    """One attempt on a split base page (no further splitting). Returns (pages, MIG_*).
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     cap = pfns.shape[0] // 2
     r = migrate_folio(S, C, cpu, pfns[i], gfp)
     if r >= 0:
@@ -194,7 +200,7 @@ def migrate_pages_account(S, C, pfns, n, ok_pages, mode, reason):
     return failed_pages
 
 
-@kjit
+@kjit_fixed
 def migrate_pages(S, C, cpu, pfns, n, gfp, mode, reason):
     """migrate_pages(): try each listed block (up to 10 passes while some fail with -EAGAIN).
 
@@ -204,7 +210,8 @@ def migrate_pages(S, C, cpu, pfns, n, gfp, mode, reason):
     entries n, n+1, ... (head first); failures stay. Returns (nr_succeeded pages, nr_failed
     pages, hit ENOMEM, new n). Emits mm_migrate_pages. No simulated time passes inside (the
     caller may be a timer callback); alloc_contig_range() uses a timed copy of this loop
-    (cmasim.mm.alloc_contig.migrate_pages_timed).
+    (cmasim.mm.alloc_contig.migrate_pages_timed). Compiled for one signature (kjit_fixed): the
+    pin path's call sites pass literal flags, each of which was another specialisation.
     """
     n_in = n
     ok_pages = 0

@@ -31,7 +31,7 @@ allocation fails, as the model did before the killer existed.
 
 import numpy as np
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     GFP_FS_, H_LIVE, H_LIVE_DENSE, H_N, H_NLIVE, H_OOM_LAST_VICTIM, H_OWNER, H_PARAM,
     OW_ANON, OW_FREE_PENDING, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, T_OOM_KILLER,
@@ -78,10 +78,12 @@ def select_bad_process(S, C):
     return best, pages[best]
 
 
-@kjit
+@kjit_inline
 def oom_kill_process(S, C, cpu, victim):
     """__oom_kill_process() + the oom_reaper: drop every anonymous block of the victim (pinned
-    ones are released at their unpin). Returns the pages dropped. Kernel: mm/oom_kill.c."""
+    ones are released at their unpin). Returns the pages dropped. Kernel: mm/oom_kill.c.
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     freed = 0
     h = live_slots(C) - 1
     while h >= 0:

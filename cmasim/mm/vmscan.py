@@ -21,7 +21,7 @@ Written-back dirty pages become clean at once. Reclaimable slab (shrinkers) is n
 reclaimed. The wake-up side (wakeup_kswapd(), pgdat_balanced()) lives in wakeup.py.
 """
 
-from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_WMARK_HIGH, H_COST_NS, H_KSWAPD_BOOST_LEFT, H_KSWAPD_HIGHEST, H_KSWAPD_NEXT, H_KSWAPD_ORDER,
     H_KSWAPD_RECLAIMED, H_KSWAPD_RUN, H_KSWAPD_RUN_ALLOC_ORDER, H_KSWAPD_RUN_HIGHEST, H_KSWAPD_RUN_ORDER,
@@ -91,7 +91,7 @@ def pick_reclaim_victim(S, C, zslot, may_swap, may_writepage):
     return -1, scanned
 
 
-@kjit
+@kjit_fixed
 def shrink_zone(S, C, cpu, zslot, nr_to_reclaim, direct, may_swap, may_writepage):
     """shrink_node()/shrink_folio_list() for one zone: reclaim up to nr_to_reclaim pages.
 
@@ -239,13 +239,15 @@ def balance_pgdat_end(C):
         set_pgdat_percpu_threshold(C, False)  # kswapd_try_to_sleep(): normal threshold, then sleep
 
 
-@kjit
+@kjit_inline
 def kswapd_run(S, C):
     """One kswapd step: one pass of balance_pgdat()'s loop, reclaiming up to one period's
     budget. Boost reclaim (the node is balanced but zones are boosted) neither swaps nor
     writes back; an unbalanced node drops the boost reclaim and reclaims normally. The run
     ends when the node is balanced and no boost is left to reclaim, or when a step makes
-    no progress. Kernel: mm/vmscan.c balance_pgdat(), kswapd_shrink_node()."""
+    no progress. Kernel: mm/vmscan.c balance_pgdat(), kswapd_shrink_node().
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     if C[H_KSWAPD_RUN] == 0:
         balance_pgdat_start(C)
     highest = C[H_KSWAPD_RUN_HIGHEST]

@@ -14,7 +14,7 @@ model walks the live handles from a random start (their order is allocation orde
 by earlier drops).
 """
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 import numpy as np
 
 from cmasim.mm.mmzone import (
@@ -35,9 +35,11 @@ def total_free(C):
     return n
 
 
-@kjit
+@kjit_inline
 def touch_anon_page(S, C, cpu, gfp):
-    """One anonymous page fault on `cpu`: allocate, own and track an order-0 page; False if it failed."""
+    """One anonymous page fault on `cpu`: allocate, own and track an order-0 page; False if it failed.
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     C[H_CPU] = cpu
     p = alloc_pages(S, C, cpu, 0, gfp)
     if p < 0:
@@ -167,12 +169,14 @@ def release_anon(S, C):
 # and khugepaged never collapses the PTE-mapped regions (it scans 4096 pages every 10 s).
 
 
-@kjit
+@kjit_inline
 def do_huge_pmd_anonymous_page(S, C, cpu, thp_gfp):
     """The first write to an empty PMD-sized region of a THP "always" mapping: an order-9
     folio with the vma_thp_gfp_mask() flags, mapped by the PMD; False when the allocation
     failed (the fault falls back to do_anonymous_page(), thp_fault_fallback).
-    Kernel: mm/huge_memory.c do_huge_pmd_anonymous_page() (v6.1)."""
+    Kernel: mm/huge_memory.c do_huge_pmd_anonymous_page() (v6.1).
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     C[H_CPU] = cpu
     p = alloc_pages(S, C, cpu, HPAGE_PMD_ORDER, thp_gfp)
     if p < 0:
@@ -183,13 +187,15 @@ def do_huge_pmd_anonymous_page(S, C, cpu, thp_gfp):
     return True
 
 
-@kjit
+@kjit_inline
 def fault_anon_region(S, C, cpu, gfp, thp_gfp, pages):
     """Touch a region of `pages` not-present pages: a whole empty PMD region (pages = 512)
     tries a THP first; otherwise, or after the THP fallback, one order-0 page per 4 KiB
     (mm/memory.c __handle_mm_fault(): create_huge_pmd() -> do_huge_pmd_anonymous_page(),
     VM_FAULT_FALLBACK -> handle_pte_fault() -> do_anonymous_page(); once the PMD points to a
-    page table the region's later faults are 4 KiB ones). Returns pages faulted."""
+    page table the region's later faults are 4 KiB ones). Returns pages faulted.
+    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
+    generate its whole call tree once more in a cold compile (docs/performance.md)."""
     if thp_gfp != 0 and pages == 1 << HPAGE_PMD_ORDER:
         if do_huge_pmd_anonymous_page(S, C, cpu, thp_gfp):
             return pages

@@ -22,7 +22,7 @@ oracle module's held_cma / held_cma_max / pins_cma_during (tools/cmaoracle.c do_
 
 import numpy as np
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     H_ALLOC_ACTIVE, H_CAND, H_HELD_CMA, H_HELD_CMA_MAX, H_LIVE, H_LIVE_DENSE, H_N, H_NCAND, H_NLIVE, H_NOW,
     H_NPINNERS, H_OWNER, H_PINNERS, H_PINS_CMA_DURING, MIGRATE_CMA, OW_ANON, OW_KIND_MASK, PG_ALLOC,
@@ -111,9 +111,11 @@ def pinners_start(C):
             pinner_start(C, i, C[b + PN_START_NS])
 
 
-@kjit
+@kjit_inline
 def pinner_fire(S, C, i, scratch):
-    """A thread of pinner i wakes up: pin something (the unpin timer will wake it again)."""
+    """A thread of pinner i wakes up: pin something (the unpin timer will wake it again).
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     b = pinner_base(C, i)
     end = C[b + PN_END_NS]
     if end > 0 and C[H_NOW] >= end:
