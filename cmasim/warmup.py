@@ -23,8 +23,8 @@ from pathlib import Path
 
 from cmasim.mm import jit
 
-# Cold compile of compile_core(): 195-216 s of CPU, single-threaded, on the 2-core development machine
-# at load 2-7 (docs/performance.md, "Cold compile: where the remaining time goes").
+# Cold compile of compile_core(): 165 s of CPU (167 s wall) at load ~2 on the 2-core development
+# machine, 195-216 s of CPU at load 2-7 (docs/performance.md, "Issue 13: where each target stands").
 COLD_COMPILE_S = 200
 
 WARMUP_SCENARIO = """\
