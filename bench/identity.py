@@ -82,6 +82,13 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated run names")
     a = ap.parse_args()
     names = a.only.split(",") if a.only else list(RUNS)
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        ap.error(f"--only: unknown run(s) {', '.join(unknown)}; known: {', '.join(RUNS)}")
+    if a.against and not a.against.is_file():
+        ap.error(f"--against: {a.against}: no such file")
+    if not a.out.parent.is_dir():
+        ap.error(f"{a.out}: its folder does not exist")
     digests: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
