@@ -109,6 +109,47 @@ def _skip_blas_probe() -> None:
     cpu.CPUContext.load_additional_registries = load_additional_registries
 
 
+class _LazyFunctionCache:
+    """numba's FunctionCache of one dispatcher, built at its first use (a load, a save).
+
+    Building it finds the cache directory (creating and deleting a probe file there to check
+    that it is writable), stats the source file and reads its name: about a millisecond for
+    each of the core's ~280 dispatchers, at import, while a replay loads some twenty of them
+    (docs/performance.md, "Replay: lazy cache set-up"). Every attribute is the real cache's."""
+
+    __slots__ = ("_py_func", "_real")
+
+    def __init__(self, py_func):
+        self._py_func = py_func
+        self._real = None
+
+    def __getattr__(self, name):
+        real = self._real
+        if real is None:
+            from numba.core.caching import FunctionCache
+
+            real = self._real = FunctionCache(self._py_func)
+        return getattr(real, name)
+
+
+def _lazy_cache_setup() -> None:
+    """numba.njit(cache=True) of a cmasim function sets its cache up at its first compile or
+    load instead of at decoration (`_LazyFunctionCache`); numba's Dispatcher.enable_caching is
+    the only place that builds it (a numba internal, like the two compile hooks of `kjit_fixed`
+    and `_skip_blas_probe`). Other packages' functions keep numba's own."""
+    from numba.core import dispatcher
+
+    enable = dispatcher.Dispatcher.enable_caching
+
+    def enable_caching(self):
+        if getattr(self.py_func, "__module__", "").startswith("cmasim."):
+            self._cache = _LazyFunctionCache(self.py_func)
+        else:
+            enable(self)
+
+    dispatcher.Dispatcher.enable_caching = enable_caching
+
+
 if JIT:
     _wipe_stale_cache()
     import numba
@@ -116,6 +157,10 @@ if JIT:
     try:
         _skip_blas_probe()
     except (ImportError, AttributeError):  # another numba layout: keep its own probe
+        pass
+    try:
+        _lazy_cache_setup()
+    except (ImportError, AttributeError):  # another numba layout: numba's own set-up
         pass
 
     def kjit(fn):

@@ -99,26 +99,11 @@ class KernelCounts:
     alloc_pages: int = 0
     free_pages: int = 0
 
-    def add_chunk(self, a: np.ndarray) -> None:
-        # one comparison per kind counted, then the rows of that kind only
-        k = a[:, P.C_KIND]
-        f = P.C_F0
-        ai = np.flatnonzero(k == P.K_PAGE_ALLOC)
-        ok = ai[a[ai, P.C_PFN] >= 0]
-        self.allocs += len(ok)
-        self.allocs_failed += len(ai) - len(ok)
-        self.alloc_pages += int((1 << a[ok, f]).sum())
-        fr = np.flatnonzero(k == P.K_PAGE_FREE)
-        self.frees += len(fr)
-        self.free_pages += int((1 << a[fr, f]).sum())
-        self.frees_batched += int(np.count_nonzero(k == P.K_FREE_BATCHED))
-        zl = a[k == P.K_ZONE_LOCKED, f + 2]
-        self.refill_blocks += int(np.count_nonzero(zl == 1))
-        self.buddy_blocks += int(np.count_nonzero(zl == 0))
-        self.pcpu_drain += int(np.count_nonzero(k == P.K_PCPU_DRAIN))
-        ef = a[k == P.K_EXTFRAG, f + 6]
-        self.extfrag += len(ef)
-        self.extfrag_change_ownership += int(np.count_nonzero(ef == 1))
+    def add_counts(self, kc: np.ndarray) -> None:
+        """Add prescan's counts (`replay_core.prescan_chunk`, KC_* order): the record loop that
+        passes over every record anyway counts them, instead of a numpy pass per kind here."""
+        for name, v in zip(RC.KC_NAMES, kc.tolist()):
+            setattr(self, name, getattr(self, name) + v)
 
 
 @dataclass
@@ -287,6 +272,7 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
     """Hot-plug headroom per zone (pages of MAX_ORDER frees of never-allocated pfns) and the
     first migratetype seen per kernel pageblock (drain and zone_locked events).
 
+    Also counts the kernel's own events (`info["kernel_counts"]`, for KernelCounts).
     The record loop is compiled (`replay_core.prescan_chunk`); the pageblock types are numpy.
     `zones_of(a)`: the snapshot zone of each record of chunk `a` (default: computed here)."""
     kpb_type: dict[int, int] = {}
@@ -294,6 +280,7 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
     has_snap = int(snap is not None)
     headroom_pages = np.zeros(max(1, len(snap.zones) if snap is not None else 1), dtype=np.int64)
     counts = np.zeros(2, dtype=np.int64)  # allocations at pfns the snapshot has no zone for; live pfns
+    kc = np.zeros(len(RC.KC_NAMES), dtype=np.int64)  # the kernel's own events (KernelCounts)
     last_kind = np.full(64, -1, dtype=np.int64)  # cpu -> kind of its previous event (-1: none)
     last_pid = np.zeros(64, dtype=np.int64)
     live = RC.ht_new(1024)
@@ -323,11 +310,12 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
         live = RC.ht_grow(live, int(counts[1]), len(a))
         bg = np.zeros(len(a), dtype=np.int8)
         RC.prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, live[0], live[1], live[2], headroom_pages,
-                         counts, MAX_ORDER)
+                         counts, MAX_ORDER, kc)
         w = np.flatnonzero(bg)
         bg_drains += zip(a[w, P.C_TIME].tolist(), a[w, P.C_CPU].tolist())
     headroom = {snap.zones[z].name: int(v) for z, v in enumerate(headroom_pages.tolist()) if v} if snap else {}
-    return headroom, kpb_type, {"max_cpu": maxcpu, "bg_drains": bg_drains, "t0": t0, "outside": int(counts[0])}
+    return headroom, kpb_type, {"max_cpu": maxcpu, "bg_drains": bg_drains, "t0": t0, "outside": int(counts[0]),
+                                "kernel_counts": kc}
 
 
 def snapshot_mismatch(snap: Snapshot, info: dict) -> list[str]:
@@ -670,6 +658,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     eng = _Engine(m)
     tr = _Translation(eng.cap)
     kc, sc = KernelCounts(), SimCounts()
+    kc.add_counts(info["kernel_counts"])  # counted by prescan, over the records the loop below sees
     kpb_map: dict[int, int] = {}  # kernel pageblock -> simulated pageblock (pre-trace frees)
     rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
            "online_pages": 0, "batches": 0, "untraced_bulk_allocs": 0}
@@ -760,7 +749,6 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     done = 0
     has_snap, has_state = int(snapshot is not None), int(state is not None)
     for a in chunks():
-        kc.add_chunk(a)
         n = len(a)
         if n:
             if t_base is None:

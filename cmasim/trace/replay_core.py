@@ -41,7 +41,13 @@ EMPTY = -1
 # Record columns and kinds (cmasim.trace.parser; repeated here as plain ints so that this module
 # compiles without importing the parser).
 _C_KIND, _C_TIME, _C_CPU, _C_PID, _C_PFN, _C_F0, _C_LINE = 0, 1, 2, 3, 4, 5, 13
-_K_PAGE_ALLOC, _K_PAGE_FREE, _K_PCPU_DRAIN, _K_FREE_BATCHED = 1, 2, 4, 6
+_K_PAGE_ALLOC, _K_PAGE_FREE, _K_ZONE_LOCKED, _K_PCPU_DRAIN, _K_EXTFRAG, _K_FREE_BATCHED = 1, 2, 3, 4, 5, 6
+
+# kernel-event counters of prescan_chunk (replay.KernelCounts' fields, in this order)
+KC_NAMES = ("allocs", "allocs_failed", "frees", "frees_batched", "refill_blocks", "buddy_blocks", "pcpu_drain",
+            "extfrag", "extfrag_change_ownership", "alloc_pages", "free_pages")
+(KC_ALLOCS, KC_ALLOCS_FAILED, KC_FREES, KC_FREES_BATCHED, KC_REFILL, KC_BUDDY, KC_DRAIN, KC_EXTFRAG,
+ KC_EXTFRAG_OWN, KC_ALLOC_PAGES, KC_FREE_PAGES) = range(11)
 _OP_ALLOC, _OP_FREE = 1, 2  # cmasim.engine_core
 
 # ctl words of translate_chunk
@@ -158,8 +164,12 @@ def ht_grow(t: tuple, count: int, more: int) -> tuple:
 
 
 @kjit
-def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, headroom, counts, max_order):
+def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, headroom, counts, max_order, kc):
     """prescan's record loop for one chunk.
+
+    kc: the kernel's own events, counted (KC_*: replay.KernelCounts' fields; failed
+    allocations have pfn -1; zone_locked's percpu_refill is field 2, extfrag's
+    change_ownership field 6).
 
     bg[i] = 1 where record i is a per-CPU drain that no free on that CPU set off (the previous
     event of that CPU is neither a drain nor a free by the same pid); last_kind/last_pid carry
@@ -178,6 +188,29 @@ def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, he
         last_kind[cpu] = kind
         last_pid[cpu] = pid
         pfn = a[i, _C_PFN]
+        if kind == _K_PAGE_ALLOC:
+            if pfn >= 0:
+                kc[KC_ALLOCS] += 1
+                kc[KC_ALLOC_PAGES] += 1 << a[i, _C_F0]
+            else:
+                kc[KC_ALLOCS_FAILED] += 1
+        elif kind == _K_PAGE_FREE:
+            kc[KC_FREES] += 1
+            kc[KC_FREE_PAGES] += 1 << a[i, _C_F0]
+        elif kind == _K_FREE_BATCHED:
+            kc[KC_FREES_BATCHED] += 1
+        elif kind == _K_ZONE_LOCKED:
+            r = a[i, _C_F0 + 2]
+            if r == 1:
+                kc[KC_REFILL] += 1
+            elif r == 0:
+                kc[KC_BUDDY] += 1
+        elif kind == _K_PCPU_DRAIN:
+            kc[KC_DRAIN] += 1
+        elif kind == _K_EXTFRAG:
+            kc[KC_EXTFRAG] += 1
+            if a[i, _C_F0 + 6] == 1:
+                kc[KC_EXTFRAG_OWN] += 1
         if kind == _K_PAGE_ALLOC:
             if pfn >= 0:
                 counts[1] += ht_insert(keys, hs, os_, pfn, 0, 0)
@@ -325,16 +358,25 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
 
 
 @kjit
-def pretrace_search(pretrace, S, pb_off, mt_mask, start, end, n, mt, cursor):
+def pretrace_search(pretrace, left, S, pb_off, mt_mask, start, end, n, mt, cursor):
     """SnapState._search's scan: the lowest aligned n-page run of [start, end) at or above
     `cursor` that is all `pretrace` and, with mt >= 0, in a pageblock of type mt (else -1);
     and the new cursor: the offset of the first all-pretrace run (whatever its type), or the
-    end of the range when there is none."""
+    end of the range when there is none.
+
+    `left[pb]`: how many pages of pageblock pb are `pretrace` (empty: not known). A run that
+    starts in a pageblock with fewer than min(n, pageblock) such pages cannot be all `pretrace`,
+    nor can any other run starting there: the scan goes on at the next pageblock, in one step
+    instead of one per run (an order-0 search crossed every taken page of its pageblocks)."""
     k_total = (end - start) // n
     i = cursor // n
     first = -1
+    need = min(n, 512)
     while i < k_total:
         base = start + i * n
+        if left.shape[0] > 0 and left[base >> 9] < need:
+            i = ((((base >> 9) + 1) << 9) - start + n - 1) // n
+            continue
         if first >= 0 and mt >= 0 and (S[pb_off + (base >> 9)] & mt_mask) != mt:
             # the cursor is known: only runs in pageblocks of type mt matter now, and every run
             # that starts in this pageblock fails the same test: go on at the first run that

@@ -393,6 +393,10 @@ def layout_zone(zs: ZoneSnap, first_pb: int, n_pb: int) -> tuple[list[int], list
 
 
 # --- building the machine --------------------------------------------------------------------------------------
+
+_NO_COUNTS = np.zeros(0, dtype=np.int64)  # pretrace_search without per-pageblock counts
+
+
 @dataclass
 class SnapState:
     """The simulator-side bookkeeping of a snapshot machine, for replay."""
@@ -407,6 +411,8 @@ class SnapState:
     notes: list[str] = field(default_factory=list)
     # (start, end, n) -> offset below which no aligned n-page run is all `pretrace` (_search).
     _cursor: dict = field(default_factory=dict, repr=False)
+    # pages of each pageblock still `pretrace` (_search; counted at the first search, kept by claim_block)
+    _left: np.ndarray | None = field(default=None, repr=False)
 
     def zone_range(self, z: int) -> tuple[int, int]:
         return self.machine.zone_field(z, mz.Z_START), self.machine.zone_field(z, mz.Z_END)
@@ -441,9 +447,12 @@ class SnapState:
         taken, and the rest is scanned (compiled: replay_core.pretrace_search), stopping at the
         first match. The answer is the one a scan of the whole range gives (replays are
         bit-identical); only the cost differs (the whole-range numpy scan per pre-trace free
-        was a third of a replay's time)."""
+        was a third of a replay's time). Pageblocks with too few pre-trace pages left are
+        skipped whole (`_left`)."""
+        if self._left is None:
+            self._left = self.pretrace.reshape(-1, mz.PAGEBLOCK_NR_PAGES).sum(axis=1)
         key = (start, end, n)
-        p, self._cursor[key] = RC.pretrace_search(self.pretrace, self.machine.S, int(self.machine.C[mz.H_PB]),
+        p, self._cursor[key] = RC.pretrace_search(self.pretrace, self._left, self.machine.S, int(self.machine.C[mz.H_PB]),
                                                   mz.PB_MT_MASK, start, end, n, mt, self._cursor.get(key, 0))
         return int(p)
 
@@ -452,6 +461,12 @@ class SnapState:
         m = self.machine
         n = 1 << order
         self.pretrace[p:p + n] = False
+        if self._left is not None:  # _search's counts: a block within one pageblock, or whole pageblocks
+            pb = p >> mz.PAGEBLOCK_ORDER
+            if n < mz.PAGEBLOCK_NR_PAGES:
+                self._left[pb] -= n
+            else:
+                self._left[pb:pb + (n >> mz.PAGEBLOCK_ORDER)] -= mz.PAGEBLOCK_NR_PAGES
         off = int(m.C[mz.H_PINFO])
         mt = self.pageblock_type(p)
         m.S[off + p:off + p + n] = 0
@@ -463,7 +478,7 @@ class SnapState:
         n = 1 << order
         start, end = self.zone_range(z)
         # the first aligned all-offline run (pretrace_search's scan, on `offline`, any pageblock type)
-        p, _ = RC.pretrace_search(self.offline, self.machine.S, 0, 0, start, end, n, -1, 0)
+        p, _ = RC.pretrace_search(self.offline, _NO_COUNTS, self.machine.S, 0, 0, start, end, n, -1, 0)
         if p < 0:
             return -1
         p = int(p)
