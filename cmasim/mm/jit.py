@@ -115,7 +115,13 @@ class _LazyFunctionCache:
     Building it finds the cache directory (creating and deleting a probe file there to check
     that it is writable), stats the source file and reads its name: about a millisecond for
     each of the core's ~280 dispatchers, at import, while a replay loads some twenty of them
-    (docs/performance.md, "Replay: lazy cache set-up"). Every attribute is the real cache's."""
+    (docs/performance.md, "Replay: lazy cache set-up"). Every attribute is the real cache's.
+
+    And a load does not refresh numba's target context (`load_overload`): numba's own load
+    first imports and installs every typing and lowering registry (numba.np.arraymath,
+    npyimpl, the typed containers, ...; 0.2-0.3 s of CPU at a process's first load), which
+    only compiling needs — and numba's compiler refreshes the context itself before it
+    compiles anything. Linking the cached code needs numba's runtime (NRT) symbols only."""
 
     __slots__ = ("_py_func", "_real")
 
@@ -123,13 +129,27 @@ class _LazyFunctionCache:
         self._py_func = py_func
         self._real = None
 
-    def __getattr__(self, name):
+    def _cache(self):
         real = self._real
         if real is None:
             from numba.core.caching import FunctionCache
 
             real = self._real = FunctionCache(self._py_func)
-        return getattr(real, name)
+        return real
+
+    def __getattr__(self, name):
+        return getattr(self._cache(), name)
+
+    def load_overload(self, sig, target_context):
+        """numba's Cache.load_overload with the runtime initialised instead of the whole
+        context refreshed (class docstring)."""
+        from numba.core.runtime import rtsys
+
+        real = self._cache()
+        rtsys.initialize(target_context)
+        with real._guard_against_spurious_io_errors():
+            return real._load_overload(sig, target_context)
+        # None when the guard swallowed an I/O error, as numba's own
 
 
 def _lazy_cache_setup() -> None:
