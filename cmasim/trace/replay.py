@@ -737,7 +737,8 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             rep["pretrace_frees"] += 1
             rep["pretrace_free_pages"] += 1 << order
             tr.anomaly(RC.AN_PRETRACE, r[P.C_LINE])
-        _set_owner(m, p, state.pageblock_type(p) if state.pageblock_type(p) < 3 else mz.MIGRATE_MOVABLE)
+        pmt = state.pageblock_type(p)
+        _set_owner(m, p, pmt if pmt < 3 else mz.MIGRATE_MOVABLE)
         h = tr.handle()
         eng.attach(h, p)
         tr.row(t, ec.OP_FREE, cpu, 0, 0, h)

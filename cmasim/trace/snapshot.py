@@ -184,6 +184,7 @@ class Snapshot:
 
     def zones_of_kernel_pfns(self, pfns: np.ndarray) -> np.ndarray:
         """`zone_of_kernel_pfn` of every element of `pfns` (int64 array), at numpy speed."""
+        pfns = np.ascontiguousarray(pfns)  # a column of a record chunk: compared once per zone
         out = np.full(len(pfns), -1, dtype=np.int64)
         for i in range(len(self.zones) - 1, -1, -1):  # the first zone holding a pfn wins
             z = self.zones[i]
