@@ -78,3 +78,39 @@ def test_first_compiled_call_skips_the_blas_probe(tmp_path):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r == {"jit": True, "before": False, "scipy_linalg": False, "have_blas": True, "probe_restored": True}
+
+
+LAZY = '''
+import json, sys, numpy as np
+from cmasim.trace import replay_core as RC
+f = RC.ht_find
+out = {"lazy_at_import": type(f._cache).__name__ == "_LazyFunctionCache" and f._cache._real is None}
+keys = np.full(1024, -1, np.int64)
+keys[5] = 5
+out["found"] = int(f(keys, 5))
+out["hits"] = sum(f.stats.cache_hits.values())
+out["registries_after_first_call"] = "numba.np.arraymath" in sys.modules
+out["found32"] = int(f(keys.astype(np.int32), 5))  # another signature: compiled here, or loaded
+out["registries_after_second"] = "numba.np.arraymath" in sys.modules
+print(json.dumps(out))
+'''
+
+
+def test_caches_set_up_at_first_use_and_loads_skip_the_context(tmp_path):
+    """`jit._LazyFunctionCache`: a core dispatcher's numba cache is built at its first use, not at
+    import; a load from the cache does not refresh numba's target context (no typing or lowering
+    registry imported), and a compile later in the same process still works (numba's compiler
+    refreshes the context itself). Cold cache first (compiles, saves), then warm (loads)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(tmp_path / "cache"), CMASIM_JIT="1")
+    env.pop("NUMBA_DISABLE_JIT", None)
+    runs = []
+    for run in range(3):
+        out = subprocess.run([sys.executable, "-c", LAZY], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    cold, warm, warm2 = runs
+    assert cold["lazy_at_import"] and warm["lazy_at_import"]
+    assert cold["found"] == warm["found"] == 5 and cold["found32"] == warm["found32"] == 5
+    assert cold["hits"] == 0 and cold["registries_after_first_call"]  # compiled: the compiler refreshed
+    assert warm["hits"] == 1 and not warm["registries_after_first_call"]  # loaded: no refresh
+    assert warm2 == warm  # both signatures cached by then

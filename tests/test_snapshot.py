@@ -101,6 +101,43 @@ def test_pretrace_and_online_blocks():
     assert st.take_offline(2, 10) >= 0 and st.take_offline(2, 10) == -1
 
 
+
+def test_pretrace_search_skips_pageblocks_by_count_only():
+    """replay_core.pretrace_search with per-pageblock counts of pre-trace pages (SnapState._left)
+    gives the answer and cursor of the page-by-page scan, for every order, type and cursor, on
+    random pre-trace maps (some pageblocks empty, some full, some partial) and pageblock types."""
+    from cmasim.trace import replay_core as RC
+
+    rng = np.random.default_rng(7)
+    npb, pb = 24, mz.PAGEBLOCK_NR_PAGES
+    for trial in range(6):
+        dens = rng.choice([0.0, 1.0, 0.3, 0.97], size=npb)
+        pre = np.repeat(dens, pb) > rng.random(npb * pb)
+        S = (rng.integers(0, 3, size=npb)).astype(np.int32)  # pageblock words at offset 0
+        left = pre.reshape(-1, pb).sum(axis=1)
+        none = np.zeros(0, dtype=np.int64)
+        start, end = pb * (trial % 3), npb * pb - pb * (trial % 2)
+        answers = set()
+        for order in (0, 1, 3, 9, 10):
+            n = 1 << order
+            for mt in (-1, 0, 1, 2):
+                for cursor in (0, 5 * n, 3 * pb, 11 * pb + n):
+                    want = RC.pretrace_search(pre, none, S, 0, 0xFF, start, end, n, mt, cursor)
+                    got = RC.pretrace_search(pre, left, S, 0, 0xFF, start, end, n, mt, cursor)
+                    assert tuple(map(int, got)) == tuple(map(int, want)), (trial, order, mt, cursor)
+                    answers.add(int(want[0]) >= 0)
+        assert answers == {True, False}  # both found and not-found cases were checked
+
+
+def test_pretrace_counts_follow_claims():
+    """SnapState._left stays the per-pageblock count of `pretrace` as blocks are taken."""
+    st = build_machine(load_snapshot(THP), get_policy("linux-6.18"))
+    taken = [st.take_pretrace(z, order, mt) for z, order, mt in
+             [(2, 0, mz.MIGRATE_MOVABLE), (2, 3, mz.MIGRATE_UNMOVABLE), (1, 9, -1), (2, 9, -1), (2, 10, -1),
+              (1, 0, mz.MIGRATE_RECLAIMABLE)] * 3]
+    assert sum(p >= 0 for p in taken) >= 12 and st._left is not None
+    assert np.array_equal(st._left, st.pretrace.reshape(-1, mz.PAGEBLOCK_NR_PAGES).sum(axis=1))
+
 def test_place_small_never_leaves_free_buddies():
     counts = [40, 17, 9, 5, 3, 2, 1, 1, 1]
     placed = place_small(counts, 4)
