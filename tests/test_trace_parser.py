@@ -280,6 +280,27 @@ def test_columnar_cache_roundtrip(tmp_path):
     assert not CachedTrace(f, cache, "mainline").from_cache
 
 
+
+def test_columnar_cache_read_checks_each_chunk(tmp_path):
+    """read_cache reads a stored member straight into its array: the chunks are numpy's own
+    reading of the members, and one flipped bit in a chunk's data is a BadZipFile, as zipfile's
+    reader makes it."""
+    import zipfile
+
+    f = _slice("pybuild", 2000, tmp_path)
+    cache = tmp_path / "trace.npz"
+    list(CachedTrace(f, cache, "mainline-nocma", chunk=700).chunks())
+    with zipfile.ZipFile(cache) as zf:
+        want = [np.lib.format.read_array(zf.open(f"c{i:06d}.npy")) for i in range(3)]
+        off = zf.getinfo("c000001.npy").header_offset + 2000
+    got = list(read_cache(cache))
+    assert len(got) == 3 and all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want))
+    data = bytearray(cache.read_bytes())
+    data[off] ^= 1
+    cache.write_bytes(bytes(data))
+    with pytest.raises(zipfile.BadZipFile):
+        list(read_cache(cache))
+
 def test_columnar_cache_stopped_early_leaves_no_file(tmp_path):
     """A replay that stops after its first chunk (--max-records) closes the writer early: the
     cache is not written, and no half-written `.partial` file is left beside it either."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,13 +64,46 @@ def read_meta(cache: str | Path) -> dict | None:
         return None
 
 
+def _read_stored(f, info: zipfile.ZipInfo) -> np.ndarray:
+    """A stored (uncompressed) ``.npy`` member read straight into its array, its CRC-32 checked.
+
+    zipfile's reader hands the data over in pieces that numpy then copies into the array,
+    updating the CRC piece by piece: a third of reading a replay's records from the cache
+    (docs/performance.md, "Replay: lazy cache set-up and the per-record passes"). Here the
+    data goes from the file into the array in one read and the CRC is one pass over it. A
+    mismatch raises zipfile.BadZipFile, as zipfile's reader does."""
+    f.seek(info.header_offset)
+    local = f.read(30)  # the member's local header: its name and extra field lengths at 26..29
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"{info.filename}: bad local header")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    start = info.header_offset + 30 + name_len + extra_len
+    f.seek(start)
+    version = np.lib.format.read_magic(f)
+    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = header(f)
+    hdr_len = f.tell() - start
+    if fortran or dtype.hasobject or hdr_len + int(np.prod(shape)) * dtype.itemsize != info.file_size:
+        raise zipfile.BadZipFile(f"{info.filename}: not a plain C-ordered array member")
+    arr = np.empty(shape, dtype)
+    got = f.readinto(memoryview(arr).cast("B")) if arr.nbytes else 0
+    f.seek(start)
+    if got != arr.nbytes or zlib.crc32(arr, zlib.crc32(f.read(hdr_len))) != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+    return arr
+
+
 def read_cache(cache: str | Path) -> Iterator[np.ndarray]:
     """The cached chunks, one at a time."""
-    with zipfile.ZipFile(cache) as zf:
+    with zipfile.ZipFile(cache) as zf, open(cache, "rb") as raw:
         meta = json.loads(zf.read("meta.json"))
         for i in range(meta["chunks"]):
-            with zf.open(f"c{i:06d}.npy") as f:
-                arr = np.lib.format.read_array(f, allow_pickle=False)
+            info = zf.getinfo(f"c{i:06d}.npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                arr = _read_stored(raw, info)
+            else:
+                with zf.open(info) as f:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
             if arr.ndim != 2 or arr.shape[1] != NCOL:
                 raise ValueError(f"{cache}: chunk {i} has shape {arr.shape}, expected [n, {NCOL}]")
             yield arr

@@ -121,8 +121,9 @@ class SimCounts:
     records: int = 0
 
     def add_records(self, r: np.ndarray) -> None:
-        # one comparison per kind counted, then the rows of that kind only
-        k = r[:, 0]
+        # one comparison per kind counted (on a contiguous copy of the kind column), then the
+        # rows of that kind only
+        k = np.ascontiguousarray(r[:, 0])
         self.records += len(r)
         a = r[k == mz.TR_MM_PAGE_ALLOC, 3]
         self.allocs += int(np.count_nonzero(a >= 0))
