@@ -69,7 +69,7 @@ def _read_stored(f, info: zipfile.ZipInfo) -> np.ndarray:
 
     zipfile's reader hands the data over in pieces that numpy then copies into the array,
     updating the CRC piece by piece: a third of reading a replay's records from the cache
-    (docs/performance.md, "Replay: lazy cache set-up and the per-record passes"). Here the
+    (docs/performance.md, "Replay: lazy cache set-up"). Here the
     data goes from the file into the array in one read and the CRC is one pass over it. A
     mismatch raises zipfile.BadZipFile, as zipfile's reader does."""
     f.seek(info.header_offset)
