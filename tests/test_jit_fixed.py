@@ -91,8 +91,9 @@ keys[home] = 5
 out["found"] = int(f(keys, 5))
 out["hits"] = sum(f.stats.cache_hits.values())
 out["registries_after_first_call"] = "numba.np.arraymath" in sys.modules
-out["found32"] = int(f(keys.astype(np.int32), 5))  # another signature: compiled here, or loaded
+out["found2"] = int(f(keys.astype(sys.argv[1]), 5))  # a signature no earlier run compiled: compiled here
 out["registries_after_second"] = "numba.np.arraymath" in sys.modules
+out["hits2"] = sum(f.stats.cache_hits.values())
 print(json.dumps(out))
 '''
 
@@ -101,18 +102,22 @@ def test_caches_set_up_at_first_use_and_loads_skip_the_context(tmp_path):
     """`jit._LazyFunctionCache`: a core dispatcher's numba cache is built at its first use, not at
     import; a load from the cache does not refresh numba's target context (no typing or lowering
     registry imported), and a compile later in the same process still works (numba's compiler
-    refreshes the context itself). Cold cache first (compiles, saves), then warm (loads)."""
+    refreshes the context itself). Cold cache first (compiles, saves), then warm twice (loads); each
+    run then compiles a signature no run has compiled, after that load."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(tmp_path / "cache"), CMASIM_JIT="1")
     env.pop("NUMBA_DISABLE_JIT", None)
     runs = []
-    for run in range(3):
-        out = subprocess.run([sys.executable, "-c", LAZY], env=env, capture_output=True, text=True, cwd=tmp_path)
+    for dtype in ("int32", "int16", "int8"):  # the second call's key type: new in every run
+        out = subprocess.run([sys.executable, "-c", LAZY, dtype], env=env, capture_output=True, text=True,
+                             cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     cold, warm, warm2 = runs
-    assert cold["lazy_at_import"] and warm["lazy_at_import"]
     home = cold["home"]
-    assert cold["found"] == warm["found"] == home and cold["found32"] == warm["found32"] == home
-    assert cold["hits"] == 0 and cold["registries_after_first_call"]  # compiled: the compiler refreshed
-    assert warm["hits"] == 1 and not warm["registries_after_first_call"]  # loaded: no refresh
-    assert warm2 == warm  # both signatures cached by then
+    for r in runs:
+        assert r["lazy_at_import"] and r["found"] == r["found2"] == home
+        assert r["registries_after_second"]  # a compile: numba's compiler refreshed the context
+        assert r["hits2"] == r["hits"]  # ... and the second signature was compiled, not loaded
+    assert cold["hits"] == 0 and cold["registries_after_first_call"]  # compiled
+    assert warm["hits"] == warm2["hits"] == 1 and not warm["registries_after_first_call"]  # loaded, no refresh
+    assert not warm2["registries_after_first_call"]
