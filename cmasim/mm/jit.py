@@ -167,6 +167,29 @@ def _reuse_inlinee_ir() -> None:
     InlineWorker.inline_function = inline_function
 
 
+def _patch_inliner_at_first_compile() -> None:
+    """`_reuse_inlinee_ir()` when numba first compiles something in this process: importing
+    numba's inliner costs ~0.1 s, which a process that only loads the cache (a replay's fixed
+    start) should not pay."""
+    from numba.core import event
+
+    class _FirstCompile(event.Listener):
+        done = False
+
+        def on_start(self, ev):
+            if not self.done:
+                self.done = True
+                try:
+                    _reuse_inlinee_ir()
+                except (ImportError, AttributeError):  # another numba layout: inline as numba does
+                    pass
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", _FirstCompile())
+
+
 if JIT:
     _wipe_stale_cache()
     import numba
@@ -175,10 +198,7 @@ if JIT:
         _skip_blas_probe()
     except (ImportError, AttributeError):  # another numba layout: keep its own probe
         pass
-    try:
-        _reuse_inlinee_ir()
-    except (ImportError, AttributeError):  # another numba layout: inline as numba does
-        pass
+    _patch_inliner_at_first_compile()
 
     def kjit(fn):
         """Compile `fn` with numba (cached, nogil); see module docstring. Reference counting
