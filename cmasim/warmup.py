@@ -2,7 +2,7 @@
 
 The core (cmasim/mm, the workloads, the clock) is compiled by numba on first use and kept
 in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile takes about
-three minutes of CPU on the 2-core development machine (docs/performance.md), a cached load about a second.
+two minutes of CPU on the 2-core development machine (docs/performance.md), a cached load about a second.
 `compile_core()` runs a tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
 compiled entry point (`churn`, `fill_anon`, `alloc_contig_range`, the pinners, `run_events`,
 ...) is compiled or loaded once; `make install` calls it (`cmasim compile`), so a user's
@@ -23,9 +23,10 @@ from pathlib import Path
 
 from cmasim.mm import jit
 
-# Cold compile of compile_core(): 165 s of CPU (167 s wall) at load ~2 on the 2-core development
-# machine, 195-216 s of CPU at load 2-7 (docs/performance.md, "Issue 13: where each target stands").
-COLD_COMPILE_S = 200
+# Cold compile: the first `cmasim run` (compile_core() and the default scenario) took 114-126 s of
+# CPU and 122-147 s wall at load 3-4 on the 2-core development machine (docs/performance.md,
+# "Cold compile: numba's inliner, and fewer call sites").
+COLD_COMPILE_S = 150
 
 WARMUP_SCENARIO = """\
 description = "warm-up: every workload feature on a tiny machine, to compile the core once"

@@ -121,3 +121,60 @@ def test_caches_set_up_at_first_use_and_loads_skip_the_context(tmp_path):
     assert cold["hits"] == 0 and cold["registries_after_first_call"]  # compiled
     assert warm["hits"] == warm2["hits"] == 1 and not warm["registries_after_first_call"]  # loaded, no refresh
     assert not warm2["registries_after_first_call"]
+
+
+INLINE_MODULE = '''
+from cmasim.mm.jit import kjit, kjit_inline
+
+@kjit_inline
+def leaf(C, x):
+    y = x * 3
+    if y > 10:
+        C[0] += y
+        return y - 1
+    return y + 1
+
+@kjit_inline
+def mid(C, x):
+    a = leaf(C, x)
+    return a + leaf(C, a)
+
+@kjit
+def top(C, n):
+    s = 0
+    for i in range(n):
+        s += mid(C, i) + leaf(C, i) + mid(C, s % 7)
+    return s
+'''
+
+INLINE_CHECK = '''
+import json, sys, numpy as np
+from numba.core.inline_closurecall import InlineWorker
+runs = []
+untyped = InlineWorker.run_untyped_passes
+def counted(self, func, enable_ssa=False):
+    runs.append(func.__name__)
+    return untyped(self, func, enable_ssa)
+InlineWorker.run_untyped_passes = counted   # before cmasim.mm.jit keeps it
+import inlmod as m
+C = np.zeros(2, np.int64)
+print(json.dumps({"top": int(m.top(C, 20)), "c0": int(C[0]), "runs": sorted(runs)}))
+'''
+
+
+def test_inlined_function_ir_is_built_once(tmp_path):
+    """`jit._reuse_inlinee_ir`: a kjit_inline function inlined at five sites (two of them inside
+    another inlined function, itself inlined twice) has numba's untyped passes run once, and
+    the compiled result equals the interpreted one."""
+    (tmp_path / "inlmod.py").write_text(INLINE_MODULE)
+    out = {}
+    for jit in ("1", "0"):
+        env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+                   CMASIM_JIT=jit)
+        env.pop("NUMBA_DISABLE_JIT", None)
+        r = subprocess.run([sys.executable, "-c", INLINE_CHECK], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        out[jit] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["1"]["runs"] == ["leaf", "mid"]  # numba alone: mid twice, leaf five times
+    assert out["0"]["runs"] == []
+    assert (out["1"]["top"], out["1"]["c0"]) == (out["0"]["top"], out["0"]["c0"])

@@ -238,23 +238,41 @@ def __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch):
 def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
     """alloc_contig_range(start, end): on success the pages [start, end) are allocated as
     order-0 device pages of CMA area `area_id`. Returns 0, -EBUSY, -ENOMEM or -EINVAL; details
-    in `res` (R_* slots)."""
+    in `res` (R_* slots).
+
+    Every outcome but -EINVAL leaves through one exit (the remaining work's time passes, then
+    the report): `pass_time` is inlined, and numba's IR inliner types its body (and
+    `advance_clock`'s) again at each call site, so each extra exit was another copy to
+    compile (docs/performance.md, "Cold compile")."""
     for i in range(res.shape[0]):
         res[i] = 0
     cost0 = C[H_COST_NS]
     scratch = np.zeros(4, dtype=np.int64)
     scratch[3] = cost0
     zslot = pageblock_zone(S, C, start)
-    zb = zone_base(C, zslot)
     if end <= start or pageblock_zone(S, C, end - 1) != zslot:
         res[R_RET] = EINVAL
         return EINVAL
+    ret = __alloc_contig_range(S, C, cpu, zslot, start, end, cma_request, area_id, res, scratch)
+    pass_time(S, C, scratch)
+    res[R_RET] = ret
+    res[R_COST_NS] = C[H_COST_NS] - cost0
+    return ret
+
+
+@kjit_inline
+def __alloc_contig_range(S, C, cpu, zslot, start, end, cma_request, area_id, res, scratch):
+    """The body of alloc_contig_range() for a valid range: steps 1-6 of the module docstring;
+    returns 0, -EBUSY or -ENOMEM, the caller's one exit does the rest.
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
+    zb = zone_base(C, zslot)
     ret = start_isolate_page_range(S, C, zslot, start, end, cma_request)
     nblocks = ((end + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) - start // PAGEBLOCK_NR_PAGES
     C[H_COST_NS] += nblocks * C[C[H_PARAM] + T_ISOLATE_COST_NS] + C[C[H_PARAM] + T_CONTIG_CALL_COST_NS]
     if ret != 0:
         res[R_FIN_PFN] = start
-        return contig_exit(S, C, res, ret, cost0, scratch)
+        return ret
     pass_time(S, C, scratch)
     drain_all_pages(S, C, zslot)
     C[H_COST_NS] += C[C[H_PARAM] + T_DRAIN_COST_NS]
@@ -262,7 +280,7 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
     ret = __alloc_contig_migrate_range(S, C, cpu, zb, start, end, res, scratch)
     if ret != 0 and ret != EBUSY:
         undo_isolate_page_range(S, C, zslot, start, end)
-        return contig_exit(S, C, res, ret, cost0, scratch)
+        return ret
     outer_start = start
     if pi_state(pinfo(S, C, start)) != PG_BUDDY:
         h = block_head(S, C, zb, start)
@@ -275,7 +293,7 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
         if res[R_CAUSE] == 0:
             res[R_CAUSE] = BUSY_LEFT_BEHIND
         undo_isolate_page_range(S, C, zslot, start, end)
-        return contig_exit(S, C, res, EBUSY, cost0, scratch)
+        return EBUSY
     # isolate_freepages_range() + split_free_pages(): every page becomes an order-0 device page.
     outer_end = end
     pfn = outer_start
@@ -298,18 +316,7 @@ def alloc_contig_range(S, C, cpu, start, end, cma_request, area_id, res):
         free_one_page(S, C, zslot, q, 0, False)
         vm_add(C, VM_PGFREE, 1)
     undo_isolate_page_range(S, C, zslot, start, end)
-    return contig_exit(S, C, res, 0, cost0, scratch)
-
-
-@kjit_inline
-def contig_exit(S, C, res, ret, cost0, scratch):
-    """Every exit: let the remaining work's time pass and report.
-    Inlined into its callers (kjit_inline): not compiled as a library of its own, which would
-    generate its whole call tree once more in a cold compile (docs/performance.md)."""
-    pass_time(S, C, scratch)
-    res[R_RET] = ret
-    res[R_COST_NS] = C[H_COST_NS] - cost0
-    return ret
+    return 0
 
 
 @kjit

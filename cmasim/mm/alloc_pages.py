@@ -51,13 +51,15 @@ from cmasim.mm.watermark import __zone_watermark_ok, wmark_pages
 MAX_RECLAIM_RETRIES = 16
 
 
-@kjit_fixed
+@kjit_inline
 def try_to_compact_pages(S, C, cpu, order, mt, af, highest, pref, sync):
     """try_to_compact_pages(): walk the zonelist; a zone where compaction_suit_allocation_order()
     says the allocation would already succeed ends the walk (COMPACT_SUCCESS), a skipped zone
     is passed over, otherwise compact_zone(); stop at the first COMPACT_SUCCESS.
     Returns the highest status seen (COMPACT_SKIPPED when nothing ran).
-    Kernel: mm/compaction.c try_to_compact_pages(), compact_zone_order(), compact_zone()."""
+    Kernel: mm/compaction.c try_to_compact_pages(), compact_zone_order(), compact_zone().
+    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
+    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
     rc = COMPACT_SKIPPED
     for z in range(pref, -1, -1):
         st = compaction_suit_allocation_order(C, z, order, highest, af, not sync, False)

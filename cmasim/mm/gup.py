@@ -22,7 +22,7 @@ folio_is_longterm_pinnable(), migrate_longterm_unpinnable_folios(); unpin_user_p
 
 import numpy as np
 
-from cmasim.mm.jit import kjit
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_, GFP_NOWARN_,
     PL_PIN_ISOLATED_MIGRATE, PL_SHORT_PIN_MIGRATES_CMA, VM_PIN_REFUSED_ISOLATED, VM_SHORT_PIN_MIGRATED,
@@ -37,6 +37,11 @@ from cmasim.mm.timers import timer_push
 
 GFP_USER_NOWARN = GFP_DIRECT_RECLAIM_ | GFP_KSWAPD_RECLAIM_ | GFP_IO_ | GFP_FS_ | GFP_HARDWALL_ | GFP_NOWARN_
 GFP_USER_MOVABLE = GFP_USER_NOWARN | GFP_MOVABLE_
+# Why pin_user_page() migrates the page first (none, FOLL_LONGTERM, the two policy switches).
+PIN_NO_MIGRATE = 0
+PIN_LONGTERM = 1
+PIN_ISOLATED = 2
+PIN_SHORT_CMA = 3
 
 
 @kjit
@@ -70,48 +75,58 @@ def migrated_head(lst):
     return lst[cap]
 
 
-@kjit
+@kjit_inline
 def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
     """Pin the allocated block headed by p for duration_ns; returns the pinned pfn or -errno.
 
     `pfns` is a scratch int64 array of length >= 2 (the one-entry migration list); `tag`
     rides on the unpin timer (the pinner that owns the pin, +1; 0 for none).
+
+    The three cases that migrate the page first (FOLL_LONGTERM off CMA, and the two policy
+    switches of the module docstring) share one migrate_pages() call: it is inlined, so each
+    call site would be another copy of the migration code to compile (docs/performance.md).
+    Inlined into its one compiled caller, the pinner thread (kjit_inline): not compiled as a
+    library of its own, which would generate its whole call tree once more in a cold compile;
+    `Machine.pin()` from Python compiles it on first use.
     """
     if p < 0 or pi_state(pinfo(S, C, p)) != PG_ALLOC:
         vm_add(C, VM_PIN_FAIL, 1)
         return EFAULT
+    why = PIN_NO_MIGRATE
     if longterm and not folio_is_longterm_pinnable(S, C, p):
         if C[C[H_POL] + PL_LONGTERM_MIGRATE] and folio_is_movable(S[C[H_OWNER] + p]):
-            lst = migration_list(S, C, p)
-            ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
-            p2 = migrated_head(lst)
-            if failed or nomem or ok == 0 or p2 < 0:
-                vm_add(C, VM_PIN_FAIL, 1)
-                return ENOMEM
-            p = p2  # the data moved: pin the new page (the head page's new home after a split)
-            vm_add(C, VM_PIN_MIGRATED, ok)
+            why = PIN_LONGTERM
         else:
             vm_add(C, VM_LONGTERM_PIN_ON_CMA, 1)
     elif not longterm and folio_is_movable(S[C[H_OWNER] + p]):
         pol = C[H_POL]
         mt = get_pfnblock_migratetype(S, C, p)
         if mt == MIGRATE_ISOLATE and C[pol + PL_PIN_ISOLATED_MIGRATE]:
-            lst = migration_list(S, C, p)
-            ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, 1, GFP_USER_MOVABLE, MIGRATE_SYNC, MR_LONGTERM_PIN)
-            p2 = migrated_head(lst)
+            why = PIN_ISOLATED
+        elif C[pol + PL_SHORT_PIN_MIGRATES_CMA] and (mt == MIGRATE_CMA or (mt == MIGRATE_ISOLATE and
+                                                       get_pageblock_type_bits(S, C, p) == MIGRATE_CMA)):
+            why = PIN_SHORT_CMA
+    if why != PIN_NO_MIGRATE:
+        lst = migration_list(S, C, p)
+        ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, 1,
+                                             GFP_USER_MOVABLE if why == PIN_ISOLATED else GFP_USER_NOWARN,
+                                             MIGRATE_SYNC, MR_LONGTERM_PIN)
+        p2 = migrated_head(lst)
+        if why == PIN_LONGTERM:
+            if failed or nomem or ok == 0 or p2 < 0:
+                vm_add(C, VM_PIN_FAIL, 1)
+                return ENOMEM
+            p = p2  # the data moved: pin the new page (the head page's new home after a split)
+            vm_add(C, VM_PIN_MIGRATED, ok)
+        elif why == PIN_ISOLATED:
             if ok == 0 or p2 < 0:
                 vm_add(C, VM_PIN_REFUSED_ISOLATED, 1)
                 return EAGAIN
             p = p2
             vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
-        elif C[pol + PL_SHORT_PIN_MIGRATES_CMA] and (mt == MIGRATE_CMA or (mt == MIGRATE_ISOLATE and
-                                                       get_pageblock_type_bits(S, C, p) == MIGRATE_CMA)):
-            lst = migration_list(S, C, p)
-            ok, failed, nomem, n = migrate_pages(S, C, cpu, lst, 1, GFP_USER_NOWARN, MIGRATE_SYNC, MR_LONGTERM_PIN)
-            p2 = migrated_head(lst)
-            if p2 >= 0:
-                p = p2
-                vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
+        elif p2 >= 0:
+            p = p2
+            vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
     w = S[C[H_OWNER] + p]
     cnt = (w >> OW_PIN_SHIFT) & OW_PIN_MASK
     if cnt == OW_PIN_MASK:

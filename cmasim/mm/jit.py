@@ -170,6 +170,87 @@ def _lazy_cache_setup() -> None:
     dispatcher.Dispatcher.enable_caching = enable_caching
 
 
+def _reuse_inlinee_ir() -> None:
+    """Run numba's untyped passes over each `kjit_inline` function once per process, not once
+    per call site.
+
+    numba inlines an ``inline="always"`` function (`InlineWorker.inline_function`, called by
+    the untyped pass InlineInlinables) by running the whole untyped pipeline over the callee —
+    bytecode analysis, IR generation and its own inlining of the helpers it calls — at every
+    call site, then copying that IR into the caller (`InlineWorker.inline_ir`, which copies
+    the callee's IR before changing anything). The core has some 800 such sites over a few
+    dozen functions, and each site repeated the callee's pipeline with its nested inlines: a
+    third of a cold compile's Python time (docs/performance.md, "Cold compile"). Here the
+    callee's IR is kept per (function, the caller's compiler flags) and every site copies
+    it, as numba's own inlining of `@overload(inline="always")` does with its kept IR. The
+    side effect numba's `run_untyped_passes` has on the caller's flags (enable_ssa = False)
+    is kept. The IR, and so the compiled code, is the same; only the inlined variables'
+    names differ (numba renames them apart at each site).
+
+    The copy itself (`inline_ir`'s `copy_ir`) deep-copies the callee's blocks one by one, each
+    with a fresh memo, so every block drags along its own copy of the callee's whole scope
+    (every variable): blocks times variables, most of the inliner's time once the pipeline
+    runs once. During the inlining of a `kjit_inline` function the copies share one memo:
+    the blocks of a copy share one copied scope, as the callee's blocks share theirs."""
+    import copy
+
+    from numba.core import inline_closurecall
+    from numba.core.inline_closurecall import InlineWorker
+
+    untyped = InlineWorker.run_untyped_passes
+    kept = {}
+
+    class _SharedMemoCopy:
+        """The `copy` module as numba's inliner sees it: deepcopy() takes `memo` when set."""
+        memo = None
+
+        def deepcopy(self, x, memo=None):
+            return copy.deepcopy(x, self.memo if memo is None else memo)
+
+        def __getattr__(self, name):
+            return getattr(copy, name)
+
+    shim = inline_closurecall.copy = _SharedMemoCopy()
+
+    def inline_function(self, caller_ir, block, i, function, arg_typs=None):
+        self.flags.enable_ssa = False  # as run_untyped_passes(): the callee's IR is not SSA
+        key = (function, self.typingctx, self.targetctx, self.flags.copy(),
+               tuple(sorted(self.locals.items())) if self.locals else ())
+        callee_ir = kept.get(key)
+        if callee_ir is None:
+            callee_ir = kept[key] = untyped(self, function)
+        outer, shim.memo = shim.memo, {}
+        try:
+            return self.inline_ir(caller_ir, block, i, callee_ir, function.__code__.co_freevars, arg_typs=arg_typs)
+        finally:
+            shim.memo = outer
+
+    InlineWorker.inline_function = inline_function
+
+
+def _patch_inliner_at_first_compile() -> None:
+    """`_reuse_inlinee_ir()` when numba first compiles something in this process: importing
+    numba's inliner costs ~0.1 s, which a process that only loads the cache (a replay's fixed
+    start) should not pay."""
+    from numba.core import event
+
+    class _FirstCompile(event.Listener):
+        done = False
+
+        def on_start(self, ev):
+            if not self.done:
+                self.done = True
+                try:
+                    _reuse_inlinee_ir()
+                except (ImportError, AttributeError):  # another numba layout: inline as numba does
+                    pass
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", _FirstCompile())
+
+
 if JIT:
     _wipe_stale_cache()
     import numba
@@ -182,6 +263,8 @@ if JIT:
         _lazy_cache_setup()
     except (ImportError, AttributeError):  # another numba layout: numba's own set-up
         pass
+
+    _patch_inliner_at_first_compile()
 
     def kjit(fn):
         """Compile `fn` with numba (cached, nogil); see module docstring. Reference counting

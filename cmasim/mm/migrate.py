@@ -36,7 +36,7 @@ Simplifications: the THP target uses the caller's base-page gfp (the kernel uses
 GFP_TRANSHUGE without kswapd, R35); splitting costs no simulated time; hugetlb is absent.
 """
 
-from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
+from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     H_COST_NS, H_OWNER, H_PARAM, H_UNMAPPED, HPAGE_PMD_ORDER, VM_THP_MIGRATION_SUCCESS, MR_LONGTERM_PIN, OW_AREA_SHIFT, OW_KIND_MASK, PG_ALLOC, T_MIGRATE_COST_NS,
     T_MIGRATE_FAIL_COST_NS, T_THP_COST_PPM,
@@ -200,7 +200,7 @@ def migrate_pages_account(S, C, pfns, n, ok_pages, mode, reason):
     return failed_pages
 
 
-@kjit_fixed
+@kjit_inline
 def migrate_pages(S, C, cpu, pfns, n, gfp, mode, reason):
     """migrate_pages(): try each listed block (up to 10 passes while some fail with -EAGAIN).
 
@@ -210,8 +210,9 @@ def migrate_pages(S, C, cpu, pfns, n, gfp, mode, reason):
     entries n, n+1, ... (head first); failures stay. Returns (nr_succeeded pages, nr_failed
     pages, hit ENOMEM, new n). Emits mm_migrate_pages. No simulated time passes inside (the
     caller may be a timer callback); alloc_contig_range() uses a timed copy of this loop
-    (cmasim.mm.alloc_contig.migrate_pages_timed). Compiled for one signature (kjit_fixed): the
-    pin path's call sites pass literal flags, each of which was another specialisation.
+    (cmasim.mm.alloc_contig.migrate_pages_timed). Inlined into its one compiled caller,
+    pin_user_page() (kjit_inline): not compiled as a library of its own, which would generate
+    its whole call tree once more in a cold compile (docs/performance.md).
     """
     n_in = n
     ok_pages = 0

@@ -49,10 +49,48 @@ def touch_anon_page(S, C, cpu, gfp):
     return True
 
 
+# The order-0 fault loops called from Python share one compiled entry point (`anon_faults`).
+ANON_FILL = 0
+ANON_RECYCLE = 1
+ANON_TOUCH = 2
+
+
 @kjit
+def anon_faults(S, C, op, a, gfp, b):
+    """The order-0 anonymous fault loops, one compiled function: `fill_anon` (op ANON_FILL,
+    a = free_target, b = max_pages), `recycle_anon` (ANON_RECYCLE, a = pages) and
+    `touch_anon_pages` (ANON_TOUCH, a = pages). Each compiled function called from Python is a
+    library of its own holding another copy of the allocator it reaches (alloc_pages() and
+    below), the cold compile's main cost (docs/performance.md); the Python functions of the
+    same names call this one."""
+    if op == ANON_FILL:
+        return _fill_anon(S, C, a, gfp, b)
+    if op == ANON_RECYCLE:
+        return _recycle_anon(S, C, a, gfp)
+    return _touch_anon_pages(S, C, a, gfp)
+
+
 def fill_anon(S, C, free_target, gfp, max_pages):
     """Allocate anonymous order-0 pages (round-robin over CPUs) until NR_FREE_PAGES <= free_target
-    or max_pages were taken or an allocation fails. Returns pages allocated."""
+    or max_pages were taken or an allocation fails. Returns pages allocated (`anon_faults`)."""
+    return anon_faults(S, C, ANON_FILL, free_target, gfp, max_pages)
+
+
+def recycle_anon(S, C, pages, gfp):
+    """Free about `pages` pages of random anonymous live blocks, then allocate as many again
+    (`anon_faults`)."""
+    return anon_faults(S, C, ANON_RECYCLE, pages, gfp, 0)
+
+
+def touch_anon_pages(S, C, pages, gfp):
+    """retouch(): fault `pages` anonymous pages again (round-robin CPUs); returns pages faulted
+    (`anon_faults`)."""
+    return anon_faults(S, C, ANON_TOUCH, pages, gfp, 0)
+
+
+@kjit_inline
+def _fill_anon(S, C, free_target, gfp, max_pages):
+    """fill_anon()'s loop (inlined into `anon_faults`)."""
     n = 0
     cpus = C[H_NCPU]
     while total_free(C) > free_target and n < max_pages:
@@ -62,9 +100,9 @@ def fill_anon(S, C, free_target, gfp, max_pages):
     return n
 
 
-@kjit
-def recycle_anon(S, C, pages, gfp):
-    """Free about `pages` pages of random anonymous live blocks, then allocate as many again."""
+@kjit_inline
+def _recycle_anon(S, C, pages, gfp):
+    """recycle_anon()'s loops (inlined into `anon_faults`)."""
     freed = 0
     tries = 0
     while freed < pages and C[H_NLIVE] > 0 and tries < 16 * pages + 64:
@@ -114,9 +152,9 @@ def drop_outside_cma(S, C, pages):
     return got
 
 
-@kjit
-def touch_anon_pages(S, C, pages, gfp):
-    """retouch(): fault `pages` anonymous pages again (round-robin CPUs); returns pages faulted."""
+@kjit_inline
+def _touch_anon_pages(S, C, pages, gfp):
+    """touch_anon_pages()'s loop (inlined into `anon_faults`)."""
     got = 0
     while got < pages:
         if not touch_anon_page(S, C, got % C[H_NCPU], gfp):
