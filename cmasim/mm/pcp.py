@@ -242,15 +242,17 @@ def nr_pcp_free(C, pc, batch, high, free_high):
 @kjit_inline
 def prefetch_drain_next(S, C, p):
     """A hint for free_pcppages_bulk(), which takes a list's blocks from the tail: the next one
-    it takes is `p`'s predecessor, whose page word and list links it reads (and whose order-0
-    buddy's page word shares that cache line). Each is a cache miss on a random page otherwise,
-    one list walk step after another; prefetched while `p` is freed, they overlap with that work.
-    Changes nothing (a prefetch of the list's sentinel when `p` is the last block is harmless).
-    Compiled only (`PREFETCH_BULK`, a compile-time constant to numba): interpreted, there is
-    nothing to prefetch (for speed)."""
+    it takes is `p`'s predecessor, whose page word and both list links it reads (the next link
+    is written as soon as `p` is unlinked; its order-0 buddy's page word shares the page word's
+    cache line). Each is a cache miss on a random page otherwise, one list walk step after
+    another; prefetched while `p` is freed, they overlap with that work. Changes nothing (a
+    prefetch of the list's sentinel when `p` is the last block is harmless). Compiled only
+    (`PREFETCH_BULK`, a compile-time constant to numba): interpreted, there is nothing to
+    prefetch (for speed)."""
     q = S[C[H_PREV] + p]
     prefetch(S, C[H_PINFO] + q)
     prefetch(S, C[H_PREV] + q)
+    prefetch(S, q)
 
 
 @kjit_fixed
