@@ -2,6 +2,7 @@
 and 64 GiB (2 CPUs) and 2, 8 and 64 CPUs (16 GiB), as a markdown table and a plot.
 
     PYTHONPATH=. python bench/scale.py [--events N] [--runs R] [--out docs/perf-scale.svg]
+    PYTHONPATH=. python bench/scale.py --points 16x2,16x64 --out none   # the CPU-count target only
 
 Each point is `cmasim.bench.run_bench` (fresh machine, warm-up to steady state, then the timed
 churn); the figure is the median of R runs with min-max. Absolute costs vary with the machine's
@@ -24,12 +25,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=2_000_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", default="docs/perf-scale.svg")
+    ap.add_argument("--out", default="docs/perf-scale.svg", help="the plot; 'none' for no plot")
     ap.add_argument("--json", help="also write the rows as JSON here")
     ap.add_argument("--from-json", help="re-draw the table and plot from rows written by --json")
+    ap.add_argument("--points", help="GIBxCPUS,... instead of the whole curve (must include 16x2, the reference)")
     a = ap.parse_args()
+    points = [tuple(int(v) for v in p.split("x")) for p in a.points.split(",")] if a.points else POINTS
     rows = json.loads(Path(a.from_json).read_text()) if a.from_json else []
-    for gib, cpus in ([] if a.from_json else POINTS):
+    for gib, cpus in ([] if a.from_json else points):
         r = run_bench(gib, runs=a.runs, events=a.events, measure_start=False, cpus=cpus)
         r["ns_per_event_median"] = 1e9 / r["events_per_s_median"]
         r["ns_per_event_min"] = 1e9 / r["events_per_s_max"]
@@ -46,6 +49,8 @@ def main() -> None:
               f"{r['ns_per_event_max']:.0f}) | {r['ns_per_event_median'] / base:.2f} | {r['state_bytes_per_page']} |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
+    if a.out == "none":
+        return
     import matplotlib
 
     matplotlib.use("Agg")

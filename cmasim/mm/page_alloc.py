@@ -17,9 +17,9 @@ Simplifications (docs/model.md): no compaction capture, no guard pages, no page
 reporting, no shuffling; highatomic reserves are never created (the lists exist).
 """
 
-from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
+from cmasim.mm.jit import JIT, kjit, kjit_fixed, kjit_inline, prefetch
 from cmasim.mm.mmzone import (
-    H_LAST_MT, H_POL, H_RMQM,
+    H_LAST_MT, H_PINFO, H_POL, H_RMQM,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_TAIL, PL_BOOST_FACTOR, PL_FALLBACK,
@@ -154,6 +154,23 @@ def pcp_allowed_order(order):
     return order <= 3 or order == PAGEBLOCK_ORDER
 
 
+PREFETCH_BULK = JIT  # the bulk paths' prefetch hints (here and in pcp.py): compiled only
+
+
+@kjit_inline
+def prefetch_take_next(S, C, lst):
+    """A hint for the next __rmqueue_smallest() from the same free list (rmqueue_bulk() takes
+    up to hundreds of blocks in a row): the list's new head, whose next link and page word
+    the next take reads and clears (its prev link was just written). Each is a cache miss on
+    a random page otherwise, the list walked one dependent load after another; prefetched
+    now, they overlap with the refill's other work. Changes nothing. Compiled only
+    (`PREFETCH_BULK`, a compile-time constant to numba): interpreted, it would only cost time."""
+    nx = list_first(S, C, lst)
+    if nx >= 0:
+        prefetch(S, nx)
+        prefetch(S, C[H_PINFO] + nx)
+
+
 @kjit_fixed
 def __rmqueue_smallest(S, C, zslot, order, mt):
     """__rmqueue_smallest(): the head block of the smallest non-empty `mt` list >= order."""
@@ -163,6 +180,8 @@ def __rmqueue_smallest(S, C, zslot, order, mt):
         if p < 0:
             continue
         page_del_and_expand(S, C, zslot, p, order, cur, mt)
+        if PREFETCH_BULK:
+            prefetch_take_next(S, C, lst)
         C[H_LAST_MT] = mt
         if mt == MIGRATE_CMA:
             vm_add(C, VM_CMA_ALLOCS, 1)

@@ -15,7 +15,7 @@ ZONE_RECLAIM_ACTIVE is set by kswapd's balance_pgdat() (vmscan.py).
 
 from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline, prefetch
 from cmasim.mm.mmzone import (
-    H_NCPU, H_NZONES, H_PCP, H_POL, H_RMQM, H_LAST_MT, H_CPU, H_HANDLE, H_OWNER, H_PINFO,
+    H_NCPU, H_NZONES, H_PCP, H_POL, H_RMQM, H_LAST_MT, H_CPU, H_HANDLE, H_OWNER, H_PINFO, H_PREV,
     MIGRATE_ISOLATE, PAGE_ALLOC_COSTLY_ORDER, PCP_BATCH_SCALE_MAX,
     PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PG_PCP, PL_NR_PCP_LISTS, PL_PCP_PINDEX,
     MIGRATE_TYPES, PS,
@@ -30,7 +30,7 @@ from cmasim.mm.freelist import (
     list_last, pcp_list_id, pi_aux, pi_order, pinfo, policy_version, set_pinfo, trace_emit,
     vm_add, zone_base,
 )
-from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __free_one_page, __rmqueue, __rmqueue_smallest
+from cmasim.mm.page_alloc import PREFETCH_BULK, RMQUEUE_NORMAL, __free_one_page, __rmqueue, __rmqueue_smallest
 from cmasim.mm.watermark import wmark_pages, zone_watermark_ok
 
 
@@ -239,6 +239,22 @@ def nr_pcp_free(C, pc, batch, high, free_high):
     return clamp(C[pc + P_FREE_COUNT], batch, high - batch)
 
 
+@kjit_inline
+def prefetch_drain_next(S, C, p):
+    """A hint for free_pcppages_bulk(), which takes a list's blocks from the tail: the next one
+    it takes is `p`'s predecessor, whose page word and both list links it reads (the next link
+    is written as soon as `p` is unlinked; its order-0 buddy's page word shares the page word's
+    cache line). Each is a cache miss on a random page otherwise, one list walk step after
+    another; prefetched while `p` is freed, they overlap with that work. Changes nothing (a
+    prefetch of the list's sentinel when `p` is the last block is harmless). Compiled only
+    (`PREFETCH_BULK`, a compile-time constant to numba): interpreted, there is nothing to
+    prefetch (for speed)."""
+    q = S[C[H_PREV] + p]
+    prefetch(S, C[H_PINFO] + q)
+    prefetch(S, C[H_PREV] + q)
+    prefetch(S, q)
+
+
 @kjit_fixed
 def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
     """free_pcppages_bulk(): round-robin over non-empty lists from `pindex`, coldest (tail) first."""
@@ -262,6 +278,8 @@ def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
                 break
         while True:
             p = list_last(S, C, lst)
+            if PREFETCH_BULK:
+                prefetch_drain_next(S, C, p)
             w = pinfo(S, C, p)
             order = pi_order(w)
             if v >= 610:
