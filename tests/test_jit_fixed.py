@@ -178,3 +178,31 @@ def test_inlined_function_ir_is_built_once(tmp_path):
     assert out["1"]["runs"] == ["leaf", "mid"]  # numba alone: mid twice, leaf five times
     assert out["0"]["runs"] == []
     assert (out["1"]["top"], out["1"]["c0"]) == (out["0"]["top"], out["0"]["c0"])
+
+
+def test_a_wiped_cache_is_not_called_compiled(tmp_path, monkeypatch):
+    """A core source changed and changed back: the import wipes the cache twice, and the
+    "compiled" stamp of the first digest must not make `core_cached()` true over an empty cache."""
+    from cmasim import warmup
+    from cmasim.mm import jit
+
+    (tmp_path / "mm").mkdir()
+    (tmp_path / "mm" / "x.py").write_text("v = 1\n")
+    cache = tmp_path / "mm" / "__pycache__"
+    cache.mkdir()
+    monkeypatch.setattr(jit, "_PKG", tmp_path)
+    monkeypatch.setattr(jit, "_CORE_FILES", ("mm/x.py",))
+    monkeypatch.setattr(jit, "CORE_DIGEST", jit.CORE_DIGEST)
+    monkeypatch.setattr(jit, "JIT", True)
+    monkeypatch.setattr(warmup, "_stamp", lambda: tmp_path / "__pycache__" / "cmasim-core.compiled")
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    jit._wipe_stale_cache()  # digest of v = 1
+    (cache / "x.f-1.py311.nbi").write_bytes(b"i")
+    warmup._stamp().write_text(jit.CORE_DIGEST)  # compile_core() ran
+    assert warmup.core_cached()
+    (tmp_path / "mm" / "x.py").write_text("v = 2\n")
+    jit._wipe_stale_cache()
+    (tmp_path / "mm" / "x.py").write_text("v = 1\n")
+    jit._wipe_stale_cache()  # the first digest again, over a wiped cache
+    assert not list(cache.iterdir())
+    assert not warmup.core_cached()

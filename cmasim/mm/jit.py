@@ -64,6 +64,10 @@ def _wipe_stale_cache() -> None:
                 for f in cache_dir.iterdir():
                     if f.suffix in (".nbi", ".nbc"):
                         f.unlink(missing_ok=True)
+        # The "compiled" stamp cmasim.warmup leaves says compile_core() ran for some digest; after
+        # a wipe nothing is compiled, whatever digest it names (a source changed and changed back
+        # would otherwise match it again with an empty cache).
+        (stamp.parent / "cmasim-core.compiled").unlink(missing_ok=True)
         stamp.parent.mkdir(exist_ok=True)
         stamp.write_text(digest)
     except OSError:
@@ -146,9 +150,12 @@ class _LazyFunctionCache:
         from numba.core.runtime import rtsys
 
         real = self._cache()
+        load = getattr(real, "_load_overload", None)
+        if load is None:  # another numba layout: its own load, context refresh included
+            return real.load_overload(sig, target_context)
         rtsys.initialize(target_context)
         with real._guard_against_spurious_io_errors():
-            return real._load_overload(sig, target_context)
+            return load(sig, target_context)
         # None when the guard swallowed an I/O error, as numba's own
 
 
