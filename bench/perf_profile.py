@@ -96,8 +96,13 @@ def perf_map(engine) -> list[str]:
 
 
 def main() -> None:
-    gib, events, out = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    cpus = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+    try:
+        if len(sys.argv) not in (4, 5):
+            raise ValueError("expected 3 or 4 arguments")
+        gib, events, out = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+        cpus = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+    except ValueError as e:
+        sys.exit(f"usage: perf_profile.py GIB EVENTS OUT.data [CPUS] ({e})")
     m = make_machine(gib, cpus=cpus)
     W = churn_params(m)
     churn(m.S, m.C, W, 600_000 if gib > 4 else 200_000, NEVER)

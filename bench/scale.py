@@ -30,7 +30,14 @@ def main() -> None:
     ap.add_argument("--from-json", help="re-draw the table and plot from rows written by --json")
     ap.add_argument("--points", help="GIBxCPUS,... instead of the whole curve (must include 16x2, the reference)")
     a = ap.parse_args()
-    points = [tuple(int(v) for v in p.split("x")) for p in a.points.split(",")] if a.points else POINTS
+    try:
+        points = [tuple(int(v) for v in p.split("x", 1)) for p in a.points.split(",")] if a.points else POINTS
+        if any(len(p) != 2 for p in points):
+            raise ValueError
+    except ValueError:
+        ap.error(f"--points {a.points!r}: expected GIBxCPUS,... (e.g. 16x2,16x64)")
+    if (16, 2) not in points and not a.from_json:
+        ap.error("--points: must include 16x2, the reference the others are divided by")
     rows = json.loads(Path(a.from_json).read_text()) if a.from_json else []
     for gib, cpus in ([] if a.from_json else points):
         r = run_bench(gib, runs=a.runs, events=a.events, measure_start=False, cpus=cpus)

@@ -783,3 +783,24 @@ def test_fast_path_takes_the_kmem_formats(fast_lines, prefix):
     arr, p = P.parse_lines(lines)
     assert fast_lines[0] == len(lines) and not p.stats.bad
     assert_same(_outcome(lambda: (arr, p)), _outcome(lambda: P.parse_lines(lines, fast=False)))
+
+
+def test_replay_with_a_damaged_cache_is_one_error_line(tmp_path, capsys):
+    """`cmasim replay --cache` over a cache whose meta is valid but a chunk's data is damaged:
+    one error line naming the cache and what to do, exit 2, no traceback and no output folder."""
+    import zipfile
+
+    from cmasim.cli import main
+
+    f = _slice("pybuild", 2000, tmp_path)
+    cache = tmp_path / "trace.npz"
+    assert main(["replay", str(f), "--cache", str(cache), "--out", str(tmp_path / "o1")]) == 0
+    data = bytearray(cache.read_bytes())
+    with zipfile.ZipFile(cache) as zf:
+        data[zf.getinfo("c000000.npy").header_offset + 2000] ^= 1
+    cache.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["replay", str(f), "--cache", str(cache), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "columnar cache damaged" in err and "trace.npz" in err and "Traceback" not in err
+    assert not (tmp_path / "o2").exists()

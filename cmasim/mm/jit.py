@@ -31,6 +31,9 @@ import os
 from pathlib import Path
 
 JIT = os.environ.get("CMASIM_JIT", "1") != "0" and os.environ.get("NUMBA_DISABLE_JIT", "0") != "1"
+# Whether `prefetch` hints are issued at all: compiled only (a compile-time constant to numba).
+# Interpreted, `prefetch` does nothing, and computing the addresses a hint needs only costs time.
+PREFETCH_HINTS = JIT
 
 _PKG = Path(__file__).resolve().parent.parent
 # Every file whose functions are compiled, or whose constants they read.

@@ -17,7 +17,7 @@ Simplifications (docs/model.md): no compaction capture, no guard pages, no page
 reporting, no shuffling; highatomic reserves are never created (the lists exist).
 """
 
-from cmasim.mm.jit import JIT, kjit, kjit_fixed, kjit_inline, prefetch
+from cmasim.mm.jit import PREFETCH_HINTS, kjit, kjit_fixed, kjit_inline, prefetch
 from cmasim.mm.mmzone import (
     H_LAST_MT, H_PINFO, H_POL, H_RMQM,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE,
@@ -154,9 +154,6 @@ def pcp_allowed_order(order):
     return order <= 3 or order == PAGEBLOCK_ORDER
 
 
-PREFETCH_BULK = JIT  # the bulk paths' prefetch hints (here and in pcp.py): compiled only
-
-
 @kjit_inline
 def prefetch_take_next(S, C, lst):
     """A hint for the next __rmqueue_smallest() from the same free list (rmqueue_bulk() takes
@@ -164,7 +161,7 @@ def prefetch_take_next(S, C, lst):
     the next take reads and clears (its prev link was just written). Each is a cache miss on
     a random page otherwise, the list walked one dependent load after another; prefetched
     now, they overlap with the refill's other work. Changes nothing. Compiled only
-    (`PREFETCH_BULK`, a compile-time constant to numba): interpreted, it would only cost time."""
+    (`PREFETCH_HINTS`): interpreted, it would only cost time."""
     nx = list_first(S, C, lst)
     if nx >= 0:
         prefetch(S, nx)
@@ -180,7 +177,7 @@ def __rmqueue_smallest(S, C, zslot, order, mt):
         if p < 0:
             continue
         page_del_and_expand(S, C, zslot, p, order, cur, mt)
-        if PREFETCH_BULK:
+        if PREFETCH_HINTS:
             prefetch_take_next(S, C, lst)
         C[H_LAST_MT] = mt
         if mt == MIGRATE_CMA:

@@ -13,7 +13,7 @@ Simplifications: the pcp trylock never fails; page checks (check_new_pages) alwa
 ZONE_RECLAIM_ACTIVE is set by kswapd's balance_pgdat() (vmscan.py).
 """
 
-from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline, prefetch
+from cmasim.mm.jit import PREFETCH_HINTS, kjit, kjit_fixed, kjit_inline, prefetch
 from cmasim.mm.mmzone import (
     H_NCPU, H_NZONES, H_PCP, H_POL, H_RMQM, H_LAST_MT, H_CPU, H_HANDLE, H_OWNER, H_PINFO, H_PREV,
     MIGRATE_ISOLATE, PAGE_ALLOC_COSTLY_ORDER, PCP_BATCH_SCALE_MAX,
@@ -30,7 +30,7 @@ from cmasim.mm.freelist import (
     list_last, pcp_list_id, pi_aux, pi_order, pinfo, policy_version, set_pinfo, trace_emit,
     vm_add, zone_base,
 )
-from cmasim.mm.page_alloc import PREFETCH_BULK, RMQUEUE_NORMAL, __free_one_page, __rmqueue, __rmqueue_smallest
+from cmasim.mm.page_alloc import RMQUEUE_NORMAL, __free_one_page, __rmqueue, __rmqueue_smallest
 from cmasim.mm.watermark import wmark_pages, zone_watermark_ok
 
 
@@ -247,7 +247,7 @@ def prefetch_drain_next(S, C, p):
     cache line). Each is a cache miss on a random page otherwise, one list walk step after
     another; prefetched while `p` is freed, they overlap with that work. Changes nothing (a
     prefetch of the list's sentinel when `p` is the last block is harmless). Compiled only
-    (`PREFETCH_BULK`, a compile-time constant to numba): interpreted, there is nothing to
+    (`PREFETCH_HINTS`): interpreted, there is nothing to
     prefetch (for speed)."""
     q = S[C[H_PREV] + p]
     prefetch(S, C[H_PINFO] + q)
@@ -278,7 +278,7 @@ def free_pcppages_bulk(S, C, zslot, cpu, count, pindex):
                 break
         while True:
             p = list_last(S, C, lst)
-            if PREFETCH_BULK:
+            if PREFETCH_HINTS:
                 prefetch_drain_next(S, C, p)
             w = pinfo(S, C, p)
             order = pi_order(w)

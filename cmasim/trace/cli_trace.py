@@ -19,10 +19,11 @@ import tempfile
 from pathlib import Path
 
 from cmasim.policy import get_policy
+from cmasim.trace.columnar import CacheError
 from cmasim.trace.parser import FLAVOURS, NotATraceError
 from cmasim.trace.snapshot import SnapshotError, capture, load_snapshot
 
-TRACE_ERRORS = (NotATraceError, SnapshotError)
+TRACE_ERRORS = (NotATraceError, SnapshotError, CacheError)
 
 
 def cmd_snapshot(a) -> int:

@@ -93,19 +93,28 @@ def _read_stored(f, info: zipfile.ZipInfo) -> np.ndarray:
     return arr
 
 
+class CacheError(zipfile.BadZipFile, ValueError):
+    """A columnar cache whose meta is valid but a chunk is damaged or missing (a bad CRC-32, a
+    truncated file, a wrong shape): the cache is derived data, so the message says to delete it."""
+
+
 def read_cache(cache: str | Path) -> Iterator[np.ndarray]:
-    """The cached chunks, one at a time."""
+    """The cached chunks, one at a time; a damaged chunk is a CacheError naming the file."""
     with zipfile.ZipFile(cache) as zf, open(cache, "rb") as raw:
         meta = json.loads(zf.read("meta.json"))
         for i in range(meta["chunks"]):
-            info = zf.getinfo(f"c{i:06d}.npy")
-            if info.compress_type == zipfile.ZIP_STORED:
-                arr = _read_stored(raw, info)
-            else:
-                with zf.open(info) as f:
-                    arr = np.lib.format.read_array(f, allow_pickle=False)
-            if arr.ndim != 2 or arr.shape[1] != NCOL:
-                raise ValueError(f"{cache}: chunk {i} has shape {arr.shape}, expected [n, {NCOL}]")
+            try:
+                info = zf.getinfo(f"c{i:06d}.npy")
+                if info.compress_type == zipfile.ZIP_STORED:
+                    arr = _read_stored(raw, info)
+                else:
+                    with zf.open(info) as f:
+                        arr = np.lib.format.read_array(f, allow_pickle=False)
+                if arr.ndim != 2 or arr.shape[1] != NCOL:
+                    raise ValueError(f"chunk {i} has shape {arr.shape}, expected [n, {NCOL}]")
+            except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as e:
+                raise CacheError(f"{cache}: columnar cache damaged ({e}); delete it and the trace is "
+                                 "parsed again") from e
             yield arr
 
 

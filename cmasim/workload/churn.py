@@ -13,7 +13,7 @@ W (int64) holds the mix parameters and the workload's own counters.
 
 import numpy as np
 
-from cmasim.mm.jit import JIT, borrow, kjit, kjit_fixed, kjit_inline, prefetch
+from cmasim.mm.jit import PREFETCH_HINTS, borrow, kjit, kjit_fixed, kjit_inline, prefetch
 from cmasim.mm.mmzone import H_CPU, H_HANDLE, H_LIVE, H_LIVE_PAGES, H_N, H_NLIVE, H_NOW, H_OWNER, H_PINFO, H_PREV, H_RNG, H_UNMAPPED, OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_SLAB
 from cmasim.mm.mmzone import GFP_CMA_, OW_SLAB_RECLAIMABLE
 from cmasim.mm.alloc_pages import alloc_pages
@@ -138,9 +138,6 @@ def mod_u32(x, m):
     return np.int64(np.uint32(x) % np.uint32(m))
 
 
-LOOK_AHEAD = JIT
-
-
 @kjit_inline
 def prefetch_next_free(S, C, nlive):
     """Prefetch the page words the next event would touch if it frees, the live table then
@@ -148,9 +145,9 @@ def prefetch_next_free(S, C, nlive):
     current PRNG state (CPU, coin, victim). A hint only, it changes nothing: a wrong guess (the
     next event allocates, an allocation failed, a swap-remove moved the entry) costs a wasted
     prefetch. The free's loads of a random block's words are the churn's largest cost (for speed).
-    Interpreted, it does nothing (`LOOK_AHEAD`, a compile-time constant to numba): there is no
+    Interpreted, it does nothing (`PREFETCH_HINTS`): there is no
     prefetch to issue, and three more PRNG steps per event would only slow the reference mode."""
-    if not LOOK_AHEAD or nlive <= 0:
+    if not PREFETCH_HINTS or nlive <= 0:
         return
     k = mod_u32(prandom_next(prandom_next(prandom_next(C[H_RNG]))), nlive)
     if k >= C[H_NLIVE]:
