@@ -5,7 +5,9 @@ in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile tak
 two minutes of CPU on the 2-core development machine (docs/performance.md), a cached load about a second.
 `compile_core()` runs a tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
 compiled entry point (`churn`, `fill_anon`, `alloc_contig_range`, the pinners, `run_events`,
-...) is compiled or loaded once; `make install` calls it (`cmasim compile`), so a user's
+...) is compiled or loaded once — on a cold cache in several processes at once
+(`cmasim.compile_pool`, each running some of the warm-up's `PARTS` or a single
+`kjit_fixed` function); `make install` calls it (`cmasim compile`), so a user's
 first `cmasim run` loads the cache. `core_cached()` says whether the cache matches the
 current sources (the stamp `compile_core()` leaves), so the CLI can warn before a compile.
 `compile_listener()` reports each function numba starts compiling, for a progress line.
@@ -27,6 +29,7 @@ from cmasim.mm import jit
 # CPU and 122-147 s wall at load 3-4 on the 2-core development machine (docs/performance.md,
 # "Cold compile: numba's inliner, and fewer call sites").
 COLD_COMPILE_S = 150
+_part_listeners: list[Callable[[str], None]] = []  # compile_listener()s, told of each finished pool part
 
 WARMUP_SCENARIO = """\
 description = "warm-up: every workload feature on a tiny machine, to compile the core once"
@@ -95,31 +98,80 @@ def mark_cached() -> None:
         pass
 
 
-def compile_core(policies: list | None = None) -> None:
-    """Compile (or load) every compiled entry point a command can call, in this process."""
-    from cmasim.policy import get_policy
-    from cmasim.run import run_scenario
-    from cmasim.scenario import load_scenario_text
-    from cmasim.trace.replay import replay
+def compile_core(policies: list | None = None, jobs: int | None = None,
+                 on_job: Callable[[str, int, int], None] | None = None, log: list | None = None) -> None:
+    """Compile (or load) every compiled entry point a command can call.
 
-    sc = load_scenario_text(WARMUP_SCENARIO, "warm-up", "warmup")
-    for p in policies or [get_policy("linux-6.18")]:
-        run_scenario(sc, p, 1)
-    with tempfile.TemporaryDirectory(prefix="cmasim-warmup-") as d:
-        t = Path(d) / "trace.txt"
-        t.write_text(_WARMUP_TRACE)
-        replay(t, policies[0] if policies else get_policy("linux-6.18"), cache=Path(d) / "trace.npz")
-    _snapshot_machine(policies[0] if policies else get_policy("linux-6.18"))
+    On a cold cache with more than one CPU, worker processes compile it (`cmasim.compile_pool`:
+    `jobs` of them, default `compile_pool.default_jobs()`; `on_job(job, done, total)` as each
+    part finishes, `log` receives each part's worker and times), and this process only marks
+    the cache compiled. Otherwise, or if a worker fails, it runs the warm-up's parts here, which
+    compiles what is not cached and shows any real error."""
+    if jit.JIT and not core_cached():
+        from cmasim import compile_pool
+
+        n = compile_pool.default_jobs() if jobs is None else jobs
+        if n > 1 and compile_pool.pool_usable():
+            compile_pool.locked_cache_saves()
+
+            def done(job: str, k: int, total: int) -> None:
+                for show in _part_listeners:
+                    show(f"{job.removeprefix('cmasim.').replace(':', '.')} in {n} processes ({k}/{total} parts done)")
+                if on_job is not None:
+                    on_job(job, k, total)
+
+            if compile_pool.run_pool(n, done, log):
+                # Every part ran in a worker and is cached. Policies are data (the same code
+                # for all of them), so nothing is left to compile here.
+                mark_cached()
+                return
+    for p in policies or [get_policy_default()]:
+        compile_entry("scenario", p)
+    for part in ("replay", "snapshot", "pcp"):  # "contig" is a part of the scenario
+        compile_entry(part, policies[0] if policies else None)
     if jit.JIT:
         mark_cached()
 
 
-def _snapshot_machine(policy) -> None:
-    """A tiny machine built from a /proc snapshot, and a pre-trace page taken from it: the
-    compiled loops of `cmasim.trace.snapshot` (free blocks, per-CPU pages, the pre-trace search)
-    that a replay with --snapshot uses and the snapshot-less warm-up replay does not."""
+def get_policy_default():
+    from cmasim.policy import get_policy
+
+    return get_policy("linux-6.18")
+
+
+# The warm-up's parts, each compiling or loading what it calls (`compile_entry`).
+PARTS = ("scenario", "replay", "snapshot", "pcp", "contig")
+
+
+def compile_entry(job: str, policy=None) -> None:
+    """Run one of the warm-up's parts — "scenario" (a tiny scenario touching every workload
+    feature), "replay" (a four-line trace), "snapshot" (a machine built from a /proc
+    snapshot), "pcp" (`infer_pcp_lists` on five records) or "contig" (one cma_alloc())."""
+    from cmasim.run import run_scenario
+    from cmasim.scenario import load_scenario_text
+    from cmasim.trace.replay import replay
+
+    policy = policy or get_policy_default()
+    if job == "scenario":
+        run_scenario(load_scenario_text(WARMUP_SCENARIO, "warm-up", "warmup"), policy, 1)
+    elif job == "replay":
+        with tempfile.TemporaryDirectory(prefix="cmasim-warmup-") as d:
+            t = Path(d) / "trace.txt"
+            t.write_text(_WARMUP_TRACE)
+            replay(t, policy, cache=Path(d) / "trace.npz")
+    elif job == "snapshot":
+        _snapshot_machine(policy)
+    elif job == "pcp":
+        _pcp_lists(policy)
+    elif job == "contig":
+        _contig(policy)
+    else:
+        raise ValueError(f"unknown warm-up part {job!r}: expected one of {', '.join(PARTS)}")
+
+
+def _snapshot_zone():
     from cmasim.mm import mmzone as mz
-    from cmasim.trace.snapshot import Snapshot, ZoneSnap, build_machine
+    from cmasim.trace.snapshot import Snapshot, ZoneSnap
 
     blocks = [0] * mz.MIGRATE_TYPES
     blocks[mz.MIGRATE_MOVABLE] = 8
@@ -128,10 +180,23 @@ def _snapshot_machine(policy) -> None:
     pcp = [{"count": 2, "high": 8, "batch": 2, "high_min": 0, "high_max": 0}] * 2
     zs = ZoneSnap("Normal", 8 * 512, 8 * 512, 8 * 512, 0, 8, blocks, free,
                   {"min": 16, "low": 20, "high": 24, "promo": 28, "boost": 0}, [], pcp)
-    snap = Snapshot([zs], 2, "mainline")
-    st = build_machine(snap, policy)
+    return Snapshot([zs], 2, "mainline")
+
+
+def _snapshot_machine(policy) -> None:
+    """A tiny machine built from a /proc snapshot, and a pre-trace page taken from it: the
+    compiled loops of `cmasim.trace.snapshot` (free blocks, per-CPU pages, the pre-trace search)
+    that a replay with --snapshot uses and the snapshot-less warm-up replay does not."""
+    from cmasim.mm import mmzone as mz
+    from cmasim.trace.snapshot import build_machine
+
+    st = build_machine(_snapshot_zone(), policy)
     st.take_pretrace(0, 1, mz.MIGRATE_MOVABLE)
-    # infer_pcp_lists()' compiled loops (replay with --snapshot): a round trip, a refill, a drain
+
+
+def _pcp_lists(policy) -> None:
+    """`infer_pcp_lists()`' compiled loops (replay with --snapshot): a round trip, a refill, a
+    drain. They use no allocator code, so a cold compile can start them first."""
     import numpy as np
 
     from cmasim.trace import parser as P
@@ -143,12 +208,27 @@ def _snapshot_machine(policy) -> None:
                                         (P.K_PCPU_DRAIN, 2, (0, 1))]):
         rows[i, [P.C_KIND, P.C_TIME, P.C_CPU, P.C_PID, P.C_PFN, P.C_LINE]] = kind, i, 0, 1, pfn, i + 1
         rows[i, P.C_F0:P.C_F0 + len(f)] = f
-    infer_pcp_lists(iter([rows]), snap, policy, {}, {})
+    infer_pcp_lists(iter([rows]), _snapshot_zone(), policy, {}, {})
+
+
+def _contig(policy) -> None:
+    """The warm-up scenario's machine and one cma_alloc() on it: `alloc_contig_range` and the
+    isolation and migration code under it, apart from the scenario (a cold compile's largest
+    entry point after the churn loop)."""
+    from cmasim.mm.cma import cma_alloc
+    from cmasim.run import build_machine
+    from cmasim.scenario import load_scenario_text
+
+    sc = load_scenario_text(WARMUP_SCENARIO, "warm-up", "warmup")
+    m = build_machine(sc, policy, 1)
+    cma_alloc(m, m.area("reserved"), 16, 0)
 
 
 @contextmanager
 def compile_listener(on_compile: Callable[[str], None]):
-    """Call `on_compile("module.function")` each time numba starts compiling a function."""
+    """Call `on_compile("module.function")` each time numba starts compiling a function in this
+    process, and `on_compile("PART in N processes (k/n parts done)")` as each part of a
+    cold compile on worker processes finishes (`compile_core`)."""
     if not jit.JIT:
         yield
         return
@@ -166,7 +246,9 @@ def compile_listener(on_compile: Callable[[str], None]):
 
     listener = _Listener()
     event.register("numba:compile", listener)
+    _part_listeners.append(on_compile)
     try:
         yield
     finally:
         event.unregister("numba:compile", listener)
+        _part_listeners.remove(on_compile)

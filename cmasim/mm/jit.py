@@ -362,6 +362,7 @@ if JIT:
 
         disp.get_call_template = get_call_template
         disp._compile_for_args = compile_for_args
+        disp.cmasim_fix = fix  # compile now, without a call (cmasim.compile_pool)
         return disp
 
 else:
