@@ -9,7 +9,7 @@ pins start and end while a range is being migrated. Work done by kernel threads 
 not charged to the caller (C[H_COST_NS] is preserved).
 """
 
-from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     H_COST_NS, H_CPU, H_HEAP_N, H_KCOMPACTD_NEXT, H_KSWAPD_NEXT, H_NCPU, H_NEXT_TICK, H_NOW, H_NZONES,
     H_TRACE_CAP, H_TRACE_N, H_TRACE_ON, TIMER_PIN, TIMER_UNPIN,
@@ -60,7 +60,7 @@ def advance_clock(S, C, t, scratch):
     run_due_work(S, C, t, scratch)
 
 
-@kjit
+@kjit_fixed
 def run_due_work(S, C, t, scratch):
     saved_cost = C[H_COST_NS]
     while True:

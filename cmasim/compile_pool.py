@@ -43,13 +43,13 @@ from collections.abc import Callable
 from cmasim.mm import jit
 
 # The entry-point jobs (cmasim.warmup.PARTS; names a worker understands besides "module:function").
-ENTRY_JOBS = ("scenario", "replay", "snapshot", "pcp", "contig")
-_CHURN = "cmasim.workload.churn:churn_events"  # the one fixed function only the scenario reaches
+ENTRY_JOBS = ("scenario", "replay", "snapshot", "pcp", "contig", "anon")
+_CHURN = "cmasim.workload.churn:churn_events"
 # Scheduling hints: a job's compile time relative to a small fixed function's, rounded from
 # one cold compile on the 2-core development machine (docs/performance.md, "Cold compile on
 # two processes"). They only order the ready jobs; a wrong hint costs time, not correctness.
 _WEIGHT = {_CHURN: 15, "cmasim.mm.alloc_pages:__alloc_pages_slowpath": 6, "cmasim.mm.alloc_pages:alloc_pages": 2,
-           "scenario": 8, "replay": 17, "snapshot": 5, "pcp": 5, "contig": 13}
+           "scenario": 4, "replay": 12, "snapshot": 5, "pcp": 5, "contig": 13, "anon": 5}
 _LOCK_NAME = ".cmasim-save.lock"
 
 
@@ -120,32 +120,52 @@ def fixed_deps(fixed: dict[str, object]) -> dict[str, set[str]]:
     functions reached through the inlined and non-fixed functions it calls, stopping at each
     fixed one (a separate job)."""
     key_of = {id(d): k for k, d in fixed.items()}
-    deps = {}
-    for key, disp in fixed.items():
-        seen, out, stack = {id(disp)}, set(), list(_referenced(disp.py_func))
-        while stack:
-            d = stack.pop()
-            if id(d) in seen:
-                continue
-            seen.add(id(d))
-            if id(d) in key_of:
-                out.add(key_of[id(d)])
-            else:
-                stack.extend(_referenced(d.py_func))
-        deps[key] = out
-    return deps
+    return {key: _reached(_referenced(disp.py_func), key_of) - {key} for key, disp in fixed.items()}
+
+
+# The compiled functions each warm-up part calls from Python (building its machine included:
+# `free_pages_core_range`); the part waits for the fixed functions they reach. The scenario
+# reaches everything and waits for every fixed function and for "contig" and "anon".
+_PART_ROOTS = {
+    "pcp": (),  # infer_pcp_lists: replay_core's own loops, no allocator code
+    "snapshot": ("cmasim.mm.page_alloc:free_pages_core_range", "cmasim.trace.replay_core:pretrace_search"),
+    "replay": ("cmasim.mm.page_alloc:free_pages_core_range", "cmasim.engine_core:run_events",
+               "cmasim.mm.debug:check_state"),
+    "contig": ("cmasim.mm.page_alloc:free_pages_core_range", "cmasim.mm.alloc_contig:alloc_contig_range",
+               "cmasim.mm.cma_release:free_contig_range"),
+    "anon": ("cmasim.mm.page_alloc:free_pages_core_range", "cmasim.workload.fill:anon_faults",
+             "cmasim.mm.debug:check_state"),
+}
+
+
+def _reached(roots, key_of: dict[int, str]) -> set[str]:
+    """The fixed functions (keys of `key_of`, by dispatcher id) that compiling the dispatchers
+    `roots` links in: through inlined and non-fixed callees, stopping at each fixed one."""
+    seen, out, stack = set(), set(), list(roots)
+    while stack:
+        d = stack.pop()
+        if id(d) in seen:
+            continue
+        seen.add(id(d))
+        if id(d) in key_of:
+            out.add(key_of[id(d)])
+        else:
+            stack.extend(_referenced(d.py_func))
+    return out
 
 
 def plan() -> dict[str, set[str]]:
     """Every job and the jobs it waits for."""
     fixed = fixed_functions()
     deps = fixed_deps(fixed)
-    every = set(fixed)
-    deps["pcp"] = set()  # infer_pcp_lists uses no allocator code
-    deps["replay"] = every - {_CHURN}
-    deps["snapshot"] = every - {_CHURN}
-    deps["contig"] = every - {_CHURN}
-    deps["scenario"] = every | {"contig"}
+    key_of = {id(d): k for k, d in fixed.items()}
+    for part, roots in _PART_ROOTS.items():
+        disps = []
+        for r in roots:
+            mod, name = r.split(":")
+            disps.append(getattr(importlib.import_module(mod), name))
+        deps[part] = _reached(disps, key_of) | {k for k in map(key_of.get, map(id, disps)) if k}
+    deps["scenario"] = set(fixed) | {"contig", "anon"}
     return deps
 
 

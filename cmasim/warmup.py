@@ -127,7 +127,7 @@ def compile_core(policies: list | None = None, jobs: int | None = None,
                 return
     for p in policies or [get_policy_default()]:
         compile_entry("scenario", p)
-    for part in ("replay", "snapshot", "pcp"):  # "contig" is a part of the scenario
+    for part in ("replay", "snapshot", "pcp"):  # the scenario covers "contig" and "anon"
         compile_entry(part, policies[0] if policies else None)
     if jit.JIT:
         mark_cached()
@@ -140,13 +140,14 @@ def get_policy_default():
 
 
 # The warm-up's parts, each compiling or loading what it calls (`compile_entry`).
-PARTS = ("scenario", "replay", "snapshot", "pcp", "contig")
+PARTS = ("scenario", "replay", "snapshot", "pcp", "contig", "anon")
 
 
 def compile_entry(job: str, policy=None) -> None:
     """Run one of the warm-up's parts — "scenario" (a tiny scenario touching every workload
     feature), "replay" (a four-line trace), "snapshot" (a machine built from a /proc
-    snapshot), "pcp" (`infer_pcp_lists` on five records) or "contig" (one cma_alloc())."""
+    snapshot), "pcp" (`infer_pcp_lists` on five records), "contig" (one cma_alloc()) or
+    "anon" (an anonymous fill and the invariant check). The scenario covers "contig" and "anon"."""
     from cmasim.run import run_scenario
     from cmasim.scenario import load_scenario_text
     from cmasim.trace.replay import replay
@@ -165,6 +166,8 @@ def compile_entry(job: str, policy=None) -> None:
         _pcp_lists(policy)
     elif job == "contig":
         _contig(policy)
+    elif job == "anon":
+        _anon(policy)
     else:
         raise ValueError(f"unknown warm-up part {job!r}: expected one of {', '.join(PARTS)}")
 
@@ -211,16 +214,31 @@ def _pcp_lists(policy) -> None:
     infer_pcp_lists(iter([rows]), _snapshot_zone(), policy, {}, {})
 
 
+def _warmup_machine(policy):
+    from cmasim.run import build_machine
+    from cmasim.scenario import load_scenario_text
+
+    return build_machine(load_scenario_text(WARMUP_SCENARIO, "warm-up", "warmup"), policy, 1)
+
+
+def _anon(policy) -> None:
+    """The warm-up scenario's machine filled with anonymous pages, then checked: `anon_faults`
+    and `check_state`, apart from the scenario (which reaches them after the churn loop)."""
+    from cmasim.gfp import GFP_HIGHUSER_MOVABLE
+    from cmasim.workload.fill import fill_anon
+
+    m = _warmup_machine(policy)
+    fill_anon(m.S, m.C, m.n_pages // 2, GFP_HIGHUSER_MOVABLE, m.n_pages)
+    m.check()
+
+
 def _contig(policy) -> None:
     """The warm-up scenario's machine and one cma_alloc() on it: `alloc_contig_range` and the
     isolation and migration code under it, apart from the scenario (a cold compile's largest
     entry point after the churn loop)."""
     from cmasim.mm.cma import cma_alloc
-    from cmasim.run import build_machine
-    from cmasim.scenario import load_scenario_text
 
-    sc = load_scenario_text(WARMUP_SCENARIO, "warm-up", "warmup")
-    m = build_machine(sc, policy, 1)
+    m = _warmup_machine(policy)
     cma_alloc(m, m.area("reserved"), 16, 0)
 
 

@@ -41,7 +41,7 @@ def test_plan_waits_for_the_fixed_functions_each_job_calls(tmp_path):
     # through non-fixed callees: compact_zone's fixed callees are reached via its helpers
     assert "cmasim.mm.rmqueue:free_pages" in deps["cmasim.mm.compaction:compact_zone"]
     assert deps["pcp"] == set()
-    assert deps["scenario"] == fixed | {"contig"}
+    assert deps["scenario"] == fixed | {"contig", "anon"}
     assert "cmasim.workload.churn:churn_events" not in deps["replay"]
     # the plan can run: repeatedly taking the jobs with nothing left to wait for empties it
     left = {k: set(v) for k, v in deps.items()}
@@ -140,3 +140,13 @@ def test_compile_jobs_setting_is_checked(monkeypatch):
     assert compile_pool.default_jobs() == 3
     monkeypatch.delenv("CMASIM_COMPILE_JOBS")
     assert 1 <= compile_pool.default_jobs() <= 4
+
+
+def test_every_warmup_part_runs_and_a_wrong_name_is_an_error():
+    from cmasim import warmup
+
+    assert set(warmup.PARTS) == set(compile_pool.ENTRY_JOBS)
+    for part in warmup.PARTS:
+        warmup.compile_entry(part)  # interpreted here: the same calls a worker makes compiled
+    with pytest.raises(ValueError, match="unknown warm-up part 'scenarios'"):
+        warmup.compile_entry("scenarios")
