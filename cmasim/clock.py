@@ -62,6 +62,12 @@ def advance_clock(S, C, t, scratch):
 
 @kjit_fixed
 def run_due_work(S, C, t, scratch):
+    """advance_clock()'s slow side: pop and run, in time order, everything due up to `t` —
+    unpin and pinner timers, the vmstat_update() tick, kswapd and kcompactd steps. Kernel: the
+    timer wheel and the kthreads' wake-ups (kernel/time/timer.c, mm/vmstat.c vmstat_update(),
+    mm/vmscan.c kswapd(), mm/compaction.c kcompactd()), serialised on one simulated clock.
+    One signature (kjit_fixed): a job of its own in a cold compile on worker processes
+    (cmasim.compile_pool), which the churn loop, alloc_contig_range and the replay wait for."""
     saved_cost = C[H_COST_NS]
     while True:
         tt = timer_peek_time(C)

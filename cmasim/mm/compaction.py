@@ -229,7 +229,7 @@ def compact_zone(S, C, cpu, zslot, order, mt, sync):
     return status
 
 
-@kjit_inline
+@kjit_fixed
 def kcompactd_run(S, C):
     """kcompactd_do_work(): for every zone up to kcompactd_highest_zoneidx, unless
     compaction_suit_allocation_order(order, zone, ALLOC_WMARK_MIN, sync, kcompactd) says
@@ -237,8 +237,10 @@ def kcompactd_run(S, C):
     kcompactd_max_order, MIGRATE_SYNC_LIGHT, GFP_KERNEL (MIGRATE_UNMOVABLE target); after
     COMPACT_COMPLETE drain that zone's per-CPU lists. Then forget the request.
     Kernel: mm/compaction.c kcompactd_do_work() (v6.18).
-    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
-    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
+    A library of its own (kjit_fixed), not inlined into its one caller (clock.run_due_work):
+    its tree is generated once more in a cold compile, but on worker processes it compiles
+    while the allocator's slow path does, off the chain the compile waits on
+    (cmasim.compile_pool; docs/performance.md, "Cold compile on two processes")."""
     C[H_KCOMPACTD_NEXT] = 0
     order = C[H_KCOMPACTD_ORDER]
     highest = C[H_KCOMPACTD_HIGHEST] - 1

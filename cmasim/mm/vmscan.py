@@ -239,15 +239,17 @@ def balance_pgdat_end(C):
         set_pgdat_percpu_threshold(C, False)  # kswapd_try_to_sleep(): normal threshold, then sleep
 
 
-@kjit_inline
+@kjit_fixed
 def kswapd_run(S, C):
     """One kswapd step: one pass of balance_pgdat()'s loop, reclaiming up to one period's
     budget. Boost reclaim (the node is balanced but zones are boosted) neither swaps nor
     writes back; an unbalanced node drops the boost reclaim and reclaims normally. The run
     ends when the node is balanced and no boost is left to reclaim, or when a step makes
     no progress. Kernel: mm/vmscan.c balance_pgdat(), kswapd_shrink_node().
-    Inlined into its one caller (kjit_inline): not compiled as a library of its own, which
-    would generate its whole call tree once more in a cold compile (docs/performance.md)."""
+    A library of its own (kjit_fixed), not inlined into its one caller (clock.run_due_work):
+    its tree is generated once more in a cold compile, but on worker processes it compiles
+    while the allocator's slow path does, off the chain the compile waits on
+    (cmasim.compile_pool; docs/performance.md, "Cold compile on two processes")."""
     if C[H_KSWAPD_RUN] == 0:
         balance_pgdat_start(C)
     highest = C[H_KSWAPD_RUN_HIGHEST]
