@@ -201,8 +201,16 @@ def run_pool(jobs: int, on_done: Callable[[str, int, int], None] | None = None,
     env.setdefault("PYTHONPATH", "")
     root = str(jit._PKG.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env["PYTHONPATH"] else "")
-    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env=env, text=True, bufsize=1) for _ in range(jobs)]
+    procs = []
+    try:
+        for _ in range(jobs):
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1))
+    except OSError:  # no processes to be had: compile_core() compiles in-process
+        for p in procs:
+            p.kill()
+            p.wait()
+        return False
     sel = selectors.DefaultSelector()
     busy: dict[int, str | None] = {}
     for i, p in enumerate(procs):
@@ -212,19 +220,23 @@ def run_pool(jobs: int, on_done: Callable[[str, int, int], None] | None = None,
     t0 = time.perf_counter()
     started: dict[int, float] = {}
 
-    def give(i: int) -> None:
+    def give(i: int) -> bool:
+        """Hand worker i the ready job with the highest priority, if any; False if it is gone."""
         ready = [k for k, w in waiting.items() if not w]
         if ready:
             k = max(ready, key=lambda r: (height[r], r))
             del waiting[k]
             busy[i] = k
             started[i] = time.perf_counter() - t0
-            procs[i].stdin.write(k + "\n")
-            procs[i].stdin.flush()
+            try:
+                procs[i].stdin.write(k + "\n")
+                procs[i].stdin.flush()
+            except OSError:  # the worker died
+                return False
+        return True
 
     try:
-        for i in busy:
-            give(i)
+        ok = all([give(i) for i in busy])
         while ok and (waiting or any(v is not None for v in busy.values())):
             for key, _ in sel.select():
                 i = key.data
@@ -242,8 +254,8 @@ def run_pool(jobs: int, on_done: Callable[[str, int, int], None] | None = None,
                 if on_done is not None:
                     on_done(job, len(done), len(deps))
                 for j in busy:  # the finished job may have made work for every idle worker
-                    if busy[j] is None:
-                        give(j)
+                    if busy[j] is None and not give(j):
+                        ok = False
             else:
                 if waiting and all(v is None for v in busy.values()):
                     ok = False  # nothing ready and nothing running: a cycle the scan invented
