@@ -351,10 +351,10 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int], movable_exac
     """
     ev = np.ascontiguousarray(ev, dtype=np.int64)
     frees = int(np.count_nonzero(ev[:, 0] == P.K_PAGE_FREE)) if len(ev) else 0
-    pending = RC.ht_new(2 * frees + 2)
+    pending = RC.kv_new(2 * frees + 2)
     out_pb = np.zeros(len(ev) + 1, dtype=np.int64)
     out_mt = np.zeros(len(ev) + 1, dtype=np.int64)
-    n = RC.learn_round_trips(ev, pending[0], pending[1], pending[2], out_pb, out_mt)
+    n = RC.learn_round_trips(ev, pending, out_pb, out_mt)
     if not movable_exact:  # a MOVABLE round trip only says "MOVABLE or above"
         keep = out_mt[:n] != mz.MIGRATE_MOVABLE
         n = int(keep.sum())
@@ -446,14 +446,13 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     nxt_kind = np.full(len(ev), -1, dtype=np.int64)
     nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
     RC.next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn)
-    kt = RC.ht_new(2 * len(kpb_type) + 2)
+    kt = RC.kv_new(2 * len(kpb_type) + 2)
     pbs = np.fromiter(kpb_type.keys(), dtype=np.int64, count=len(kpb_type))
     types = np.fromiter(kpb_type.values(), dtype=np.int64, count=len(kpb_type))
     keep = pbs >= 0
-    # every pageblock in one compiled call, in the dict's order (ht_rehash inserts each key given)
-    RC.ht_rehash(pbs[keep], types[keep], np.zeros(int(keep.sum()), dtype=np.int64), kt[0], kt[1], kt[2])
-    am = RC.ht_new(1024)  # pcp_flows grows both tables (at most half full)
-    ol = RC.ht_new(1024)
+    RC.kv_fill(kt, pbs[keep], types[keep])  # every pageblock in one compiled call, in the dict's order
+    am = RC.kv_new(1024)  # pcp_flows grows both tables (at most half full)
+    ol = RC.kv_new(1024)
     nkeys = nz * ncpu * npi
     net_a = np.zeros(nkeys, dtype=np.int64)
     low_a = np.zeros(nkeys, dtype=np.int64)
@@ -461,8 +460,8 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     exact_a = np.zeros(nkeys, dtype=np.int64)
     exact_seq = np.full(nkeys, -1, dtype=np.int64)
     ut = np.zeros((len(ev) + 1, 5), dtype=np.int64)
-    nut = RC.pcp_flows(ev, nxt_kind, nxt_pfn, pind_a, npi, ncpu, kt[0], kt[1], am[0], am[1], am[2],
-                       ol[0], ol[1], ol[2], net_a, low_a, low_seq, exact_a, exact_seq, ut)
+    nut = RC.pcp_flows(ev, nxt_kind, nxt_pfn, pind_a, npi, ncpu, kt, am, ol, net_a, low_a, low_seq, exact_a,
+                       exact_seq, ut)
 
     def key_of(k):
         zc, pi = divmod(k, npi)

@@ -163,6 +163,96 @@ def ht_grow(t: tuple, count: int, more: int) -> tuple:
     return nt
 
 
+# Key-value tables with the value next to its key (t[2*i] = key or EMPTY, t[2*i + 1] = value):
+# the same open addressing as ht_* (same home slot, linear probing, backward-shift deletion), for
+# the tables that map a key to one value (pcp_flows' pageblock types, allocated-as migratetypes
+# and on-list entries). A probe reads one cache line instead of one per array.
+
+
+@kjit
+def kv_find(t, key):
+    """Slot of `key` in the key-value table t, or -1 (its value is t[2 * slot + 1])."""
+    if key < 0:
+        return -1
+    mask = (t.shape[0] >> 1) - 1
+    i = _home(key, mask)
+    while True:
+        k = t[2 * i]
+        if k == key:
+            return i
+        if k == EMPTY:
+            return -1
+        i = (i + 1) & mask
+
+
+@kjit
+def kv_insert(t, key, v):
+    """Set key -> v; returns 1 if the key is new, else 0."""
+    mask = (t.shape[0] >> 1) - 1
+    i = _home(key, mask)
+    while True:
+        k = t[2 * i]
+        if k == key:
+            t[2 * i + 1] = v
+            return 0
+        if k == EMPTY:
+            t[2 * i] = key
+            t[2 * i + 1] = v
+            return 1
+        i = (i + 1) & mask
+
+
+@kjit
+def kv_delete(t, slot):
+    """Remove the key at `slot` (backward-shift deletion, as ht_delete)."""
+    mask = (t.shape[0] >> 1) - 1
+    i = slot
+    j = slot
+    while True:
+        j = (j + 1) & mask
+        k = t[2 * j]
+        if k == EMPTY:
+            break
+        home = _home(k, mask)
+        # k stays if its home lies cyclically in (i, j]
+        if i <= j:
+            stays = i < home <= j
+        else:
+            stays = home > i or home <= j
+        if stays:
+            continue
+        t[2 * i] = k
+        t[2 * i + 1] = t[2 * j + 1]
+        i = j
+    t[2 * i] = EMPTY
+
+
+@kjit
+def kv_fill(t, keys, vals):
+    """Insert keys[j] -> vals[j] into t, in order."""
+    for j in range(keys.shape[0]):
+        kv_insert(t, keys[j], vals[j])
+
+
+@kjit
+def kv_doubled(t):
+    """The key-value table t rehashed into one twice its size: pcp_flows' tables start small and
+    grow with the pages they hold (pages on a per-CPU list, pages allocated and not yet freed),
+    so that their random probes stay in the CPU's caches."""
+    nt = np.full(2 * t.shape[0], EMPTY, dtype=np.int64)
+    for i in range(t.shape[0] >> 1):
+        if t[2 * i] != EMPTY:
+            kv_insert(nt, t[2 * i], t[2 * i + 1])
+    return nt
+
+
+def kv_new(cap: int) -> np.ndarray:
+    """An empty key-value table of at least `cap` slots (a power of two, at least 1,024)."""
+    cap = max(1024, 1 << (int(cap) - 1).bit_length())
+    return np.full(2 * cap, EMPTY, dtype=np.int64)
+
+
+
 @kjit
 def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, headroom, counts, max_order, kc):
     """prescan's record loop for one chunk.
@@ -485,12 +575,12 @@ _MIGRATE_MOVABLE, _MIGRATE_PCPTYPES, _MIGRATE_ISOLATE, _MIGRATE_TYPES = 1, 3, 5,
 
 
 @kjit
-def learn_round_trips(ev, keys, hs, os_, out_pb, out_mt):
+def learn_round_trips(ev, pending, out_pb, out_mt):
     """learn_pageblock_types()' record loop: out_pb/out_mt[:n] receive (pageblock, allocation
     migratetype) of every per-CPU round trip (a free, then an mm_page_alloc of the same pfn and
     order with no zone_locked, drain or extfrag of it in between), in trace order; the caller
-    keeps the first per pageblock. (keys, hs, os_): an empty table for the pending frees
-    (pfn -> order), at most half full with one key per free. Returns n."""
+    keeps the first per pageblock. `pending`: an empty key-value table (kv_*) for the pending
+    frees (pfn -> order), at most half full with one key per free. Returns n."""
     n = 0
     for i in range(ev.shape[0]):
         kind = ev[i, 0]
@@ -498,12 +588,12 @@ def learn_round_trips(ev, keys, hs, os_, out_pb, out_mt):
         if pfn < 0:
             continue
         if kind == _K_PAGE_FREE:
-            ht_insert(keys, hs, os_, pfn, ev[i, 3], 0)
+            kv_insert(pending, pfn, ev[i, 3])
         elif kind == _K_PAGE_ALLOC or kind == _K_ZONE_LOCKED or kind == _K_PCPU_DRAIN or kind == _K_EXTFRAG:
-            s = ht_find(keys, pfn)
+            s = kv_find(pending, pfn)
             if s >= 0:
-                fo = hs[s]
-                ht_delete(keys, hs, os_, s)
+                fo = pending[2 * s + 1]
+                kv_delete(pending, s)
                 mt = ev[i, 4]
                 if kind == _K_PAGE_ALLOC and ev[i, 3] == fo and 0 <= mt < _MIGRATE_PCPTYPES:
                     out_pb[n] = pfn >> 9
@@ -525,6 +615,11 @@ def next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn):
         seen[c] = i
 
 
+# pcp_flows' per-CPU list entries: one row per page put on a list (its columns)
+E_KEY, E_ORDER, E_MT, E_CPU, E_PFN, E_NEXT = range(6)
+E_COLS = 6
+
+
 @kjit_inline
 def _flow(net, low, low_seq, seq, key, d):
     v = net[key] + d
@@ -537,68 +632,50 @@ def _flow(net, low, low_seq, seq, key, d):
 
 
 @kjit_inline
-def _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn):
-    s = ht_find(ol_keys, pfn)
+def _leave(ol, cnt, ent, pfn):
+    s = kv_find(ol, pfn)
     if s >= 0:
-        cnt[ent_key[ol_hs[s]]] -= 1
-        ht_delete(ol_keys, ol_hs, ol_os, s)
+        cnt[ent[ol[2 * s + 1], E_KEY]] -= 1
+        kv_delete(ol, s)
         return 1
     return 0
 
 
-@kjit
-def ht_doubled(keys, hs, os_):
-    """The table (keys, hs, os_) rehashed into one twice its size: pcp_flows' tables start small
-    and grow with the pages they hold (pages on a per-CPU list, pages allocated and not yet
-    freed), so that their random probes stay in the CPU's caches."""
-    cap = 2 * keys.shape[0]
-    nkeys = np.full(cap, EMPTY, dtype=np.int64)
-    nhs = np.zeros(cap, dtype=np.int64)
-    nos = np.zeros(cap, dtype=np.int64)
-    ht_rehash(keys, hs, os_, nkeys, nhs, nos)
-    return nkeys, nhs, nos
-
-
 @kjit_inline
-def _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net, low, low_seq, seq, ut, nut,
-          line):
+def _take(ol, s, cnt, ent, net, low, low_seq, seq, ut, nut, line):
     """alloc_pages_bulk() takes the on-list page at slot s of the on-list table, just before `line`."""
-    e = ol_hs[s]
-    q = ol_keys[s]
-    ht_delete(ol_keys, ol_hs, ol_os, s)
-    k = ent_key[e]
+    e = ol[2 * s + 1]
+    q = ol[2 * s]
+    kv_delete(ol, s)
+    k = ent[e, E_KEY]
     cnt[k] -= 1
-    _flow(net, low, low_seq, seq, k, -(1 << ent_order[e]))
+    _flow(net, low, low_seq, seq, k, -(1 << ent[e, E_ORDER]))
     ut[nut, 0] = line
     ut[nut, 1] = q
-    ut[nut, 2] = ent_order[e]
-    ut[nut, 3] = ent_mt[e]
-    ut[nut, 4] = ent_cpu[e]
+    ut[nut, 2] = ent[e, E_ORDER]
+    ut[nut, 3] = ent[e, E_MT]
+    ut[nut, 4] = ent[e, E_CPU]
     return nut + 1
 
 
 @kjit
-def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, am_hs, am_os, ol_keys, ol_hs,
-              ol_os, net, low, low_seq, exact, exact_seq, ut):
+def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt, am, ol, net, low, low_seq, exact, exact_seq, ut):
     """infer_pcp_lists()' record loop, rule for rule (see its docstring). Lists are dense keys
     (zone * ncpu + cpu) * npi + pindex; net/low/exact per key, with low_seq/exact_seq the order in
     which the Python dicts got the key (-1: never; exact's presence is exact_seq >= 0).
-    kt: kernel pageblock -> type (kpb_type, read only); am: pfn -> migratetype allocated as;
-    ol: pfn on a per-CPU list -> its entry e (the list key, order, mt and cpu in ent_*); am and ol
-    are given empty (any power-of-two size) and grow here, kept at most half full. A list's
-    members are its entries (a chain through ent_next from head[key]) whose pfn still maps to
-    them; cnt[key] counts those. ut[:n] receives the untraced pages (line, pfn, order, mt, cpu) in
-    the order the Python loop appended them; returns n."""
+    Key-value tables (kv_*): kt: kernel pageblock -> type (kpb_type, read only); am: pfn ->
+    migratetype allocated as; ol: pfn on a per-CPU list -> its entry e (row e of `ent`: the list
+    key, order, mt, cpu, pfn and the next entry of the list, E_*); am and ol are given empty (any
+    power-of-two size, `kv_new`) and grow here, kept at most half full. A list's members are its
+    entries (a chain through ent[e, E_NEXT] from head[key]) whose pfn still maps to them;
+    cnt[key] counts those. An entry's fields are one row, so reading it touches one cache line.
+    ut[:n] receives the untraced pages (line, pfn, order, mt, cpu) in the order the Python loop
+    appended them; returns n."""
     n = ev.shape[0]
     nkeys = net.shape[0]
     cnt = np.zeros(nkeys, dtype=np.int64)
     head = np.full(nkeys, -1, dtype=np.int64)
-    ent_key = np.zeros(n + 1, dtype=np.int64)
-    ent_order = np.zeros(n + 1, dtype=np.int64)
-    ent_mt = np.zeros(n + 1, dtype=np.int64)
-    ent_cpu = np.zeros(n + 1, dtype=np.int64)
-    ent_pfn = np.zeros(n + 1, dtype=np.int64)
-    ent_next = np.zeros(n + 1, dtype=np.int64)
+    ent = np.empty((n + 1, E_COLS), dtype=np.int64)  # rows [0, nent) are written before they are read
     nent = 0
     last_kind = np.full(ncpu, -1, dtype=np.int64)
     last_pfn = np.full(ncpu, -1, dtype=np.int64)
@@ -606,7 +683,7 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
     seq = np.zeros(2, dtype=np.int64)  # [0]: low's next insertion; [1]: exact's
     nut = 0
     norders = pind.shape[0]
-    buf = np.zeros(n + 1, dtype=np.int64)
+    buf = np.empty(n + 1, dtype=np.int64)  # written before read
     am_n = 0  # keys in am
     ol_n = 0  # keys in ol
     for i in range(n):
@@ -636,21 +713,21 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
         if kind == _K_PAGE_FREE:
             # the pageblock's type if known (kpb_type), else the type the page was allocated
             # as (popped either way), else MOVABLE
-            s = ht_find(am_keys, pfn)
+            s = kv_find(am, pfn)
             mt = _MIGRATE_MOVABLE
             if s >= 0:
-                mt = am_hs[s]
-                ht_delete(am_keys, am_hs, am_os, s)
+                mt = am[2 * s + 1]
+                kv_delete(am, s)
                 am_n -= 1
-            s = ht_find(kt_keys, pfn >> 9)
+            s = kv_find(kt, pfn >> 9)
             if s >= 0:
-                mt = kt_hs[s]
+                mt = kt[2 * s + 1]
         else:
             mt = f1
             if kind == _K_PAGE_ALLOC:
-                if 2 * (am_n + 1) > am_keys.shape[0]:
-                    am_keys, am_hs, am_os = ht_doubled(am_keys, am_hs, am_os)
-                am_n += ht_insert(am_keys, am_hs, am_os, pfn, mt, 0)
+                if 2 * (am_n + 1) > (am.shape[0] >> 1):
+                    am = kv_doubled(am)
+                am_n += kv_insert(am, pfn, mt)
         if mt < 0 or mt >= _MIGRATE_TYPES or mt == _MIGRATE_ISOLATE:
             continue
         if mt >= _MIGRATE_PCPTYPES:
@@ -669,29 +746,28 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
                         m = 0
                         e = head[key]
                         while e >= 0:
-                            s = ht_find(ol_keys, ent_pfn[e])
-                            if s >= 0 and ol_hs[s] == e:
-                                buf[m] = ent_pfn[e]
+                            s = kv_find(ol, ent[e, E_PFN])
+                            if s >= 0 and ol[2 * s + 1] == e:
+                                buf[m] = ent[e, E_PFN]
                                 m += 1
-                            e = ent_next[e]
+                            e = ent[e, E_NEXT]
                         head[key] = -1
                         qs = np.sort(buf[:m])
                         for j in range(m):
-                            s = ht_find(ol_keys, qs[j])
-                            nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net,
-                                        low, low_seq, seq, ut, nut, line)
+                            s = kv_find(ol, qs[j])
+                            nut = _take(ol, s, cnt, ent, net, low, low_seq, seq, ut, nut, line)
                             ol_n -= 1
                     if exact_seq[key] < 0 and not one_block:  # rmqueue_buddy() may have served it
                         exact[key] = -net[key]
                         exact_seq[key] = seq[1]
                         seq[1] += 1
                 _flow(net, low, low_seq, seq, key, sz)
-                ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+                ol_n -= _leave(ol, cnt, ent, pfn)
             else:
                 last_buddy[cpu] = pfn  # rmqueue_buddy(): its allocation does not leave a list
                 continue
         elif kind == _K_PAGE_ALLOC:
-            ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            ol_n -= _leave(ol, cnt, ent, pfn)
             lb = last_buddy[cpu]
             last_buddy[cpu] = -1
             if lb == pfn:
@@ -699,28 +775,27 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
             _flow(net, low, low_seq, seq, key, -sz)
             continue
         elif kind == _K_PAGE_FREE:
-            s = ht_find(ol_keys, pfn)
+            s = kv_find(ol, pfn)
             if s >= 0:  # freed again while on its list: alloc_pages_bulk() took it
-                nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net, low, low_seq,
-                            seq, ut, nut, line)
+                nut = _take(ol, s, cnt, ent, net, low, low_seq, seq, ut, nut, line)
                 ol_n -= 1
             _flow(net, low, low_seq, seq, key, sz)
         else:
-            ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            ol_n -= _leave(ol, cnt, ent, pfn)
             _flow(net, low, low_seq, seq, key, -sz)
             continue
         # refill or free: the page is on the list `key`
         e = nent
         nent += 1
-        ent_key[e] = key
-        ent_order[e] = order
-        ent_mt[e] = mt
-        ent_cpu[e] = cpu
-        ent_pfn[e] = pfn
-        ent_next[e] = head[key]
+        ent[e, E_KEY] = key
+        ent[e, E_ORDER] = order
+        ent[e, E_MT] = mt
+        ent[e, E_CPU] = cpu
+        ent[e, E_PFN] = pfn
+        ent[e, E_NEXT] = head[key]
         head[key] = e
-        if 2 * (ol_n + 1) > ol_keys.shape[0]:
-            ol_keys, ol_hs, ol_os = ht_doubled(ol_keys, ol_hs, ol_os)
-        ol_n += ht_insert(ol_keys, ol_hs, ol_os, pfn, e, 0)
+        if 2 * (ol_n + 1) > (ol.shape[0] >> 1):
+            ol = kv_doubled(ol)
+        ol_n += kv_insert(ol, pfn, e)
         cnt[key] += 1
     return nut
