@@ -55,6 +55,30 @@ def test_replay_slice_with_snapshot(tmp_path):
     assert res2.from_cache and res2.sim.refill_blocks == s.refill_blocks
 
 
+def test_compiled_pretrace_frees_equal_the_python_path(tmp_path, monkeypatch):
+    """Pre-trace frees replayed inside the compiled translation pass (replay_core.translate_chunk
+    with pretrace_take) give the report, the events' effect on the machine and the snapshot
+    bookkeeping of the Python path (pretrace_free(), one call per free), hints and all; with
+    memory onlining (order-10 frees, always Python) in the same slice."""
+    from cmasim.trace import replay as R
+
+    f = slice_of("thp-mix", 6000, tmp_path, skip=16000)
+    snap = load_snapshot(THP)
+    out = []
+    for compiled in (False, True):
+        monkeypatch.setattr(R, "COMPILED_PRETRACE", compiled)
+        out.append(replay(f, get_policy("linux-6.18"), snap))
+    a, b = out
+    da, db = a.to_dict(), b.to_dict()
+    for d in (da, db):
+        d.pop("wall_s"), d.pop("parse")  # timings
+    assert da == db
+    assert a.replayed["pretrace_frees"] > 100 and a.replayed["online_blocks"] > 0
+    assert np.array_equal(a.machine.S, b.machine.S) and np.array_equal(a.machine.C, b.machine.C)
+    assert np.array_equal(a.state.pretrace, b.state.pretrace) and np.array_equal(a.state._left, b.state._left)
+    assert np.array_equal(a.state._cursor, b.state._cursor)
+
+
 def test_memory_onlining_is_replayed(tmp_path):
     """Order-10 frees of never-allocated pfns (thp-mix lines 19674-19705) online new memory."""
     f = slice_of("thp-mix", 40, tmp_path, skip=19670)

@@ -63,6 +63,9 @@ DEFAULT_WORKER = -2  # vmstat_phase_ns: first run one second after the first eve
 _RUN = ec.run_events
 _RUN_PARAMS = list(inspect.signature(getattr(_RUN, "py_func", _RUN)).parameters)
 HANDLES_IN_STATE = "handles" not in _RUN_PARAMS
+# Pre-trace frees below MAX_ORDER replayed inside the compiled translation pass (False: each one
+# in Python, pretrace_free(); the same events and state, tests/test_replay.py compares the two).
+COMPILED_PRETRACE = True
 
 
 class Anomalies:
@@ -659,7 +662,26 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     tr = _Translation(eng.cap)
     kc, sc = KernelCounts(), SimCounts()
     kc.add_counts(info["kernel_counts"])  # counted by prescan, over the records the loop below sees
-    kpb_map: dict[int, int] = {}  # kernel pageblock -> simulated pageblock (pre-trace frees)
+    # kernel pageblock -> simulated pageblock of its first pre-trace free (-1: none yet) and the
+    # kernel pageblock's type (kpb_type; MOVABLE where unknown), dense over the snapshot's kernel
+    # pageblocks (a pre-trace free's pfn lies in a zone of the snapshot)
+    npb = (max((z.start_pfn + z.spanned for z in snapshot.zones), default=0) >> mz.PAGEBLOCK_ORDER) + 1 \
+        if snapshot is not None else 1
+    kpb_map = np.full(npb, -1, dtype=np.int64)
+    kpb_types = np.full(npb, mz.MIGRATE_MOVABLE, dtype=np.int64)
+    if kpb_type:
+        pbs = np.fromiter(kpb_type.keys(), dtype=np.int64, count=len(kpb_type))
+        mts = np.fromiter(kpb_type.values(), dtype=np.int64, count=len(kpb_type))
+        inside = (pbs >= 0) & (pbs < npb)
+        kpb_types[pbs[inside]] = mts[inside]
+    # pre-trace frees below MAX_ORDER are replayed inside the compiled pass (translate_chunk);
+    # memory onlining (and any pre-trace free without a snapshot state) comes back to pretrace_free()
+    pre_on = int(COMPILED_PRETRACE and state is not None and HANDLES_IN_STATE)
+    if state is not None:
+        cursor, left = state.search_state()
+        pre_arr = state.pretrace
+    else:
+        cursor, left, pre_arr = np.zeros((1, 1), dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
            "online_pages": 0, "batches": 0, "untraced_bulk_allocs": 0}
 
@@ -727,15 +749,16 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                 tr.anomaly(RC.AN_ONLINED, r[P.C_LINE])
         if p < 0:
             kpb = pfn >> mz.PAGEBLOCK_ORDER
-            spb = kpb_map.get(kpb)
-            hint = spb * mz.PAGEBLOCK_NR_PAGES + (pfn & (mz.PAGEBLOCK_NR_PAGES - 1)) if spb is not None else -1
-            p = state.take_pretrace(z, order, kpb_type.get(kpb, mz.MIGRATE_MOVABLE), hint)
+            spb = int(kpb_map[kpb])
+            hint = spb * mz.PAGEBLOCK_NR_PAGES + (pfn & (mz.PAGEBLOCK_NR_PAGES - 1)) if spb >= 0 else -1
+            p = state.take_pretrace(z, order, int(kpb_types[kpb]), hint)
             if p < 0:
                 tr.anomaly(RC.AN_POOL_EMPTY, r[P.C_LINE])
                 return
-            kpb_map.setdefault(kpb, p >> mz.PAGEBLOCK_ORDER)
-            rep["pretrace_frees"] += 1
-            rep["pretrace_free_pages"] += 1 << order
+            if spb < 0:
+                kpb_map[kpb] = p >> mz.PAGEBLOCK_ORDER
+            ctl[RC.CTL_PRE_FREES] += 1
+            ctl[RC.CTL_PRE_PAGES] += 1 << order
             tr.anomaly(RC.AN_PRETRACE, r[P.C_LINE])
         pmt = state.pageblock_type(p)
         _set_owner(m, p, pmt if pmt < 3 else mz.MIGRATE_MOVABLE)
@@ -766,7 +789,8 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                 while True:
                     i, st = RC.translate_chunk(sub_a, sub_z, i, ncpu, has_snap, has_state, t_base, BATCH,
                                                MAX_ORDER, tr.ht[0], tr.ht[1], tr.ht[2], tr.free, tr.pending,
-                                               tr.cap, tr.ev, ctl, tr.an_count, tr.an_lines)
+                                               tr.cap, tr.ev, ctl, tr.an_count, tr.an_lines, pre_on, m.S, m.C,
+                                               pre_arr, left, cursor, kpb_types, kpb_map)
                     if st == RC.ST_DONE:
                         break
                     if st == RC.ST_FLUSH:
@@ -785,6 +809,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     flush()
     drain_trace()
     rep["allocs"], rep["frees"] = int(ctl[RC.CTL_ALLOCS]), int(ctl[RC.CTL_FREES])
+    rep["pretrace_frees"], rep["pretrace_free_pages"] = int(ctl[RC.CTL_PRE_FREES]), int(ctl[RC.CTL_PRE_PAGES])
     an = tr.anomalies()
     for line in bulk_lines:
         an.add("untraced_bulk_alloc", line)

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmasim.mm.folio import default_owner
 from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_tail, set_pinfo
 from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.mmzone import (H_HANDLE, H_LIVE, H_LIVE_PAGES, H_OWNER, H_PB, H_PINFO, H_ZONE, MIGRATE_MOVABLE,
+                              MIGRATE_PCPTYPES, PB_MT_MASK, PG_ALLOC, PI_ORDER_MASK, Z_END, Z_START, ZS)
 
 EMPTY = -1
 
@@ -58,7 +61,9 @@ CTL_NROWS = 3  # events in the buffer
 CTL_HT_N = 4  # keys in kmap
 CTL_ALLOCS = 5
 CTL_FREES = 6
-CTL_SIZE = 8
+CTL_PRE_FREES = 7  # frees of pre-trace pages (replay's report: pretrace_frees)
+CTL_PRE_PAGES = 8  # their pages (pretrace_free_pages)
+CTL_SIZE = 10
 
 # anomaly kinds (Anomalies keys), in this order
 AN_NAMES = ("alloc_failed_in_kernel", "cpu_outside_snapshot", "pfn_outside_zones", "alloc_of_live_pfn",
@@ -71,7 +76,7 @@ AN_EXAMPLES = 5
 # translate_chunk's status
 ST_DONE = 0  # every record of the chunk processed
 ST_FLUSH = 1  # the buffer reached `batch` events: run them, then resume at the returned index
-ST_SPECIAL = 2  # a free of a page the trace never allocated, at the returned index: Python's turn
+ST_SPECIAL = 2  # a free Python handles (memory onlining; any pre-trace free without `pre_on`), at the index
 ST_NO_HANDLES = 3  # more live allocations than handles
 
 
@@ -368,11 +373,22 @@ def end_batch(free, pending, ctl):
 
 @kjit
 def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_order, keys, hs, os_,
-                    free, pending, cap, ev, ctl, an_count, an_lines):
+                    free, pending, cap, ev, ctl, an_count, an_lines, pre_on, S, C, pretrace, left, cursor,
+                    kpb_type, kpb_map):
     """Translate records a[i0:] into engine events ev[ctl[CTL_NROWS]:] (time, op, cpu, order,
     gfp, handle), as replay()'s Python loop did; returns (index, status) (module docstring).
 
-    The caller keeps room in `ev` for two events per record and `keys` at most half full."""
+    The caller keeps room in `ev` for two events per record and `keys` at most half full.
+
+    With `pre_on`, a free of a pre-trace page of order below max_order is replayed here, as
+    replay()'s pretrace_free() does it (no return to Python per free): the aligned run of
+    pre-trace pages at the hint of its kernel pageblock or else found by the search
+    (`pretrace_take`, on the snapshot machine S, C and SnapState's `pretrace`, `left`, `cursor`),
+    the owner a plain allocation of its pageblock's type gets, a handle attached to it and the
+    free event (the kernel's free_pages() of a page allocated before the trace started).
+    kpb_type[kpb]: the kernel pageblock's type (MOVABLE where unknown); kpb_map[kpb]: the
+    simulated pageblock its first pre-trace free went to (-1: none yet), both dense over the
+    snapshot's kernel pageblocks."""
     n = a.shape[0]
     i = i0
     while i < n:
@@ -437,7 +453,32 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
                 _anomaly(an_count, an_lines, AN_PFN_OUTSIDE, line)
                 i += 1
                 continue
-            return i, ST_SPECIAL
+            if not pre_on or order < 0 or order >= max_order:
+                return i, ST_SPECIAL
+            kpb = pfn >> 9
+            spb = kpb_map[kpb]
+            hint = spb * 512 + (pfn & 511) if spb >= 0 else -1
+            p = pretrace_take(pretrace, left, S, C, zones[i], order, kpb_type[kpb], hint, cursor)
+            if p < 0:
+                _anomaly(an_count, an_lines, AN_POOL_EMPTY, line)
+                i += 1
+                continue
+            if spb < 0:
+                kpb_map[kpb] = p >> 9
+            ctl[CTL_PRE_FREES] += 1
+            ctl[CTL_PRE_PAGES] += 1 << order
+            _anomaly(an_count, an_lines, AN_PRETRACE, line)
+            pmt = S[C[H_PB] + (p >> 9)] & PB_MT_MASK
+            S[C[H_OWNER] + p] = default_owner(pmt if pmt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE)
+            h = handle_get(free, ctl, cap)
+            if h < 0:
+                return i, ST_NO_HANDLES
+            S[C[H_LIVE] + h] = p  # replay._Engine.attach
+            S[C[H_HANDLE] + p] = h
+            C[H_LIVE_PAGES] += 1 << (S[C[H_PINFO] + p] & PI_ORDER_MASK)
+            _row(ev, ctl, max(0, a[i, _C_TIME] - t_base), _OP_FREE, cpu, 0, 0, h)
+            _release(pending, ctl, h)
+            ctl[CTL_FREES] += 1
         i += 1
         if ctl[CTL_NROWS] >= batch:
             return i, ST_FLUSH
@@ -487,6 +528,57 @@ def pretrace_search(pretrace, left, S, pb_off, mt_mask, start, end, n, mt, curso
     if first < 0:
         first = k_total * n if cursor // n < k_total else cursor
     return -1, first
+
+
+@kjit
+def pretrace_claim(pretrace, left, S, C, p, order):
+    """SnapState.claim_block: the order-0 allocated pages [p, p + 2^order) become one allocated
+    block of `order` (split_page() in reverse) in a pageblock of its type (MOVABLE for types
+    above the per-CPU ones), no longer pre-trace; `left` (if counted) follows."""
+    n = 1 << order
+    for q in range(p, p + n):
+        pretrace[q] = False
+    pb = p >> 9
+    if left.shape[0] > 0:  # a block within one pageblock, or whole pageblocks
+        if n < 512:
+            left[pb] -= n
+        else:
+            for b in range(pb, pb + (n >> 9)):
+                left[b] -= 512
+    mt = S[C[H_PB] + pb] & PB_MT_MASK
+    off = C[H_PINFO]
+    for q in range(p, p + n):
+        S[off + q] = 0
+    set_pinfo(S, C, p, order, PG_ALLOC, mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE, 0)
+
+
+@kjit
+def pretrace_take(pretrace, left, S, C, z, order, mt, hint, cursor):
+    """SnapState.take_pretrace: a block of 2^order pages, all still allocated before the trace,
+    aligned, in zone z, at `hint` if that run is all pre-trace, else the first in a pageblock of
+    type mt, else the first of any type (pretrace_search, from the cursor cursor[z, order]);
+    claimed (pretrace_claim) and returned, or -1 if none is left."""
+    n = 1 << order
+    zb = C[H_ZONE] + z * ZS
+    start = C[zb + Z_START]
+    end = C[zb + Z_END]
+    p = -1
+    if hint >= 0 and start <= hint and hint + n <= end and hint % n == 0:
+        p = hint
+        for q in range(hint, hint + n):
+            if not pretrace[q]:
+                p = -1
+                break
+    if p < 0:
+        p, cursor[z, order] = pretrace_search(pretrace, left, S, C[H_PB], PB_MT_MASK, start, end, n, mt,
+                                              cursor[z, order])
+        if p < 0:
+            p, cursor[z, order] = pretrace_search(pretrace, left, S, C[H_PB], PB_MT_MASK, start, end, n, -1,
+                                                  cursor[z, order])
+        if p < 0:
+            return -1
+    pretrace_claim(pretrace, left, S, C, p, order)
+    return p
 
 
 @kjit
