@@ -175,9 +175,11 @@ class _Translation:
     def __init__(self, cap: int):
         self.cap = cap
         self.ht = RC.ht_new(1024)
-        self.free = np.zeros(cap, dtype=np.int64)
-        self.pending = np.zeros(cap, dtype=np.int64)
-        self.ev = np.zeros((2 * BATCH, ec.EV_COLS), dtype=np.int64)
+        # written before they are read (the free stack and pending list up to their counts, the
+        # events up to CTL_NROWS), so not cleared: a warm process gets them from freed memory
+        self.free = np.empty(cap, dtype=np.int64)
+        self.pending = np.empty(cap, dtype=np.int64)
+        self.ev = np.empty((2 * BATCH, ec.EV_COLS), dtype=np.int64)
         self.ctl = np.zeros(RC.CTL_SIZE, dtype=np.int64)
         self.an_count = np.zeros(len(RC.AN_NAMES), dtype=np.int64)
         self.an_lines = np.zeros((len(RC.AN_NAMES), RC.AN_EXAMPLES), dtype=np.int64)
@@ -187,8 +189,9 @@ class _Translation:
         self.ht = RC.ht_grow(self.ht, int(self.ctl[RC.CTL_HT_N]), n)
         need = int(self.ctl[RC.CTL_NROWS]) + 2 * n
         if need > len(self.ev):
-            ev = np.zeros((max(need, 2 * len(self.ev)), ec.EV_COLS), dtype=np.int64)
-            ev[:len(self.ev)] = self.ev
+            ev = np.empty((max(need, 2 * len(self.ev)), ec.EV_COLS), dtype=np.int64)
+            nr = int(self.ctl[RC.CTL_NROWS])
+            ev[:nr] = self.ev[:nr]
             self.ev = ev
 
     def handle(self) -> int:
@@ -355,8 +358,8 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int], movable_exac
     ev = np.ascontiguousarray(ev, dtype=np.int64)
     frees = int(np.count_nonzero(ev[:, 0] == P.K_PAGE_FREE)) if len(ev) else 0
     pending = RC.kv_new(2 * frees + 2)
-    out_pb = np.zeros(len(ev) + 1, dtype=np.int64)
-    out_mt = np.zeros(len(ev) + 1, dtype=np.int64)
+    out_pb = np.empty(len(ev) + 1, dtype=np.int64)  # [:n] written
+    out_mt = np.empty(len(ev) + 1, dtype=np.int64)
     n = RC.learn_round_trips(ev, pending, out_pb, out_mt)
     if not movable_exact:  # a MOVABLE round trip only says "MOVABLE or above"
         keep = out_mt[:n] != mz.MIGRATE_MOVABLE
@@ -462,7 +465,7 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     low_seq = np.full(nkeys, -1, dtype=np.int64)
     exact_a = np.zeros(nkeys, dtype=np.int64)
     exact_seq = np.full(nkeys, -1, dtype=np.int64)
-    ut = np.zeros((len(ev) + 1, 5), dtype=np.int64)
+    ut = np.empty((len(ev) + 1, 5), dtype=np.int64)  # [:nut] written
     nut = RC.pcp_flows(ev, nxt_kind, nxt_pfn, pind_a, npi, ncpu, kt, am, ol, net_a, low_a, low_seq, exact_a,
                        exact_seq, ut)
 
