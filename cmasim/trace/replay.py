@@ -280,7 +280,7 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
     first migratetype seen per kernel pageblock (drain and zone_locked events).
 
     Also counts the kernel's own events (`info["kernel_counts"]`, for KernelCounts).
-    The record loop is compiled (`replay_core.prescan_chunk`); the pageblock types are numpy.
+    The record loops are compiled (`replay_core.prescan_chunk`; the pageblock types `first_types`).
     `zones_of(a)`: the snapshot zone of each record of chunk `a` (default: computed here)."""
     kpb_type: dict[int, int] = {}
     maxcpu = 0
@@ -293,6 +293,7 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
     live = RC.ht_new(1024)
     bg_drains: list[tuple[int, int]] = []  # (time, cpu) of drain bursts no free on that CPU set off
     t0 = None
+    out_pb = out_mt = np.empty(0, dtype=np.int64)  # first_types' output, grown to the largest chunk
     for a in chunks:
         if not len(a):
             continue
@@ -305,12 +306,11 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
             grow = 2 * cmax + 2 - len(last_kind)
             last_kind = np.concatenate([last_kind, np.full(grow, -1, dtype=np.int64)])
             last_pid = np.concatenate([last_pid, np.zeros(grow, dtype=np.int64)])
-        k = a[:, P.C_KIND]
-        sel = (k == P.K_PCPU_DRAIN) | (k == P.K_ZONE_LOCKED)
-        kpb = a[sel, P.C_PFN] >> mz.PAGEBLOCK_ORDER
-        mts = a[sel, P.C_F0 + 1]
-        _, first = np.unique(kpb, return_index=True)
-        for kp, mt in zip(kpb[np.sort(first)].tolist(), mts[np.sort(first)].tolist()):
+        # the first migratetype of each kernel pageblock (drain and zone_locked records), in trace order
+        if len(out_pb) < len(a):
+            out_pb, out_mt = np.empty(len(a), dtype=np.int64), np.empty(len(a), dtype=np.int64)
+        m = RC.first_types(a, out_pb, out_mt)
+        for kp, mt in zip(out_pb[:m].tolist(), out_mt[:m].tolist()):
             kpb_type.setdefault(kp, mt)
         zones = ((zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN]))
                  if snap is not None else np.full(len(a), -1, dtype=np.int64))
@@ -356,11 +356,9 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int], movable_exac
     trip of each pageblock.
     """
     ev = np.ascontiguousarray(ev, dtype=np.int64)
-    frees = int(np.count_nonzero(ev[:, 0] == P.K_PAGE_FREE)) if len(ev) else 0
-    pending = RC.kv_new(2 * frees + 2)
     out_pb = np.empty(len(ev) + 1, dtype=np.int64)  # [:n] written
     out_mt = np.empty(len(ev) + 1, dtype=np.int64)
-    n = RC.learn_round_trips(ev, pending, out_pb, out_mt)
+    n = RC.learn_round_trips(ev, out_pb, out_mt)
     if not movable_exact:  # a MOVABLE round trip only says "MOVABLE or above"
         keep = out_mt[:n] != mz.MIGRATE_MOVABLE
         n = int(keep.sum())
@@ -421,11 +419,8 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     ev = np.empty((sum(len(a) for a in arrs), 9), dtype=np.int64)
     r = 0
     for a in arrs:
-        part = ev[r:r + len(a)]
-        part[:, 0:2] = a[:, [P.C_KIND, P.C_CPU]]
-        part[:, 2:7] = a[:, P.C_PFN:P.C_F0 + 4]
-        part[:, 7] = zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN])
-        part[:, 8] = a[:, P.C_LINE]
+        z = zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN])
+        RC.infer_rows(np.ascontiguousarray(a, dtype=np.int64), np.ascontiguousarray(z, dtype=np.int64), ev, r)
         r += len(a)
     above = [t for t in range(mz.MIGRATE_PCPTYPES, mz.MIGRATE_TYPES) if t != mz.MIGRATE_ISOLATE]
     learn_pageblock_types(ev, kpb_type, not any(zs.blocks[t] for zs in snap.zones for t in above))

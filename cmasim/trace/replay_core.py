@@ -667,12 +667,14 @@ _MIGRATE_MOVABLE, _MIGRATE_PCPTYPES, _MIGRATE_ISOLATE, _MIGRATE_TYPES = 1, 3, 5,
 
 
 @kjit
-def learn_round_trips(ev, pending, out_pb, out_mt):
+def learn_round_trips(ev, out_pb, out_mt):
     """learn_pageblock_types()' record loop: out_pb/out_mt[:n] receive (pageblock, allocation
     migratetype) of every per-CPU round trip (a free, then an mm_page_alloc of the same pfn and
     order with no zone_locked, drain or extfrag of it in between), in trace order; the caller
-    keeps the first per pageblock. `pending`: an empty key-value table (kv_*) for the pending
-    frees (pfn -> order), at most half full with one key per free. Returns n."""
+    keeps the first per pageblock. The pending frees (pfn -> order) are a key-value table (kv_*)
+    that starts small and doubles at half full, as pcp_flows' tables. Returns n."""
+    pending = np.full(2048, EMPTY, dtype=np.int64)
+    npend = 0
     n = 0
     for i in range(ev.shape[0]):
         kind = ev[i, 0]
@@ -680,18 +682,67 @@ def learn_round_trips(ev, pending, out_pb, out_mt):
         if pfn < 0:
             continue
         if kind == _K_PAGE_FREE:
-            kv_insert(pending, pfn, ev[i, 3])
+            if 2 * (npend + 1) > (pending.shape[0] >> 1):
+                pending = kv_doubled(pending)
+            npend += kv_insert(pending, pfn, ev[i, 3])
         elif kind == _K_PAGE_ALLOC or kind == _K_ZONE_LOCKED or kind == _K_PCPU_DRAIN or kind == _K_EXTFRAG:
             s = kv_find(pending, pfn)
             if s >= 0:
                 fo = pending[2 * s + 1]
                 kv_delete(pending, s)
+                npend -= 1
                 mt = ev[i, 4]
                 if kind == _K_PAGE_ALLOC and ev[i, 3] == fo and 0 <= mt < _MIGRATE_PCPTYPES:
                     out_pb[n] = pfn >> 9
                     out_mt[n] = mt
                     n += 1
     return n
+
+
+@kjit
+def infer_rows(a, zones, out, r):
+    """infer_pcp_lists()' rows of chunk `a` (records, cmasim.trace.parser's columns) into
+    out[r:r + len(a)]: (kind, cpu, pfn, f0, f1, f2, f3, zone, line), one pass, row by row."""
+    for i in range(a.shape[0]):
+        j = r + i
+        out[j, 0] = a[i, _C_KIND]
+        out[j, 1] = a[i, _C_CPU]
+        out[j, 2] = a[i, _C_PFN]
+        out[j, 3] = a[i, _C_F0]
+        out[j, 4] = a[i, _C_F0 + 1]
+        out[j, 5] = a[i, _C_F0 + 2]
+        out[j, 6] = a[i, _C_F0 + 3]
+        out[j, 7] = zones[i]
+        out[j, 8] = a[i, _C_LINE]
+
+
+@kjit
+def first_types(a, out_pb, out_mt):
+    """prescan's pageblock types for one chunk: out_pb/out_mt[:m] receive (kernel pageblock,
+    migratetype) of the chunk's drain and zone_locked records (free_pcppages_bulk() and
+    rmqueue_bulk() name the pageblock's list), the first record of each pageblock, in trace
+    order (a negative pageblock every time: the caller's dict keeps the first). Returns m."""
+    nsel = 0
+    for i in range(a.shape[0]):
+        if a[i, _C_KIND] == _K_PCPU_DRAIN or a[i, _C_KIND] == _K_ZONE_LOCKED:
+            nsel += 1
+    cap = 1024
+    while cap < 2 * nsel:
+        cap *= 2
+    seen = np.full(2 * cap, EMPTY, dtype=np.int64)
+    m = 0
+    for i in range(a.shape[0]):
+        kind = a[i, _C_KIND]
+        if kind == _K_PCPU_DRAIN or kind == _K_ZONE_LOCKED:
+            kpb = a[i, _C_PFN] >> 9
+            if kpb >= 0:
+                if kv_find(seen, kpb) >= 0:
+                    continue
+                kv_insert(seen, kpb, 0)
+            out_pb[m] = kpb
+            out_mt[m] = a[i, _C_F0 + 1]
+            m += 1
+    return m
 
 
 @kjit
