@@ -169,12 +169,14 @@ class ReplayResult:
 
 class _Translation:
     """The state of the compiled translation pass (replay_core.translate_chunk): kmap (kernel
-    head pfn -> (handle, order)) as a hash table, the handle allocator (ids freed in a batch are
-    reused only in later batches), the event buffer, counters and anomalies."""
+    head pfn -> handle, a key-value table; the block's order in horder[handle]), the handle
+    allocator (ids freed in a batch are reused only in later batches), the event buffer,
+    counters and anomalies."""
 
     def __init__(self, cap: int):
         self.cap = cap
-        self.ht = RC.ht_new(1024)
+        self.kmap = RC.kv_new(1024)
+        self.horder = np.empty(cap, dtype=np.int64)  # written when its handle enters kmap
         # written before they are read (the free stack and pending list up to their counts, the
         # events up to CTL_NROWS), so not cleared: a warm process gets them from freed memory
         self.free = np.empty(cap, dtype=np.int64)
@@ -186,7 +188,7 @@ class _Translation:
 
     def reserve(self, n: int) -> None:
         """Room for n more records: two events each, one kmap key each (table at most half full)."""
-        self.ht = RC.ht_grow(self.ht, int(self.ctl[RC.CTL_HT_N]), n)
+        self.kmap = RC.kv_grow(self.kmap, int(self.ctl[RC.CTL_HT_N]), n)
         need = int(self.ctl[RC.CTL_NROWS]) + 2 * n
         if need > len(self.ev):
             ev = np.empty((max(need, 2 * len(self.ev)), ec.EV_COLS), dtype=np.int64)
@@ -690,12 +692,12 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         """alloc_pages_bulk() took these pages off their per-CPU lists (infer_pcp_lists): the
         same allocations, untraced in the kernel, so not counted as mm_page_alloc here either
         (nor in CTL_ALLOCS)."""
-        keys, hs, os_ = tr.ht
         for pfn, order, mt, cpu in pages:
-            if RC.ht_find(keys, pfn) >= 0:
+            if RC.kv_find(tr.kmap, pfn) >= 0:
                 continue
             h = tr.handle()
-            ctl[RC.CTL_HT_N] += RC.ht_insert(keys, hs, os_, pfn, h, order)
+            ctl[RC.CTL_HT_N] += RC.kv_insert(tr.kmap, pfn, h)
+            tr.horder[h] = order
             tr.row(t, ec.OP_ALLOC, cpu % ncpu, order, GFP_KERNEL | (mt << 3), h)
             rep["untraced_bulk_allocs"] += 1
             bulk_lines.append(line)
@@ -779,14 +781,19 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             zones = prep.zones_of(a) if snapshot is not None else np.full(n, -1, dtype=np.int64)
             # records before which alloc_pages_bulk() took pages (infer_pcp_lists): the compiled
             # pass stops there, and the untraced allocations go in before the record
-            cuts = np.flatnonzero(np.isin(a[:, P.C_LINE], untraced_lines)).tolist() if untraced else []
+            if untraced:
+                hit = np.empty(n, dtype=np.bool_)
+                RC.in_sorted(np.ascontiguousarray(a[:, P.C_LINE]), untraced_lines, hit)  # np.isin, sorted keys
+                cuts = np.flatnonzero(hit).tolist()
+            else:
+                cuts = []
             tr.reserve(n + sum(len(untraced[int(a[e, P.C_LINE])]) for e in cuts))
             i = 0
             for e in cuts + [n]:
                 sub_a, sub_z = a[:e], zones[:e]
                 while True:
                     i, st = RC.translate_chunk(sub_a, sub_z, i, ncpu, has_snap, has_state, t_base, BATCH,
-                                               MAX_ORDER, tr.ht[0], tr.ht[1], tr.ht[2], tr.free, tr.pending,
+                                               MAX_ORDER, tr.kmap, tr.horder, tr.free, tr.pending,
                                                tr.cap, tr.ev, ctl, tr.an_count, tr.an_lines, pre_on, m.S, m.C,
                                                pre_arr, left, cursor, kpb_types, kpb_map)
                     if st == RC.ST_DONE:

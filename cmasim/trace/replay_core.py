@@ -159,6 +159,15 @@ def ht_new(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.full(cap, EMPTY, dtype=np.int64), np.zeros(cap, dtype=np.int64), np.zeros(cap, dtype=np.int64)
 
 
+def kv_grow(t: np.ndarray, count: int, more: int) -> np.ndarray:
+    """`t`, or a larger copy, so that `count + more` keys keep the key-value table at most half full."""
+    if 2 * (count + more) <= t.shape[0] >> 1:
+        return t
+    nt = kv_new(2 * (count + more))
+    kv_fill(nt, t[0::2][t[0::2] != EMPTY], t[1::2][t[0::2] != EMPTY])
+    return nt
+
+
 def ht_grow(t: tuple, count: int, more: int) -> tuple:
     """`t`, or a larger copy, so that `count + more` keys keep it at most half full."""
     if 2 * (count + more) <= t[0].shape[0]:
@@ -256,6 +265,35 @@ def kv_new(cap: int) -> np.ndarray:
     cap = max(1024, 1 << (int(cap) - 1).bit_length())
     return np.full(2 * cap, EMPTY, dtype=np.int64)
 
+
+
+@kjit
+def in_sorted(values, keys, out):
+    """out[i] = values[i] is one of `keys` (sorted ascending): np.isin's answer, by binary search."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        lo = 0
+        hi = keys.shape[0]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if keys[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo < keys.shape[0] and keys[lo] == v
+
+
+@kjit
+def zones_of_pfns(pfns, lo, hi, out):
+    """out[i] = the first j with lo[j] <= pfns[i] < hi[j] (Snapshot.zones_of_kernel_pfns), else -1."""
+    for i in range(pfns.shape[0]):
+        p = pfns[i]
+        z = -1
+        for j in range(lo.shape[0]):
+            if lo[j] <= p < hi[j]:
+                z = j
+                break
+        out[i] = z
 
 
 @kjit
@@ -372,13 +410,15 @@ def end_batch(free, pending, ctl):
 
 
 @kjit
-def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_order, keys, hs, os_,
+def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_order, kmap, horder,
                     free, pending, cap, ev, ctl, an_count, an_lines, pre_on, S, C, pretrace, left, cursor,
                     kpb_type, kpb_map):
     """Translate records a[i0:] into engine events ev[ctl[CTL_NROWS]:] (time, op, cpu, order,
     gfp, handle), as replay()'s Python loop did; returns (index, status) (module docstring).
 
-    The caller keeps room in `ev` for two events per record and `keys` at most half full.
+    kmap: kernel head pfn -> handle, a key-value table (kv_*), with the block's order in
+    horder[handle]. The caller keeps room in `ev` for two events per record and `kmap` at most
+    half full.
 
     With `pre_on`, a free of a pre-trace page of order below max_order is replayed here, as
     replay()'s pretrace_free() does it (no return to Python per free): the aligned run of
@@ -408,27 +448,28 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
                 _anomaly(an_count, an_lines, AN_PFN_OUTSIDE, line)
             t = max(0, a[i, _C_TIME] - t_base)
             order = a[i, _C_F0]
-            s = ht_find(keys, pfn)
+            s = kv_find(kmap, pfn)
             if s >= 0:
                 _anomaly(an_count, an_lines, AN_ALLOC_LIVE, line)
-                _row(ev, ctl, t, _OP_FREE, cpu, 0, 0, hs[s])
-                _release(pending, ctl, hs[s])
+                _row(ev, ctl, t, _OP_FREE, cpu, 0, 0, kmap[2 * s + 1])
+                _release(pending, ctl, kmap[2 * s + 1])
             h = handle_get(free, ctl, cap)
             if h < 0:
                 return i, ST_NO_HANDLES
-            ctl[CTL_HT_N] += ht_insert(keys, hs, os_, pfn, h, order)
+            ctl[CTL_HT_N] += kv_insert(kmap, pfn, h)
+            horder[h] = order
             _row(ev, ctl, t, _OP_ALLOC, cpu, order, a[i, _C_F0 + 2], h)
             ctl[CTL_ALLOCS] += 1
         elif kind == _K_PAGE_FREE:
             pfn = a[i, _C_PFN]
             order = a[i, _C_F0]
             cpu = a[i, _C_CPU] % ncpu
-            s = ht_find(keys, pfn)
+            s = kv_find(kmap, pfn)
             if s >= 0:
-                if os_[s] != order:
+                h = kmap[2 * s + 1]
+                if horder[h] != order:
                     _anomaly(an_count, an_lines, AN_ORDER_MISMATCH, line)
-                h = hs[s]
-                ht_delete(keys, hs, os_, s)
+                kv_delete(kmap, s)
                 ctl[CTL_HT_N] -= 1
                 _row(ev, ctl, max(0, a[i, _C_TIME] - t_base), _OP_FREE, cpu, 0, 0, h)
                 _release(pending, ctl, h)
@@ -437,8 +478,8 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
                 continue
             inside = False
             for o in range(1, max_order + 1):
-                s = ht_find(keys, pfn & ~((1 << o) - 1))
-                if s >= 0 and os_[s] >= o:
+                s = kv_find(kmap, pfn & ~((1 << o) - 1))
+                if s >= 0 and horder[kmap[2 * s + 1]] >= o:
                     inside = True
                     break
             if inside:

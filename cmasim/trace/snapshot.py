@@ -183,12 +183,18 @@ class Snapshot:
         return -1
 
     def zones_of_kernel_pfns(self, pfns: np.ndarray) -> np.ndarray:
-        """`zone_of_kernel_pfn` of every element of `pfns` (int64 array), at numpy speed."""
-        pfns = np.ascontiguousarray(pfns)  # a column of a record chunk: compared once per zone
-        out = np.full(len(pfns), -1, dtype=np.int64)
-        for i in range(len(self.zones) - 1, -1, -1):  # the first zone holding a pfn wins
-            z = self.zones[i]
-            out[(pfns >= z.start_pfn) & (pfns < z.start_pfn + z.spanned)] = i
+        """`zone_of_kernel_pfn` of every element of `pfns` (int64 array), compiled
+        (replay_core.zones_of_pfns: one pass, the first zone holding a pfn wins)."""
+        pfns = np.ascontiguousarray(pfns)  # a column of a record chunk
+        out = np.empty(len(pfns), dtype=np.int64)
+        if pfns.dtype != np.int64:
+            out[:] = -1
+            for i in range(len(self.zones) - 1, -1, -1):  # the first zone holding a pfn wins
+                z = self.zones[i]
+                out[(pfns >= z.start_pfn) & (pfns < z.start_pfn + z.spanned)] = i
+            return out
+        lo = np.array([z.start_pfn for z in self.zones], dtype=np.int64)
+        RC.zones_of_pfns(pfns, lo, lo + np.array([z.spanned for z in self.zones], dtype=np.int64), out)
         return out
 
     def buddyinfo(self) -> dict[str, list[int]]:
