@@ -7,20 +7,24 @@ replay's time after parsing (docs/performance.md, "Replay"). The passes here do 
 record for record, over a chunk's int64 record array (`cmasim.trace.parser` columns), with the
 Python dicts replaced by arrays:
 
-* `kmap` (kernel head pfn -> (handle, order)) and prescan's set of live pfns are open-addressing
-  hash tables (linear probing, backward-shift deletion) in three int64 arrays: keys (EMPTY for
-  a free slot), handles, orders. The caller keeps the table at most half full: before each
-  chunk it grows the table (`ht_grow`) so that the chunk's records, each adding at most one
-  key, fit.
+* `kmap` (kernel head pfn -> handle, the block's order kept per handle) and the per-CPU list
+  inference's tables are open-addressing hash tables (linear probing, backward-shift deletion)
+  with each value next to its key in one int64 array (`kv_*`: key or EMPTY, value, key, ...; a
+  probe reads one cache line); prescan's set of live pfns uses `ht_*` (keys, and two value
+  arrays it does not read). The caller keeps kmap and the live set at most half full: before
+  each chunk it grows the table (`kv_grow`, `ht_grow`) so that the chunk's records, each adding
+  at most one key, fit; the inference's tables grow themselves (`kv_doubled`).
 * The handle allocator of `replay._Handles` (ids freed in a batch are reused only in later
   batches, last freed first) is a free stack and a pending list.
 * Counters and the anomaly counts with their first line numbers are int64 arrays (`CTL_*`,
   `AN_*`), turned back into the report's dicts by the caller.
 
 `translate_chunk` stops where Python must act: at a flush point (BATCH events reached where the
-Python loop checked for it) and at a free of a page the trace never allocated (pre-trace pages
-and memory onlining use `SnapState`'s numpy searches; ~500 per trace). The caller then resumes
-at the next record. The events, handles and report are those the Python loop produced.
+Python loop checked for it) and at a free of MAX_ORDER of a page the trace never allocated
+(memory onlining: the caller flushes and recomputes the watermarks; 32 in pybuild). The other
+frees of pages the trace never allocated (pre-trace pages, ~500 per trace) are replayed here
+(`pretrace_take`, the search and claim `SnapState.take_pretrace` also uses). The caller then
+resumes at the next record. The events, handles and report are those the Python loop produced.
 
 The same goes for the snapshot machine's per-block loops (`cmasim.trace.snapshot`): the free
 blocks and per-CPU pages of `build_machine`, and the search for pre-trace pages.
