@@ -55,6 +55,58 @@ def test_replay_slice_with_snapshot(tmp_path):
     assert res2.from_cache and res2.sim.refill_blocks == s.refill_blocks
 
 
+def test_compiled_pretrace_frees_equal_the_python_path(tmp_path, monkeypatch):
+    """Pre-trace frees replayed inside the compiled translation pass (replay_core.translate_chunk
+    with pretrace_take) give the report, the events' effect on the machine and the snapshot
+    bookkeeping of the Python path (pretrace_free(), one call per free), hints and all; with
+    memory onlining (order-10 frees, always Python) in the same slice."""
+    from cmasim.trace import replay as R
+
+    f = slice_of("thp-mix", 6000, tmp_path, skip=16000)
+    snap = load_snapshot(THP)
+    out = []
+    for compiled in (False, True):
+        monkeypatch.setattr(R, "COMPILED_PRETRACE", compiled)
+        out.append(replay(f, get_policy("linux-6.18"), snap))
+    a, b = out
+    da, db = a.to_dict(), b.to_dict()
+    for d in (da, db):
+        d.pop("wall_s"), d.pop("parse")  # timings
+    assert da == db
+    assert a.replayed["pretrace_frees"] > 100 and a.replayed["online_blocks"] > 0
+    assert np.array_equal(a.machine.S, b.machine.S) and np.array_equal(a.machine.C, b.machine.C)
+    assert np.array_equal(a.state.pretrace, b.state.pretrace) and np.array_equal(a.state._left, b.state._left)
+    assert np.array_equal(a.state._cursor, b.state._cursor)
+
+
+def test_first_types_is_the_first_record_of_each_pageblock():
+    """prescan's pageblock types (replay_core.first_types), kept with dict.setdefault, equal the
+    numpy reference it replaced (np.unique's first index of each drain/zone_locked pageblock),
+    in the same insertion order, on random chunks (negative pfns included)."""
+    from cmasim.trace import replay_core as RC
+
+    rng = np.random.default_rng(3)
+    for trial in range(30):
+        n = int(rng.integers(0, 3000))
+        a = np.zeros((n, P.NCOL), dtype=np.int64)
+        a[:, P.C_KIND] = rng.integers(0, 8, n)
+        a[:, P.C_PFN] = rng.integers(-2000, 200000, n) * rng.choice([1, 7, 512], n)
+        a[:, P.C_F0 + 1] = rng.integers(-1, 6, n)
+        k = a[:, P.C_KIND]
+        sel = (k == P.K_PCPU_DRAIN) | (k == P.K_ZONE_LOCKED)
+        kpb, mts = a[sel, P.C_PFN] >> mz.PAGEBLOCK_ORDER, a[sel, P.C_F0 + 1]
+        _, first = np.unique(kpb, return_index=True)
+        want: dict[int, int] = {}
+        for kp, mt in zip(kpb[np.sort(first)].tolist(), mts[np.sort(first)].tolist()):
+            want.setdefault(kp, mt)
+        out_pb, out_mt = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        m = RC.first_types(a, out_pb, out_mt)
+        got: dict[int, int] = {}
+        for kp, mt in zip(out_pb[:m].tolist(), out_mt[:m].tolist()):
+            got.setdefault(kp, mt)
+        assert list(got.items()) == list(want.items()), trial
+
+
 def test_memory_onlining_is_replayed(tmp_path):
     """Order-10 frees of never-allocated pfns (thp-mix lines 19674-19705) online new memory."""
     f = slice_of("thp-mix", 40, tmp_path, skip=19670)

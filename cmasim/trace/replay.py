@@ -63,6 +63,9 @@ DEFAULT_WORKER = -2  # vmstat_phase_ns: first run one second after the first eve
 _RUN = ec.run_events
 _RUN_PARAMS = list(inspect.signature(getattr(_RUN, "py_func", _RUN)).parameters)
 HANDLES_IN_STATE = "handles" not in _RUN_PARAMS
+# Pre-trace frees below MAX_ORDER replayed inside the compiled translation pass (False: each one
+# in Python, pretrace_free(); the same events and state, tests/test_replay.py compares the two).
+COMPILED_PRETRACE = True
 
 
 class Anomalies:
@@ -166,26 +169,31 @@ class ReplayResult:
 
 class _Translation:
     """The state of the compiled translation pass (replay_core.translate_chunk): kmap (kernel
-    head pfn -> (handle, order)) as a hash table, the handle allocator (ids freed in a batch are
-    reused only in later batches), the event buffer, counters and anomalies."""
+    head pfn -> handle, a key-value table; the block's order in horder[handle]), the handle
+    allocator (ids freed in a batch are reused only in later batches), the event buffer,
+    counters and anomalies."""
 
     def __init__(self, cap: int):
         self.cap = cap
-        self.ht = RC.ht_new(1024)
-        self.free = np.zeros(cap, dtype=np.int64)
-        self.pending = np.zeros(cap, dtype=np.int64)
-        self.ev = np.zeros((2 * BATCH, ec.EV_COLS), dtype=np.int64)
+        self.kmap = RC.kv_new(1024)
+        self.horder = np.empty(cap, dtype=np.int64)  # written when its handle enters kmap
+        # written before they are read (the free stack and pending list up to their counts, the
+        # events up to CTL_NROWS), so not cleared: a warm process gets them from freed memory
+        self.free = np.empty(cap, dtype=np.int64)
+        self.pending = np.empty(cap, dtype=np.int64)
+        self.ev = np.empty((2 * BATCH, ec.EV_COLS), dtype=np.int64)
         self.ctl = np.zeros(RC.CTL_SIZE, dtype=np.int64)
         self.an_count = np.zeros(len(RC.AN_NAMES), dtype=np.int64)
         self.an_lines = np.zeros((len(RC.AN_NAMES), RC.AN_EXAMPLES), dtype=np.int64)
 
     def reserve(self, n: int) -> None:
         """Room for n more records: two events each, one kmap key each (table at most half full)."""
-        self.ht = RC.ht_grow(self.ht, int(self.ctl[RC.CTL_HT_N]), n)
+        self.kmap = RC.kv_grow(self.kmap, int(self.ctl[RC.CTL_HT_N]), n)
         need = int(self.ctl[RC.CTL_NROWS]) + 2 * n
         if need > len(self.ev):
-            ev = np.zeros((max(need, 2 * len(self.ev)), ec.EV_COLS), dtype=np.int64)
-            ev[:len(self.ev)] = self.ev
+            ev = np.empty((max(need, 2 * len(self.ev)), ec.EV_COLS), dtype=np.int64)
+            nr = int(self.ctl[RC.CTL_NROWS])
+            ev[:nr] = self.ev[:nr]
             self.ev = ev
 
     def handle(self) -> int:
@@ -274,7 +282,7 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
     first migratetype seen per kernel pageblock (drain and zone_locked events).
 
     Also counts the kernel's own events (`info["kernel_counts"]`, for KernelCounts).
-    The record loop is compiled (`replay_core.prescan_chunk`); the pageblock types are numpy.
+    The record loops are compiled (`replay_core.prescan_chunk`; the pageblock types `first_types`).
     `zones_of(a)`: the snapshot zone of each record of chunk `a` (default: computed here)."""
     kpb_type: dict[int, int] = {}
     maxcpu = 0
@@ -287,6 +295,7 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
     live = RC.ht_new(1024)
     bg_drains: list[tuple[int, int]] = []  # (time, cpu) of drain bursts no free on that CPU set off
     t0 = None
+    out_pb = out_mt = np.empty(0, dtype=np.int64)  # first_types' output, grown to the largest chunk
     for a in chunks:
         if not len(a):
             continue
@@ -299,12 +308,11 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
             grow = 2 * cmax + 2 - len(last_kind)
             last_kind = np.concatenate([last_kind, np.full(grow, -1, dtype=np.int64)])
             last_pid = np.concatenate([last_pid, np.zeros(grow, dtype=np.int64)])
-        k = a[:, P.C_KIND]
-        sel = (k == P.K_PCPU_DRAIN) | (k == P.K_ZONE_LOCKED)
-        kpb = a[sel, P.C_PFN] >> mz.PAGEBLOCK_ORDER
-        mts = a[sel, P.C_F0 + 1]
-        _, first = np.unique(kpb, return_index=True)
-        for kp, mt in zip(kpb[np.sort(first)].tolist(), mts[np.sort(first)].tolist()):
+        # the first migratetype of each kernel pageblock (drain and zone_locked records), in trace order
+        if len(out_pb) < len(a):
+            out_pb, out_mt = np.empty(len(a), dtype=np.int64), np.empty(len(a), dtype=np.int64)
+        m = RC.first_types(a, out_pb, out_mt)
+        for kp, mt in zip(out_pb[:m].tolist(), out_mt[:m].tolist()):
             kpb_type.setdefault(kp, mt)
         zones = ((zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN]))
                  if snap is not None else np.full(len(a), -1, dtype=np.int64))
@@ -350,11 +358,9 @@ def learn_pageblock_types(ev: np.ndarray, kpb_type: dict[int, int], movable_exac
     trip of each pageblock.
     """
     ev = np.ascontiguousarray(ev, dtype=np.int64)
-    frees = int(np.count_nonzero(ev[:, 0] == P.K_PAGE_FREE)) if len(ev) else 0
-    pending = RC.ht_new(2 * frees + 2)
-    out_pb = np.zeros(len(ev) + 1, dtype=np.int64)
-    out_mt = np.zeros(len(ev) + 1, dtype=np.int64)
-    n = RC.learn_round_trips(ev, pending[0], pending[1], pending[2], out_pb, out_mt)
+    out_pb = np.empty(len(ev) + 1, dtype=np.int64)  # [:n] written
+    out_mt = np.empty(len(ev) + 1, dtype=np.int64)
+    n = RC.learn_round_trips(ev, out_pb, out_mt)
     if not movable_exact:  # a MOVABLE round trip only says "MOVABLE or above"
         keep = out_mt[:n] != mz.MIGRATE_MOVABLE
         n = int(keep.sum())
@@ -415,11 +421,8 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     ev = np.empty((sum(len(a) for a in arrs), 9), dtype=np.int64)
     r = 0
     for a in arrs:
-        part = ev[r:r + len(a)]
-        part[:, 0:2] = a[:, [P.C_KIND, P.C_CPU]]
-        part[:, 2:7] = a[:, P.C_PFN:P.C_F0 + 4]
-        part[:, 7] = zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN])
-        part[:, 8] = a[:, P.C_LINE]
+        z = zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN])
+        RC.infer_rows(np.ascontiguousarray(a, dtype=np.int64), np.ascontiguousarray(z, dtype=np.int64), ev, r)
         r += len(a)
     above = [t for t in range(mz.MIGRATE_PCPTYPES, mz.MIGRATE_TYPES) if t != mz.MIGRATE_ISOLATE]
     learn_pageblock_types(ev, kpb_type, not any(zs.blocks[t] for zs in snap.zones for t in above))
@@ -446,23 +449,22 @@ def infer_pcp_lists(chunks, snap: Snapshot, policy: Policy, kpb_type: dict[int, 
     nxt_kind = np.full(len(ev), -1, dtype=np.int64)
     nxt_pfn = np.full(len(ev), -1, dtype=np.int64)
     RC.next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn)
-    kt = RC.ht_new(2 * len(kpb_type) + 2)
+    kt = RC.kv_new(2 * len(kpb_type) + 2)
     pbs = np.fromiter(kpb_type.keys(), dtype=np.int64, count=len(kpb_type))
     types = np.fromiter(kpb_type.values(), dtype=np.int64, count=len(kpb_type))
     keep = pbs >= 0
-    # every pageblock in one compiled call, in the dict's order (ht_rehash inserts each key given)
-    RC.ht_rehash(pbs[keep], types[keep], np.zeros(int(keep.sum()), dtype=np.int64), kt[0], kt[1], kt[2])
-    am = RC.ht_new(1024)  # pcp_flows grows both tables (at most half full)
-    ol = RC.ht_new(1024)
+    RC.kv_fill(kt, pbs[keep], types[keep])  # every pageblock in one compiled call, in the dict's order
+    am = RC.kv_new(1024)  # pcp_flows grows both tables (at most half full)
+    ol = RC.kv_new(1024)
     nkeys = nz * ncpu * npi
     net_a = np.zeros(nkeys, dtype=np.int64)
     low_a = np.zeros(nkeys, dtype=np.int64)
     low_seq = np.full(nkeys, -1, dtype=np.int64)
     exact_a = np.zeros(nkeys, dtype=np.int64)
     exact_seq = np.full(nkeys, -1, dtype=np.int64)
-    ut = np.zeros((len(ev) + 1, 5), dtype=np.int64)
-    nut = RC.pcp_flows(ev, nxt_kind, nxt_pfn, pind_a, npi, ncpu, kt[0], kt[1], am[0], am[1], am[2],
-                       ol[0], ol[1], ol[2], net_a, low_a, low_seq, exact_a, exact_seq, ut)
+    ut = np.empty((len(ev) + 1, 5), dtype=np.int64)  # [:nut] written
+    nut = RC.pcp_flows(ev, nxt_kind, nxt_pfn, pind_a, npi, ncpu, kt, am, ol, net_a, low_a, low_seq, exact_a,
+                       exact_seq, ut)
 
     def key_of(k):
         zc, pi = divmod(k, npi)
@@ -660,7 +662,26 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     tr = _Translation(eng.cap)
     kc, sc = KernelCounts(), SimCounts()
     kc.add_counts(info["kernel_counts"])  # counted by prescan, over the records the loop below sees
-    kpb_map: dict[int, int] = {}  # kernel pageblock -> simulated pageblock (pre-trace frees)
+    # kernel pageblock -> simulated pageblock of its first pre-trace free (-1: none yet) and the
+    # kernel pageblock's type (kpb_type; MOVABLE where unknown), dense over the snapshot's kernel
+    # pageblocks (a pre-trace free's pfn lies in a zone of the snapshot)
+    npb = (max((z.start_pfn + z.spanned for z in snapshot.zones), default=0) >> mz.PAGEBLOCK_ORDER) + 1 \
+        if snapshot is not None else 1
+    kpb_map = np.full(npb, -1, dtype=np.int64)
+    kpb_types = np.full(npb, mz.MIGRATE_MOVABLE, dtype=np.int64)
+    if kpb_type:
+        pbs = np.fromiter(kpb_type.keys(), dtype=np.int64, count=len(kpb_type))
+        mts = np.fromiter(kpb_type.values(), dtype=np.int64, count=len(kpb_type))
+        inside = (pbs >= 0) & (pbs < npb)
+        kpb_types[pbs[inside]] = mts[inside]
+    # pre-trace frees below MAX_ORDER are replayed inside the compiled pass (translate_chunk);
+    # memory onlining (and any pre-trace free without a snapshot state) comes back to pretrace_free()
+    pre_on = int(COMPILED_PRETRACE and state is not None and HANDLES_IN_STATE)
+    if state is not None:
+        cursor, left = state.search_state()
+        pre_arr = state.pretrace
+    else:
+        cursor, left, pre_arr = np.zeros((1, 1), dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     rep = {"allocs": 0, "frees": 0, "pretrace_frees": 0, "pretrace_free_pages": 0, "online_blocks": 0,
            "online_pages": 0, "batches": 0, "untraced_bulk_allocs": 0}
 
@@ -671,12 +692,12 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
         """alloc_pages_bulk() took these pages off their per-CPU lists (infer_pcp_lists): the
         same allocations, untraced in the kernel, so not counted as mm_page_alloc here either
         (nor in CTL_ALLOCS)."""
-        keys, hs, os_ = tr.ht
         for pfn, order, mt, cpu in pages:
-            if RC.ht_find(keys, pfn) >= 0:
+            if RC.kv_find(tr.kmap, pfn) >= 0:
                 continue
             h = tr.handle()
-            ctl[RC.CTL_HT_N] += RC.ht_insert(keys, hs, os_, pfn, h, order)
+            ctl[RC.CTL_HT_N] += RC.kv_insert(tr.kmap, pfn, h)
+            tr.horder[h] = order
             tr.row(t, ec.OP_ALLOC, cpu % ncpu, order, GFP_KERNEL | (mt << 3), h)
             rep["untraced_bulk_allocs"] += 1
             bulk_lines.append(line)
@@ -728,15 +749,16 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
                 tr.anomaly(RC.AN_ONLINED, r[P.C_LINE])
         if p < 0:
             kpb = pfn >> mz.PAGEBLOCK_ORDER
-            spb = kpb_map.get(kpb)
-            hint = spb * mz.PAGEBLOCK_NR_PAGES + (pfn & (mz.PAGEBLOCK_NR_PAGES - 1)) if spb is not None else -1
-            p = state.take_pretrace(z, order, kpb_type.get(kpb, mz.MIGRATE_MOVABLE), hint)
+            spb = int(kpb_map[kpb])
+            hint = spb * mz.PAGEBLOCK_NR_PAGES + (pfn & (mz.PAGEBLOCK_NR_PAGES - 1)) if spb >= 0 else -1
+            p = state.take_pretrace(z, order, int(kpb_types[kpb]), hint)
             if p < 0:
                 tr.anomaly(RC.AN_POOL_EMPTY, r[P.C_LINE])
                 return
-            kpb_map.setdefault(kpb, p >> mz.PAGEBLOCK_ORDER)
-            rep["pretrace_frees"] += 1
-            rep["pretrace_free_pages"] += 1 << order
+            if spb < 0:
+                kpb_map[kpb] = p >> mz.PAGEBLOCK_ORDER
+            ctl[RC.CTL_PRE_FREES] += 1
+            ctl[RC.CTL_PRE_PAGES] += 1 << order
             tr.anomaly(RC.AN_PRETRACE, r[P.C_LINE])
         pmt = state.pageblock_type(p)
         _set_owner(m, p, pmt if pmt < 3 else mz.MIGRATE_MOVABLE)
@@ -759,15 +781,21 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
             zones = prep.zones_of(a) if snapshot is not None else np.full(n, -1, dtype=np.int64)
             # records before which alloc_pages_bulk() took pages (infer_pcp_lists): the compiled
             # pass stops there, and the untraced allocations go in before the record
-            cuts = np.flatnonzero(np.isin(a[:, P.C_LINE], untraced_lines)).tolist() if untraced else []
+            if untraced:
+                hit = np.empty(n, dtype=np.bool_)
+                RC.in_sorted(np.ascontiguousarray(a[:, P.C_LINE]), untraced_lines, hit)  # np.isin, sorted keys
+                cuts = np.flatnonzero(hit).tolist()
+            else:
+                cuts = []
             tr.reserve(n + sum(len(untraced[int(a[e, P.C_LINE])]) for e in cuts))
             i = 0
             for e in cuts + [n]:
                 sub_a, sub_z = a[:e], zones[:e]
                 while True:
                     i, st = RC.translate_chunk(sub_a, sub_z, i, ncpu, has_snap, has_state, t_base, BATCH,
-                                               MAX_ORDER, tr.ht[0], tr.ht[1], tr.ht[2], tr.free, tr.pending,
-                                               tr.cap, tr.ev, ctl, tr.an_count, tr.an_lines)
+                                               MAX_ORDER, tr.kmap, tr.horder, tr.free, tr.pending,
+                                               tr.cap, tr.ev, ctl, tr.an_count, tr.an_lines, pre_on, m.S, m.C,
+                                               pre_arr, left, cursor, kpb_types, kpb_map)
                     if st == RC.ST_DONE:
                         break
                     if st == RC.ST_FLUSH:
@@ -786,6 +814,7 @@ def replay(trace: str | Path, policy: Policy, snapshot: Snapshot | None = None, 
     flush()
     drain_trace()
     rep["allocs"], rep["frees"] = int(ctl[RC.CTL_ALLOCS]), int(ctl[RC.CTL_FREES])
+    rep["pretrace_frees"], rep["pretrace_free_pages"] = int(ctl[RC.CTL_PRE_FREES]), int(ctl[RC.CTL_PRE_PAGES])
     an = tr.anomalies()
     for line in bulk_lines:
         an.add("untraced_bulk_alloc", line)

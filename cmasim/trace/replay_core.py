@@ -7,20 +7,24 @@ replay's time after parsing (docs/performance.md, "Replay"). The passes here do 
 record for record, over a chunk's int64 record array (`cmasim.trace.parser` columns), with the
 Python dicts replaced by arrays:
 
-* `kmap` (kernel head pfn -> (handle, order)) and prescan's set of live pfns are open-addressing
-  hash tables (linear probing, backward-shift deletion) in three int64 arrays: keys (EMPTY for
-  a free slot), handles, orders. The caller keeps the table at most half full: before each
-  chunk it grows the table (`ht_grow`) so that the chunk's records, each adding at most one
-  key, fit.
+* `kmap` (kernel head pfn -> handle, the block's order kept per handle) and the per-CPU list
+  inference's tables are open-addressing hash tables (linear probing, backward-shift deletion)
+  with each value next to its key in one int64 array (`kv_*`: key or EMPTY, value, key, ...; a
+  probe reads one cache line); prescan's set of live pfns uses `ht_*` (keys, and two value
+  arrays it does not read). The caller keeps kmap and the live set at most half full: before
+  each chunk it grows the table (`kv_grow`, `ht_grow`) so that the chunk's records, each adding
+  at most one key, fit; the inference's tables grow themselves (`kv_doubled`).
 * The handle allocator of `replay._Handles` (ids freed in a batch are reused only in later
   batches, last freed first) is a free stack and a pending list.
 * Counters and the anomaly counts with their first line numbers are int64 arrays (`CTL_*`,
   `AN_*`), turned back into the report's dicts by the caller.
 
 `translate_chunk` stops where Python must act: at a flush point (BATCH events reached where the
-Python loop checked for it) and at a free of a page the trace never allocated (pre-trace pages
-and memory onlining use `SnapState`'s numpy searches; ~500 per trace). The caller then resumes
-at the next record. The events, handles and report are those the Python loop produced.
+Python loop checked for it) and at a free of MAX_ORDER of a page the trace never allocated
+(memory onlining: the caller flushes and recomputes the watermarks; 32 in pybuild). The other
+frees of pages the trace never allocated (pre-trace pages, ~500 per trace) are replayed here
+(`pretrace_take`, the search and claim `SnapState.take_pretrace` also uses). The caller then
+resumes at the next record. The events, handles and report are those the Python loop produced.
 
 The same goes for the snapshot machine's per-block loops (`cmasim.trace.snapshot`): the free
 blocks and per-CPU pages of `build_machine`, and the search for pre-trace pages.
@@ -33,8 +37,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmasim.mm.folio import default_owner
 from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_tail, set_pinfo
 from cmasim.mm.jit import kjit, kjit_inline
+from cmasim.mm.mmzone import (H_HANDLE, H_LIVE, H_LIVE_PAGES, H_OWNER, H_PB, H_PINFO, H_ZONE, MIGRATE_MOVABLE,
+                              MIGRATE_PCPTYPES, PB_MT_MASK, PG_ALLOC, PI_ORDER_MASK, Z_END, Z_START, ZS)
 
 EMPTY = -1
 
@@ -58,7 +65,9 @@ CTL_NROWS = 3  # events in the buffer
 CTL_HT_N = 4  # keys in kmap
 CTL_ALLOCS = 5
 CTL_FREES = 6
-CTL_SIZE = 8
+CTL_PRE_FREES = 7  # frees of pre-trace pages (replay's report: pretrace_frees)
+CTL_PRE_PAGES = 8  # their pages (pretrace_free_pages)
+CTL_SIZE = 10
 
 # anomaly kinds (Anomalies keys), in this order
 AN_NAMES = ("alloc_failed_in_kernel", "cpu_outside_snapshot", "pfn_outside_zones", "alloc_of_live_pfn",
@@ -71,7 +80,7 @@ AN_EXAMPLES = 5
 # translate_chunk's status
 ST_DONE = 0  # every record of the chunk processed
 ST_FLUSH = 1  # the buffer reached `batch` events: run them, then resume at the returned index
-ST_SPECIAL = 2  # a free of a page the trace never allocated, at the returned index: Python's turn
+ST_SPECIAL = 2  # a free Python handles (memory onlining; any pre-trace free without `pre_on`), at the index
 ST_NO_HANDLES = 3  # more live allocations than handles
 
 
@@ -154,6 +163,15 @@ def ht_new(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.full(cap, EMPTY, dtype=np.int64), np.zeros(cap, dtype=np.int64), np.zeros(cap, dtype=np.int64)
 
 
+def kv_grow(t: np.ndarray, count: int, more: int) -> np.ndarray:
+    """`t`, or a larger copy, so that `count + more` keys keep the key-value table at most half full."""
+    if 2 * (count + more) <= t.shape[0] >> 1:
+        return t
+    nt = kv_new(2 * (count + more))
+    kv_fill(nt, t[0::2][t[0::2] != EMPTY], t[1::2][t[0::2] != EMPTY])
+    return nt
+
+
 def ht_grow(t: tuple, count: int, more: int) -> tuple:
     """`t`, or a larger copy, so that `count + more` keys keep it at most half full."""
     if 2 * (count + more) <= t[0].shape[0]:
@@ -161,6 +179,125 @@ def ht_grow(t: tuple, count: int, more: int) -> tuple:
     nt = ht_new(2 * (count + more))
     ht_rehash(t[0], t[1], t[2], nt[0], nt[1], nt[2])
     return nt
+
+
+# Key-value tables with the value next to its key (t[2*i] = key or EMPTY, t[2*i + 1] = value):
+# the same open addressing as ht_* (same home slot, linear probing, backward-shift deletion), for
+# the tables that map a key to one value (pcp_flows' pageblock types, allocated-as migratetypes
+# and on-list entries). A probe reads one cache line instead of one per array.
+
+
+@kjit
+def kv_find(t, key):
+    """Slot of `key` in the key-value table t, or -1 (its value is t[2 * slot + 1])."""
+    if key < 0:
+        return -1
+    mask = (t.shape[0] >> 1) - 1
+    i = _home(key, mask)
+    while True:
+        k = t[2 * i]
+        if k == key:
+            return i
+        if k == EMPTY:
+            return -1
+        i = (i + 1) & mask
+
+
+@kjit
+def kv_insert(t, key, v):
+    """Set key -> v; returns 1 if the key is new, else 0."""
+    mask = (t.shape[0] >> 1) - 1
+    i = _home(key, mask)
+    while True:
+        k = t[2 * i]
+        if k == key:
+            t[2 * i + 1] = v
+            return 0
+        if k == EMPTY:
+            t[2 * i] = key
+            t[2 * i + 1] = v
+            return 1
+        i = (i + 1) & mask
+
+
+@kjit
+def kv_delete(t, slot):
+    """Remove the key at `slot` (backward-shift deletion, as ht_delete)."""
+    mask = (t.shape[0] >> 1) - 1
+    i = slot
+    j = slot
+    while True:
+        j = (j + 1) & mask
+        k = t[2 * j]
+        if k == EMPTY:
+            break
+        home = _home(k, mask)
+        # k stays if its home lies cyclically in (i, j]
+        if i <= j:
+            stays = i < home <= j
+        else:
+            stays = home > i or home <= j
+        if stays:
+            continue
+        t[2 * i] = k
+        t[2 * i + 1] = t[2 * j + 1]
+        i = j
+    t[2 * i] = EMPTY
+
+
+@kjit
+def kv_fill(t, keys, vals):
+    """Insert keys[j] -> vals[j] into t, in order."""
+    for j in range(keys.shape[0]):
+        kv_insert(t, keys[j], vals[j])
+
+
+@kjit
+def kv_doubled(t):
+    """The key-value table t rehashed into one twice its size: pcp_flows' tables start small and
+    grow with the pages they hold (pages on a per-CPU list, pages allocated and not yet freed),
+    so that their random probes stay in the CPU's caches."""
+    nt = np.full(2 * t.shape[0], EMPTY, dtype=np.int64)
+    for i in range(t.shape[0] >> 1):
+        if t[2 * i] != EMPTY:
+            kv_insert(nt, t[2 * i], t[2 * i + 1])
+    return nt
+
+
+def kv_new(cap: int) -> np.ndarray:
+    """An empty key-value table of at least `cap` slots (a power of two, at least 1,024)."""
+    cap = max(1024, 1 << (int(cap) - 1).bit_length())
+    return np.full(2 * cap, EMPTY, dtype=np.int64)
+
+
+
+@kjit
+def in_sorted(values, keys, out):
+    """out[i] = values[i] is one of `keys` (sorted ascending): np.isin's answer, by binary search."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        lo = 0
+        hi = keys.shape[0]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if keys[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo < keys.shape[0] and keys[lo] == v
+
+
+@kjit
+def zones_of_pfns(pfns, lo, hi, out):
+    """out[i] = the first j with lo[j] <= pfns[i] < hi[j] (Snapshot.zones_of_kernel_pfns), else -1."""
+    for i in range(pfns.shape[0]):
+        p = pfns[i]
+        z = -1
+        for j in range(lo.shape[0]):
+            if lo[j] <= p < hi[j]:
+                z = j
+                break
+        out[i] = z
 
 
 @kjit
@@ -277,12 +414,25 @@ def end_batch(free, pending, ctl):
 
 
 @kjit
-def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_order, keys, hs, os_,
-                    free, pending, cap, ev, ctl, an_count, an_lines):
+def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_order, kmap, horder,
+                    free, pending, cap, ev, ctl, an_count, an_lines, pre_on, S, C, pretrace, left, cursor,
+                    kpb_type, kpb_map):
     """Translate records a[i0:] into engine events ev[ctl[CTL_NROWS]:] (time, op, cpu, order,
     gfp, handle), as replay()'s Python loop did; returns (index, status) (module docstring).
 
-    The caller keeps room in `ev` for two events per record and `keys` at most half full."""
+    kmap: kernel head pfn -> handle, a key-value table (kv_*), with the block's order in
+    horder[handle]. The caller keeps room in `ev` for two events per record and `kmap` at most
+    half full.
+
+    With `pre_on`, a free of a pre-trace page of order below max_order is replayed here, as
+    replay()'s pretrace_free() does it (no return to Python per free): the aligned run of
+    pre-trace pages at the hint of its kernel pageblock or else found by the search
+    (`pretrace_take`, on the snapshot machine S, C and SnapState's `pretrace`, `left`, `cursor`),
+    the owner a plain allocation of its pageblock's type gets, a handle attached to it and the
+    free event (the kernel's free_pages() of a page allocated before the trace started).
+    kpb_type[kpb]: the kernel pageblock's type (MOVABLE where unknown); kpb_map[kpb]: the
+    simulated pageblock its first pre-trace free went to (-1: none yet), both dense over the
+    snapshot's kernel pageblocks."""
     n = a.shape[0]
     i = i0
     while i < n:
@@ -302,27 +452,28 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
                 _anomaly(an_count, an_lines, AN_PFN_OUTSIDE, line)
             t = max(0, a[i, _C_TIME] - t_base)
             order = a[i, _C_F0]
-            s = ht_find(keys, pfn)
+            s = kv_find(kmap, pfn)
             if s >= 0:
                 _anomaly(an_count, an_lines, AN_ALLOC_LIVE, line)
-                _row(ev, ctl, t, _OP_FREE, cpu, 0, 0, hs[s])
-                _release(pending, ctl, hs[s])
+                _row(ev, ctl, t, _OP_FREE, cpu, 0, 0, kmap[2 * s + 1])
+                _release(pending, ctl, kmap[2 * s + 1])
             h = handle_get(free, ctl, cap)
             if h < 0:
                 return i, ST_NO_HANDLES
-            ctl[CTL_HT_N] += ht_insert(keys, hs, os_, pfn, h, order)
+            ctl[CTL_HT_N] += kv_insert(kmap, pfn, h)
+            horder[h] = order
             _row(ev, ctl, t, _OP_ALLOC, cpu, order, a[i, _C_F0 + 2], h)
             ctl[CTL_ALLOCS] += 1
         elif kind == _K_PAGE_FREE:
             pfn = a[i, _C_PFN]
             order = a[i, _C_F0]
             cpu = a[i, _C_CPU] % ncpu
-            s = ht_find(keys, pfn)
+            s = kv_find(kmap, pfn)
             if s >= 0:
-                if os_[s] != order:
+                h = kmap[2 * s + 1]
+                if horder[h] != order:
                     _anomaly(an_count, an_lines, AN_ORDER_MISMATCH, line)
-                h = hs[s]
-                ht_delete(keys, hs, os_, s)
+                kv_delete(kmap, s)
                 ctl[CTL_HT_N] -= 1
                 _row(ev, ctl, max(0, a[i, _C_TIME] - t_base), _OP_FREE, cpu, 0, 0, h)
                 _release(pending, ctl, h)
@@ -331,8 +482,8 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
                 continue
             inside = False
             for o in range(1, max_order + 1):
-                s = ht_find(keys, pfn & ~((1 << o) - 1))
-                if s >= 0 and os_[s] >= o:
+                s = kv_find(kmap, pfn & ~((1 << o) - 1))
+                if s >= 0 and horder[kmap[2 * s + 1]] >= o:
                     inside = True
                     break
             if inside:
@@ -347,7 +498,32 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
                 _anomaly(an_count, an_lines, AN_PFN_OUTSIDE, line)
                 i += 1
                 continue
-            return i, ST_SPECIAL
+            if not pre_on or order < 0 or order >= max_order:
+                return i, ST_SPECIAL
+            kpb = pfn >> 9
+            spb = kpb_map[kpb]
+            hint = spb * 512 + (pfn & 511) if spb >= 0 else -1
+            p = pretrace_take(pretrace, left, S, C, zones[i], order, kpb_type[kpb], hint, cursor)
+            if p < 0:
+                _anomaly(an_count, an_lines, AN_POOL_EMPTY, line)
+                i += 1
+                continue
+            if spb < 0:
+                kpb_map[kpb] = p >> 9
+            ctl[CTL_PRE_FREES] += 1
+            ctl[CTL_PRE_PAGES] += 1 << order
+            _anomaly(an_count, an_lines, AN_PRETRACE, line)
+            pmt = S[C[H_PB] + (p >> 9)] & PB_MT_MASK
+            S[C[H_OWNER] + p] = default_owner(pmt if pmt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE)
+            h = handle_get(free, ctl, cap)
+            if h < 0:
+                return i, ST_NO_HANDLES
+            S[C[H_LIVE] + h] = p  # replay._Engine.attach
+            S[C[H_HANDLE] + p] = h
+            C[H_LIVE_PAGES] += 1 << (S[C[H_PINFO] + p] & PI_ORDER_MASK)
+            _row(ev, ctl, max(0, a[i, _C_TIME] - t_base), _OP_FREE, cpu, 0, 0, h)
+            _release(pending, ctl, h)
+            ctl[CTL_FREES] += 1
         i += 1
         if ctl[CTL_NROWS] >= batch:
             return i, ST_FLUSH
@@ -397,6 +573,57 @@ def pretrace_search(pretrace, left, S, pb_off, mt_mask, start, end, n, mt, curso
     if first < 0:
         first = k_total * n if cursor // n < k_total else cursor
     return -1, first
+
+
+@kjit
+def pretrace_claim(pretrace, left, S, C, p, order):
+    """SnapState.claim_block: the order-0 allocated pages [p, p + 2^order) become one allocated
+    block of `order` (split_page() in reverse) in a pageblock of its type (MOVABLE for types
+    above the per-CPU ones), no longer pre-trace; `left` (if counted) follows."""
+    n = 1 << order
+    for q in range(p, p + n):
+        pretrace[q] = False
+    pb = p >> 9
+    if left.shape[0] > 0:  # a block within one pageblock, or whole pageblocks
+        if n < 512:
+            left[pb] -= n
+        else:
+            for b in range(pb, pb + (n >> 9)):
+                left[b] -= 512
+    mt = S[C[H_PB] + pb] & PB_MT_MASK
+    off = C[H_PINFO]
+    for q in range(p, p + n):
+        S[off + q] = 0
+    set_pinfo(S, C, p, order, PG_ALLOC, mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE, 0)
+
+
+@kjit
+def pretrace_take(pretrace, left, S, C, z, order, mt, hint, cursor):
+    """SnapState.take_pretrace: a block of 2^order pages, all still allocated before the trace,
+    aligned, in zone z, at `hint` if that run is all pre-trace, else the first in a pageblock of
+    type mt, else the first of any type (pretrace_search, from the cursor cursor[z, order]);
+    claimed (pretrace_claim) and returned, or -1 if none is left."""
+    n = 1 << order
+    zb = C[H_ZONE] + z * ZS
+    start = C[zb + Z_START]
+    end = C[zb + Z_END]
+    p = -1
+    if hint >= 0 and start <= hint and hint + n <= end and hint % n == 0:
+        p = hint
+        for q in range(hint, hint + n):
+            if not pretrace[q]:
+                p = -1
+                break
+    if p < 0:
+        p, cursor[z, order] = pretrace_search(pretrace, left, S, C[H_PB], PB_MT_MASK, start, end, n, mt,
+                                              cursor[z, order])
+        if p < 0:
+            p, cursor[z, order] = pretrace_search(pretrace, left, S, C[H_PB], PB_MT_MASK, start, end, n, -1,
+                                                  cursor[z, order])
+        if p < 0:
+            return -1
+    pretrace_claim(pretrace, left, S, C, p, order)
+    return p
 
 
 @kjit
@@ -485,12 +712,14 @@ _MIGRATE_MOVABLE, _MIGRATE_PCPTYPES, _MIGRATE_ISOLATE, _MIGRATE_TYPES = 1, 3, 5,
 
 
 @kjit
-def learn_round_trips(ev, keys, hs, os_, out_pb, out_mt):
+def learn_round_trips(ev, out_pb, out_mt):
     """learn_pageblock_types()' record loop: out_pb/out_mt[:n] receive (pageblock, allocation
     migratetype) of every per-CPU round trip (a free, then an mm_page_alloc of the same pfn and
     order with no zone_locked, drain or extfrag of it in between), in trace order; the caller
-    keeps the first per pageblock. (keys, hs, os_): an empty table for the pending frees
-    (pfn -> order), at most half full with one key per free. Returns n."""
+    keeps the first per pageblock. The pending frees (pfn -> order) are a key-value table (kv_*)
+    that starts small and doubles at half full, as pcp_flows' tables. Returns n."""
+    pending = np.full(2048, EMPTY, dtype=np.int64)
+    npend = 0
     n = 0
     for i in range(ev.shape[0]):
         kind = ev[i, 0]
@@ -498,18 +727,67 @@ def learn_round_trips(ev, keys, hs, os_, out_pb, out_mt):
         if pfn < 0:
             continue
         if kind == _K_PAGE_FREE:
-            ht_insert(keys, hs, os_, pfn, ev[i, 3], 0)
+            if 2 * (npend + 1) > (pending.shape[0] >> 1):
+                pending = kv_doubled(pending)
+            npend += kv_insert(pending, pfn, ev[i, 3])
         elif kind == _K_PAGE_ALLOC or kind == _K_ZONE_LOCKED or kind == _K_PCPU_DRAIN or kind == _K_EXTFRAG:
-            s = ht_find(keys, pfn)
+            s = kv_find(pending, pfn)
             if s >= 0:
-                fo = hs[s]
-                ht_delete(keys, hs, os_, s)
+                fo = pending[2 * s + 1]
+                kv_delete(pending, s)
+                npend -= 1
                 mt = ev[i, 4]
                 if kind == _K_PAGE_ALLOC and ev[i, 3] == fo and 0 <= mt < _MIGRATE_PCPTYPES:
                     out_pb[n] = pfn >> 9
                     out_mt[n] = mt
                     n += 1
     return n
+
+
+@kjit
+def infer_rows(a, zones, out, r):
+    """infer_pcp_lists()' rows of chunk `a` (records, cmasim.trace.parser's columns) into
+    out[r:r + len(a)]: (kind, cpu, pfn, f0, f1, f2, f3, zone, line), one pass, row by row."""
+    for i in range(a.shape[0]):
+        j = r + i
+        out[j, 0] = a[i, _C_KIND]
+        out[j, 1] = a[i, _C_CPU]
+        out[j, 2] = a[i, _C_PFN]
+        out[j, 3] = a[i, _C_F0]
+        out[j, 4] = a[i, _C_F0 + 1]
+        out[j, 5] = a[i, _C_F0 + 2]
+        out[j, 6] = a[i, _C_F0 + 3]
+        out[j, 7] = zones[i]
+        out[j, 8] = a[i, _C_LINE]
+
+
+@kjit
+def first_types(a, out_pb, out_mt):
+    """prescan's pageblock types for one chunk: out_pb/out_mt[:m] receive (kernel pageblock,
+    migratetype) of the chunk's drain and zone_locked records (free_pcppages_bulk() and
+    rmqueue_bulk() name the pageblock's list), the first record of each pageblock, in trace
+    order (a negative pageblock every time: the caller's dict keeps the first). Returns m."""
+    nsel = 0
+    for i in range(a.shape[0]):
+        if a[i, _C_KIND] == _K_PCPU_DRAIN or a[i, _C_KIND] == _K_ZONE_LOCKED:
+            nsel += 1
+    cap = 1024
+    while cap < 2 * nsel:
+        cap *= 2
+    seen = np.full(2 * cap, EMPTY, dtype=np.int64)
+    m = 0
+    for i in range(a.shape[0]):
+        kind = a[i, _C_KIND]
+        if kind == _K_PCPU_DRAIN or kind == _K_ZONE_LOCKED:
+            kpb = a[i, _C_PFN] >> 9
+            if kpb >= 0:
+                if kv_find(seen, kpb) >= 0:
+                    continue
+                kv_insert(seen, kpb, 0)
+            out_pb[m] = kpb
+            out_mt[m] = a[i, _C_F0 + 1]
+            m += 1
+    return m
 
 
 @kjit
@@ -525,6 +803,11 @@ def next_on_cpu(ev, ncpu, nxt_kind, nxt_pfn):
         seen[c] = i
 
 
+# pcp_flows' per-CPU list entries: one row per page put on a list (its columns)
+E_KEY, E_ORDER, E_MT, E_CPU, E_PFN, E_NEXT = range(6)
+E_COLS = 6
+
+
 @kjit_inline
 def _flow(net, low, low_seq, seq, key, d):
     v = net[key] + d
@@ -537,68 +820,50 @@ def _flow(net, low, low_seq, seq, key, d):
 
 
 @kjit_inline
-def _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn):
-    s = ht_find(ol_keys, pfn)
+def _leave(ol, cnt, ent, pfn):
+    s = kv_find(ol, pfn)
     if s >= 0:
-        cnt[ent_key[ol_hs[s]]] -= 1
-        ht_delete(ol_keys, ol_hs, ol_os, s)
+        cnt[ent[ol[2 * s + 1], E_KEY]] -= 1
+        kv_delete(ol, s)
         return 1
     return 0
 
 
-@kjit
-def ht_doubled(keys, hs, os_):
-    """The table (keys, hs, os_) rehashed into one twice its size: pcp_flows' tables start small
-    and grow with the pages they hold (pages on a per-CPU list, pages allocated and not yet
-    freed), so that their random probes stay in the CPU's caches."""
-    cap = 2 * keys.shape[0]
-    nkeys = np.full(cap, EMPTY, dtype=np.int64)
-    nhs = np.zeros(cap, dtype=np.int64)
-    nos = np.zeros(cap, dtype=np.int64)
-    ht_rehash(keys, hs, os_, nkeys, nhs, nos)
-    return nkeys, nhs, nos
-
-
 @kjit_inline
-def _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net, low, low_seq, seq, ut, nut,
-          line):
+def _take(ol, s, cnt, ent, net, low, low_seq, seq, ut, nut, line):
     """alloc_pages_bulk() takes the on-list page at slot s of the on-list table, just before `line`."""
-    e = ol_hs[s]
-    q = ol_keys[s]
-    ht_delete(ol_keys, ol_hs, ol_os, s)
-    k = ent_key[e]
+    e = ol[2 * s + 1]
+    q = ol[2 * s]
+    kv_delete(ol, s)
+    k = ent[e, E_KEY]
     cnt[k] -= 1
-    _flow(net, low, low_seq, seq, k, -(1 << ent_order[e]))
+    _flow(net, low, low_seq, seq, k, -(1 << ent[e, E_ORDER]))
     ut[nut, 0] = line
     ut[nut, 1] = q
-    ut[nut, 2] = ent_order[e]
-    ut[nut, 3] = ent_mt[e]
-    ut[nut, 4] = ent_cpu[e]
+    ut[nut, 2] = ent[e, E_ORDER]
+    ut[nut, 3] = ent[e, E_MT]
+    ut[nut, 4] = ent[e, E_CPU]
     return nut + 1
 
 
 @kjit
-def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, am_hs, am_os, ol_keys, ol_hs,
-              ol_os, net, low, low_seq, exact, exact_seq, ut):
+def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt, am, ol, net, low, low_seq, exact, exact_seq, ut):
     """infer_pcp_lists()' record loop, rule for rule (see its docstring). Lists are dense keys
     (zone * ncpu + cpu) * npi + pindex; net/low/exact per key, with low_seq/exact_seq the order in
     which the Python dicts got the key (-1: never; exact's presence is exact_seq >= 0).
-    kt: kernel pageblock -> type (kpb_type, read only); am: pfn -> migratetype allocated as;
-    ol: pfn on a per-CPU list -> its entry e (the list key, order, mt and cpu in ent_*); am and ol
-    are given empty (any power-of-two size) and grow here, kept at most half full. A list's
-    members are its entries (a chain through ent_next from head[key]) whose pfn still maps to
-    them; cnt[key] counts those. ut[:n] receives the untraced pages (line, pfn, order, mt, cpu) in
-    the order the Python loop appended them; returns n."""
+    Key-value tables (kv_*): kt: kernel pageblock -> type (kpb_type, read only); am: pfn ->
+    migratetype allocated as; ol: pfn on a per-CPU list -> its entry e (row e of `ent`: the list
+    key, order, mt, cpu, pfn and the next entry of the list, E_*); am and ol are given empty (any
+    power-of-two size, `kv_new`) and grow here, kept at most half full. A list's members are its
+    entries (a chain through ent[e, E_NEXT] from head[key]) whose pfn still maps to them;
+    cnt[key] counts those. An entry's fields are one row, so reading it touches one cache line.
+    ut[:n] receives the untraced pages (line, pfn, order, mt, cpu) in the order the Python loop
+    appended them; returns n."""
     n = ev.shape[0]
     nkeys = net.shape[0]
     cnt = np.zeros(nkeys, dtype=np.int64)
     head = np.full(nkeys, -1, dtype=np.int64)
-    ent_key = np.zeros(n + 1, dtype=np.int64)
-    ent_order = np.zeros(n + 1, dtype=np.int64)
-    ent_mt = np.zeros(n + 1, dtype=np.int64)
-    ent_cpu = np.zeros(n + 1, dtype=np.int64)
-    ent_pfn = np.zeros(n + 1, dtype=np.int64)
-    ent_next = np.zeros(n + 1, dtype=np.int64)
+    ent = np.empty((n + 1, E_COLS), dtype=np.int64)  # rows [0, nent) are written before they are read
     nent = 0
     last_kind = np.full(ncpu, -1, dtype=np.int64)
     last_pfn = np.full(ncpu, -1, dtype=np.int64)
@@ -606,7 +871,7 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
     seq = np.zeros(2, dtype=np.int64)  # [0]: low's next insertion; [1]: exact's
     nut = 0
     norders = pind.shape[0]
-    buf = np.zeros(n + 1, dtype=np.int64)
+    buf = np.empty(n + 1, dtype=np.int64)  # written before read
     am_n = 0  # keys in am
     ol_n = 0  # keys in ol
     for i in range(n):
@@ -636,21 +901,21 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
         if kind == _K_PAGE_FREE:
             # the pageblock's type if known (kpb_type), else the type the page was allocated
             # as (popped either way), else MOVABLE
-            s = ht_find(am_keys, pfn)
+            s = kv_find(am, pfn)
             mt = _MIGRATE_MOVABLE
             if s >= 0:
-                mt = am_hs[s]
-                ht_delete(am_keys, am_hs, am_os, s)
+                mt = am[2 * s + 1]
+                kv_delete(am, s)
                 am_n -= 1
-            s = ht_find(kt_keys, pfn >> 9)
+            s = kv_find(kt, pfn >> 9)
             if s >= 0:
-                mt = kt_hs[s]
+                mt = kt[2 * s + 1]
         else:
             mt = f1
             if kind == _K_PAGE_ALLOC:
-                if 2 * (am_n + 1) > am_keys.shape[0]:
-                    am_keys, am_hs, am_os = ht_doubled(am_keys, am_hs, am_os)
-                am_n += ht_insert(am_keys, am_hs, am_os, pfn, mt, 0)
+                if 2 * (am_n + 1) > (am.shape[0] >> 1):
+                    am = kv_doubled(am)
+                am_n += kv_insert(am, pfn, mt)
         if mt < 0 or mt >= _MIGRATE_TYPES or mt == _MIGRATE_ISOLATE:
             continue
         if mt >= _MIGRATE_PCPTYPES:
@@ -669,29 +934,28 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
                         m = 0
                         e = head[key]
                         while e >= 0:
-                            s = ht_find(ol_keys, ent_pfn[e])
-                            if s >= 0 and ol_hs[s] == e:
-                                buf[m] = ent_pfn[e]
+                            s = kv_find(ol, ent[e, E_PFN])
+                            if s >= 0 and ol[2 * s + 1] == e:
+                                buf[m] = ent[e, E_PFN]
                                 m += 1
-                            e = ent_next[e]
+                            e = ent[e, E_NEXT]
                         head[key] = -1
                         qs = np.sort(buf[:m])
                         for j in range(m):
-                            s = ht_find(ol_keys, qs[j])
-                            nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net,
-                                        low, low_seq, seq, ut, nut, line)
+                            s = kv_find(ol, qs[j])
+                            nut = _take(ol, s, cnt, ent, net, low, low_seq, seq, ut, nut, line)
                             ol_n -= 1
                     if exact_seq[key] < 0 and not one_block:  # rmqueue_buddy() may have served it
                         exact[key] = -net[key]
                         exact_seq[key] = seq[1]
                         seq[1] += 1
                 _flow(net, low, low_seq, seq, key, sz)
-                ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+                ol_n -= _leave(ol, cnt, ent, pfn)
             else:
                 last_buddy[cpu] = pfn  # rmqueue_buddy(): its allocation does not leave a list
                 continue
         elif kind == _K_PAGE_ALLOC:
-            ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            ol_n -= _leave(ol, cnt, ent, pfn)
             lb = last_buddy[cpu]
             last_buddy[cpu] = -1
             if lb == pfn:
@@ -699,28 +963,27 @@ def pcp_flows(ev, nxt_kind, nxt_pfn, pind, npi, ncpu, kt_keys, kt_hs, am_keys, a
             _flow(net, low, low_seq, seq, key, -sz)
             continue
         elif kind == _K_PAGE_FREE:
-            s = ht_find(ol_keys, pfn)
+            s = kv_find(ol, pfn)
             if s >= 0:  # freed again while on its list: alloc_pages_bulk() took it
-                nut = _take(ol_keys, ol_hs, ol_os, s, cnt, ent_key, ent_order, ent_mt, ent_cpu, net, low, low_seq,
-                            seq, ut, nut, line)
+                nut = _take(ol, s, cnt, ent, net, low, low_seq, seq, ut, nut, line)
                 ol_n -= 1
             _flow(net, low, low_seq, seq, key, sz)
         else:
-            ol_n -= _leave(ol_keys, ol_hs, ol_os, cnt, ent_key, pfn)
+            ol_n -= _leave(ol, cnt, ent, pfn)
             _flow(net, low, low_seq, seq, key, -sz)
             continue
         # refill or free: the page is on the list `key`
         e = nent
         nent += 1
-        ent_key[e] = key
-        ent_order[e] = order
-        ent_mt[e] = mt
-        ent_cpu[e] = cpu
-        ent_pfn[e] = pfn
-        ent_next[e] = head[key]
+        ent[e, E_KEY] = key
+        ent[e, E_ORDER] = order
+        ent[e, E_MT] = mt
+        ent[e, E_CPU] = cpu
+        ent[e, E_PFN] = pfn
+        ent[e, E_NEXT] = head[key]
         head[key] = e
-        if 2 * (ol_n + 1) > ol_keys.shape[0]:
-            ol_keys, ol_hs, ol_os = ht_doubled(ol_keys, ol_hs, ol_os)
-        ol_n += ht_insert(ol_keys, ol_hs, ol_os, pfn, e, 0)
+        if 2 * (ol_n + 1) > (ol.shape[0] >> 1):
+            ol = kv_doubled(ol)
+        ol_n += kv_insert(ol, pfn, e)
         cnt[key] += 1
     return nut

@@ -183,12 +183,18 @@ class Snapshot:
         return -1
 
     def zones_of_kernel_pfns(self, pfns: np.ndarray) -> np.ndarray:
-        """`zone_of_kernel_pfn` of every element of `pfns` (int64 array), at numpy speed."""
-        pfns = np.ascontiguousarray(pfns)  # a column of a record chunk: compared once per zone
-        out = np.full(len(pfns), -1, dtype=np.int64)
-        for i in range(len(self.zones) - 1, -1, -1):  # the first zone holding a pfn wins
-            z = self.zones[i]
-            out[(pfns >= z.start_pfn) & (pfns < z.start_pfn + z.spanned)] = i
+        """`zone_of_kernel_pfn` of every element of `pfns` (int64 array), compiled
+        (replay_core.zones_of_pfns: one pass, the first zone holding a pfn wins)."""
+        pfns = np.ascontiguousarray(pfns)  # a column of a record chunk
+        out = np.empty(len(pfns), dtype=np.int64)
+        if pfns.dtype != np.int64:
+            out[:] = -1
+            for i in range(len(self.zones) - 1, -1, -1):  # the first zone holding a pfn wins
+                z = self.zones[i]
+                out[(pfns >= z.start_pfn) & (pfns < z.start_pfn + z.spanned)] = i
+            return out
+        lo = np.array([z.start_pfn for z in self.zones], dtype=np.int64)
+        RC.zones_of_pfns(pfns, lo, lo + np.array([z.spanned for z in self.zones], dtype=np.int64), out)
         return out
 
     def buddyinfo(self) -> dict[str, list[int]]:
@@ -396,6 +402,7 @@ def layout_zone(zs: ZoneSnap, first_pb: int, n_pb: int) -> tuple[list[int], list
 # --- building the machine --------------------------------------------------------------------------------------
 
 _NO_COUNTS = np.zeros(0, dtype=np.int64)  # pretrace_search without per-pageblock counts
+CURSOR_ORDERS = 63  # orders a pre-trace free can have (2^order fits an int64)
 
 
 @dataclass
@@ -410,9 +417,10 @@ class SnapState:
     pages_min: int  # min_free_kbytes in pages (inferred from the watermarks)
     managed: list[int]  # current managed pages per zone (grows with onlining)
     notes: list[str] = field(default_factory=list)
-    # (start, end, n) -> offset below which no aligned n-page run is all `pretrace` (_search).
-    _cursor: dict = field(default_factory=dict, repr=False)
-    # pages of each pageblock still `pretrace` (_search; counted at the first search, kept by claim_block)
+    # [zone, order] -> offset below which no aligned 2^order-page run of the zone is all
+    # `pretrace` (take_pretrace; made at the first take, orders 0..CURSOR_ORDERS - 1)
+    _cursor: np.ndarray | None = field(default=None, repr=False)
+    # pages of each pageblock still `pretrace` (the search's; counted at the first take, kept by claim_block)
     _left: np.ndarray | None = field(default=None, repr=False)
 
     def zone_range(self, z: int) -> tuple[int, int]:
@@ -424,54 +432,35 @@ class SnapState:
     def take_pretrace(self, z: int, order: int, mt: int, hint: int = -1) -> int:
         """A sim block of 2^order pages, all still allocated before the trace, aligned, in zone z,
         preferably at `hint` and in a pageblock of type `mt`; marked as one allocated block of
-        `order` (split_page() in reverse) and returned, or -1 if none is left."""
-        n = 1 << order
-        start, end = self.zone_range(z)
-        pre = self.pretrace
-        if hint >= 0 and start <= hint and hint + n <= end and hint % n == 0 and pre[hint:hint + n].all():
-            p = hint
-        else:
-            p = self._search(start, end, n, mt)
-            if p < 0:
-                p = self._search(start, end, n, -1)
-            if p < 0:
-                return -1
-        self.claim_block(p, order)
-        return p
+        `order` (split_page() in reverse) and returned, or -1 if none is left.
 
-    def _search(self, start: int, end: int, n: int, mt: int) -> int:
-        """The lowest aligned n-page run of [start, end) that is all `pretrace` (and, with
-        mt >= 0, in a pageblock of type mt), or -1.
-
+        Compiled (replay_core.pretrace_take; the translation pass calls it too). The search:
         `pretrace` only ever turns False after the machine is built, so the first all-pretrace
-        run never moves down: a cursor per (start, end, n) skips what earlier searches found
-        taken, and the rest is scanned (compiled: replay_core.pretrace_search), stopping at the
-        first match. The answer is the one a scan of the whole range gives (replays are
+        run never moves down: a cursor per (zone, order) skips what earlier searches found
+        taken, and the rest is scanned (replay_core.pretrace_search), stopping at the first
+        match. The answer is the one a scan of the whole range gives (replays are
         bit-identical); only the cost differs (the whole-range numpy scan per pre-trace free
         was a third of a replay's time). Pageblocks with too few pre-trace pages left are
         skipped whole (`_left`)."""
+        if not 0 <= order < CURSOR_ORDERS:
+            raise ValueError(f"pre-trace free of order {order}: orders 0..{CURSOR_ORDERS - 1} only")
+        cursor, left = self.search_state()
+        m = self.machine
+        return int(RC.pretrace_take(self.pretrace, left, m.S, m.C, z, order, mt, hint, cursor))
+
+    def search_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pre-trace search's cursor [zone, order] and per-pageblock counts, made at first use."""
         if self._left is None:
             self._left = self.pretrace.reshape(-1, mz.PAGEBLOCK_NR_PAGES).sum(axis=1)
-        key = (start, end, n)
-        p, self._cursor[key] = RC.pretrace_search(self.pretrace, self._left, self.machine.S, int(self.machine.C[mz.H_PB]),
-                                                  mz.PB_MT_MASK, start, end, n, mt, self._cursor.get(key, 0))
-        return int(p)
+        if self._cursor is None:
+            self._cursor = np.zeros((self.machine.nr_zones, CURSOR_ORDERS), dtype=np.int64)
+        return self._cursor, self._left
 
     def claim_block(self, p: int, order: int) -> None:
-        """Turn the order-0 allocated pages [p, p + 2^order) into one allocated block of `order`."""
+        """Turn the order-0 allocated pages [p, p + 2^order) into one allocated block of `order`
+        (compiled: replay_core.pretrace_claim)."""
         m = self.machine
-        n = 1 << order
-        self.pretrace[p:p + n] = False
-        if self._left is not None:  # _search's counts: a block within one pageblock, or whole pageblocks
-            pb = p >> mz.PAGEBLOCK_ORDER
-            if n < mz.PAGEBLOCK_NR_PAGES:
-                self._left[pb] -= n
-            else:
-                self._left[pb:pb + (n >> mz.PAGEBLOCK_ORDER)] -= mz.PAGEBLOCK_NR_PAGES
-        off = int(m.C[mz.H_PINFO])
-        mt = self.pageblock_type(p)
-        m.S[off + p:off + p + n] = 0
-        set_pinfo(m.S, m.C, p, order, mz.PG_ALLOC, mt if mt < mz.MIGRATE_PCPTYPES else mz.MIGRATE_MOVABLE, 0)
+        RC.pretrace_claim(self.pretrace, self._left if self._left is not None else _NO_COUNTS, m.S, m.C, p, order)
 
     def take_offline(self, z: int, order: int) -> int:
         """Online the first offline 2^order run of zone z: returns its head (an allocated block
