@@ -1,21 +1,24 @@
 """A cold compile of the allocator core on several processes sharing numba's on-disk cache.
 
-`compile_core()` (cmasim.warmup) compiles the core in one process: about two minutes of CPU on
-the 2-core development machine, of which the 33 `kjit_fixed` functions and the non-fixed ones
-they call (the buddy allocator, per-CPU lists, slow path, reclaim, compaction, wake-ups) are
-more than half and the rest the entry points only a scenario (`churn`, `anon_faults`,
-`alloc_contig_range`, `run_due_work`, ...) or a replay (`run_events`, the snapshot loops)
-reach (docs/performance.md, "Cold compile on two processes"). Numba compiles a function once
-per process and, with `cache=True`, loads a function another process saved instead of
-compiling it — including a callee while it types a caller — so the work splits like a build:
+`compile_core()` (cmasim.warmup) compiled the core in one process: about 110 s of CPU on the
+2-core development machine, more than half of it the `kjit_fixed` functions and the non-fixed
+ones they call (the buddy allocator, per-CPU lists, slow path, reclaim, compaction), the rest
+the entry points a scenario (`churn`, `anon_faults`, `alloc_contig_range`, ...) or a replay
+(`run_events`, the snapshot and per-CPU list loops) reaches (docs/performance.md, "Cold
+compile on two processes"). Numba compiles a function once per process and, with
+`cache=True`, loads a function another process saved instead of compiling it — a callee
+too, while it types a caller — so the work splits like a build:
 
 - a job per `kjit_fixed` function (its one signature is known without running anything:
-  `jit.fixed_signature`), and three for the entry points: the warm-up scenario, the warm-up
-  replay, the snapshot loops (`cmasim.warmup`);
-- a job waits for the fixed functions it calls (found by reading the names its code uses,
-  through the inlined and non-fixed functions it calls, which numba compiles inside the job);
-  the entry-point jobs wait for every fixed function the scenario or the replay reaches;
-- N worker processes take the ready job with the longest chain of jobs waiting behind it.
+  `jit.fixed_signature`; `cmasim_fix()` compiles it), and one per part of the warm-up
+  (`cmasim.warmup.PARTS`: the scenario, the replay, the snapshot machine, `infer_pcp_lists`,
+  one `cma_alloc()`, an anonymous fill);
+- a job waits for the fixed functions its compile links in, found by reading the names its
+  code uses, through the inlined and non-fixed functions it calls (numba compiles those inside
+  the job); a warm-up part waits for what its compiled roots reach (`_PART_ROOTS`), the
+  scenario for everything;
+- N worker processes take the ready job with the heaviest chain of work waiting behind it
+  (`_WEIGHT`, rough compile times: a scheduling hint only).
 
 A callee the scan missed, or one two jobs need at once (a non-fixed helper of two fixed
 functions), is compiled by both processes: more CPU, the same code. Two processes saving
@@ -25,8 +28,8 @@ index and data, unlocked), so `locked_cache_saves()` makes every save hold an ex
 `fcntl.flock` on a lock file in the cache directory. Readers need no lock: numba replaces
 files atomically.
 
-When a worker fails, the pool stops and `compile_core()` compiles what is left in its own
-process, which shows the real error. This module never prints.
+When a worker fails, the pool stops and `compile_core()` runs the warm-up in its own process,
+which compiles what is left and shows the real error. This module never prints.
 """
 
 from __future__ import annotations

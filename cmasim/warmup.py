@@ -2,7 +2,8 @@
 
 The core (cmasim/mm, the workloads, the clock) is compiled by numba on first use and kept
 in numba's on-disk cache next to the sources (cmasim.mm.jit). A cold compile takes about
-two minutes of CPU on the 2-core development machine (docs/performance.md), a cached load about a second.
+80 s of CPU on the 2-core development machine, 42 s wall on two processes (docs/performance.md),
+a cached load about a second.
 `compile_core()` runs a tiny scenario that touches every workload feature, plus a tiny trace replay, so that every
 compiled entry point (`churn`, `fill_anon`, `alloc_contig_range`, the pinners, `run_events`,
 ...) is compiled or loaded once — on a cold cache in several processes at once
@@ -25,10 +26,10 @@ from pathlib import Path
 
 from cmasim.mm import jit
 
-# Cold compile: the first `cmasim run` (compile_core() and the default scenario) took 114-126 s of
-# CPU and 122-147 s wall at load 3-4 on the 2-core development machine (docs/performance.md,
-# "Cold compile: numba's inliner, and fewer call sites").
-COLD_COMPILE_S = 150
+# Cold compile: the first `cmasim run` (compile_core() on two processes and the default scenario)
+# took 48 s wall on the idle 2-core development machine, compile_core() in one process 80-86 s
+# (docs/performance.md, "Cold compile on two processes"); a busy machine takes longer.
+COLD_COMPILE_S = 60
 _part_listeners: list[Callable[[str], None]] = []  # compile_listener()s, told of each finished pool part
 
 WARMUP_SCENARIO = """\
@@ -116,7 +117,7 @@ def compile_core(policies: list | None = None, jobs: int | None = None,
 
             def done(job: str, k: int, total: int) -> None:
                 for show in _part_listeners:
-                    show(f"{job.removeprefix('cmasim.').replace(':', '.')} in {n} processes ({k}/{total} parts done)")
+                    show(f"{job.removeprefix('cmasim.').replace(':', '.')}, part {k}/{total} on {n} processes")
                 if on_job is not None:
                     on_job(job, k, total)
 
@@ -125,7 +126,7 @@ def compile_core(policies: list | None = None, jobs: int | None = None,
                 # for all of them), so nothing is left to compile here.
                 mark_cached()
                 return
-    for p in policies or [get_policy_default()]:
+    for p in policies or [_default_policy()]:
         compile_entry("scenario", p)
     for part in ("replay", "snapshot", "pcp"):  # the scenario covers "contig" and "anon"
         compile_entry(part, policies[0] if policies else None)
@@ -133,7 +134,7 @@ def compile_core(policies: list | None = None, jobs: int | None = None,
         mark_cached()
 
 
-def get_policy_default():
+def _default_policy():
     from cmasim.policy import get_policy
 
     return get_policy("linux-6.18")
@@ -152,7 +153,7 @@ def compile_entry(job: str, policy=None) -> None:
     from cmasim.scenario import load_scenario_text
     from cmasim.trace.replay import replay
 
-    policy = policy or get_policy_default()
+    policy = policy or _default_policy()
     if job == "scenario":
         run_scenario(load_scenario_text(WARMUP_SCENARIO, "warm-up", "warmup"), policy, 1)
     elif job == "replay":
@@ -245,8 +246,8 @@ def _contig(policy) -> None:
 @contextmanager
 def compile_listener(on_compile: Callable[[str], None]):
     """Call `on_compile("module.function")` each time numba starts compiling a function in this
-    process, and `on_compile("PART in N processes (k/n parts done)")` as each part of a
-    cold compile on worker processes finishes (`compile_core`)."""
+    process, and `on_compile("PART, part k/n on N processes")` as each part of a cold compile
+    on worker processes finishes (`compile_core`)."""
     if not jit.JIT:
         yield
         return
