@@ -31,6 +31,7 @@ try:
     from cmasim.machine import MachineTooLarge
     from cmasim.fmt import num as _num
     from cmasim.outdir import Interrupted, OutputError, staged_output
+    from cmasim.compile_pool import CompileJobsError
 finally:
     for _name in _blocked:
         if sys.modules.get(_name, 0) is None:
@@ -269,6 +270,17 @@ def cmd_explain(a) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
+    return n
+
+
 def cmd_compile(a) -> int:
     """Compile the core ahead of time (make install runs this)."""
     import time
@@ -285,7 +297,7 @@ def cmd_compile(a) -> int:
     t0 = time.perf_counter()
     with err.status("compiling", spinner="dots") as status, \
             compile_notice(a.quiet, lambda text: status.update(text)):
-        compile_core()
+        compile_core(jobs=a.jobs)
     print(f"compiled the allocator core in {time.perf_counter() - t0:.0f} s; runs now load it from the cache")
     return 0
 
@@ -427,6 +439,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile the allocator core into numba's cache ahead of time")
     c.add_argument("--force", action="store_true", help="compile (or load) even if the cache looks current")
     c.add_argument("--quiet", action="store_true", help="no progress line")
+    c.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                   help="worker processes for a cold compile (default: the CPUs available, at most 4; "
+                        "1 compiles in this process; env CMASIM_COMPILE_JOBS)")
     c.set_defaults(fn=cmd_compile)
     add_trace_parsers(sub)
     if command not in _TRACE_COMMANDS:
@@ -453,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     except _scenario_errors() + (UnknownPolicy,) as e:
         return _fail(str(e.args[0]) if isinstance(e, UnknownPolicy) else str(e))
     except (TRACE_ERRORS + (OutputError, MachineTooLarge, TraceEventError) + _report_errors()) as e:
+        return _fail(str(e))
+    except CompileJobsError as e:
         return _fail(str(e))
     except Interrupted as e:
         err.print(escape(str(e.args[0])), highlight=False, soft_wrap=True)

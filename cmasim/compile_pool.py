@@ -56,6 +56,10 @@ _WEIGHT = {_CHURN: 15, "cmasim.mm.alloc_pages:__alloc_pages_slowpath": 6, "cmasi
 _LOCK_NAME = ".cmasim-save.lock"
 
 
+class CompileJobsError(ValueError):
+    """A bad CMASIM_COMPILE_JOBS setting (the CLI reports it as one line)."""
+
+
 def default_jobs() -> int:
     """Worker processes for a cold compile: the CPUs this process may run on, at most 4
     (each worker holds numba and LLVM, ~0.4 GB); `CMASIM_COMPILE_JOBS` overrides."""
@@ -64,9 +68,9 @@ def default_jobs() -> int:
         try:
             n = int(env)
         except ValueError:
-            raise ValueError(f"CMASIM_COMPILE_JOBS={env!r}: expected a whole number of processes") from None
+            raise CompileJobsError(f"CMASIM_COMPILE_JOBS={env!r}: expected a whole number of processes") from None
         if n < 1:
-            raise ValueError(f"CMASIM_COMPILE_JOBS={env!r}: expected at least 1")
+            raise CompileJobsError(f"CMASIM_COMPILE_JOBS={env!r}: expected at least 1")
         return n
     try:
         cpus = len(os.sched_getaffinity(0))

@@ -150,3 +150,13 @@ def test_every_warmup_part_runs_and_a_wrong_name_is_an_error():
         warmup.compile_entry(part)  # interpreted here: the same calls a worker makes compiled
     with pytest.raises(ValueError, match="unknown warm-up part 'scenarios'"):
         warmup.compile_entry("scenarios")
+
+
+def test_cli_compile_jobs_must_be_a_positive_number(capsys):
+    from cmasim.cli import main
+
+    for bad, why in (("0", "expected at least 1, got 0"), ("two", "expected a whole number, got 'two'")):
+        with pytest.raises(SystemExit) as e:
+            main(["compile", "--jobs", bad])
+        assert e.value.code == 2
+        assert why in capsys.readouterr().err
