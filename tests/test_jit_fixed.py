@@ -7,6 +7,7 @@ written to a temporary folder, with its own numba cache folder.
 import json
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 from conftest import ROOT
@@ -196,13 +197,52 @@ def test_a_wiped_cache_is_not_called_compiled(tmp_path, monkeypatch):
     monkeypatch.setattr(jit, "JIT", True)
     monkeypatch.setattr(warmup, "_stamp", lambda: tmp_path / "__pycache__" / "cmasim-core.compiled")
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr("numba.core.config.CACHE_DIR", "")  # numba read it at import
+    assert jit._cache_dirs() == {cache}
     jit._wipe_stale_cache()  # digest of v = 1
     (cache / "x.f-1.py311.nbi").write_bytes(b"i")
-    warmup._stamp().write_text(jit.CORE_DIGEST)  # compile_core() ran
+    warmup.mark_cached()  # compile_core() ran
     assert warmup.core_cached()
     (tmp_path / "mm" / "x.py").write_text("v = 2\n")
     jit._wipe_stale_cache()
     (tmp_path / "mm" / "x.py").write_text("v = 1\n")
     jit._wipe_stale_cache()  # the first digest again, over a wiped cache
-    assert not list(cache.iterdir())
+    assert not [f for f in cache.iterdir() if f.suffix in (".nbi", ".nbc")]
     assert not warmup.core_cached()
+
+
+def test_a_changed_source_wipes_the_cache_numba_uses_under_numba_cache_dir(tmp_path, monkeypatch):
+    """With NUMBA_CACHE_DIR set numba keeps the cache there (one folder per source folder, named
+    after its path), not in __pycache__: a changed core source must wipe that folder, or the
+    functions of unchanged files would load with another file's old constants."""
+    from numba.core.caching import FunctionCache
+
+    from cmasim import warmup
+    from cmasim.mm import jit
+
+    (tmp_path / "mm").mkdir()
+    src = tmp_path / "mm" / "x.py"
+    src.write_text("v = 1\n")
+    monkeypatch.setattr(jit, "_PKG", tmp_path)
+    monkeypatch.setattr(jit, "_CORE_FILES", ("mm/x.py",))
+    monkeypatch.setattr(jit, "CORE_DIGEST", jit.CORE_DIGEST)
+    monkeypatch.setattr(jit, "JIT", True)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "nc"))
+    monkeypatch.setattr("numba.core.config.CACHE_DIR", str(tmp_path / "nc"))
+
+    def probe():
+        pass
+
+    where = Path(FunctionCache._impl_class._locator_classes[0](probe, str(src)).get_cache_path())
+    assert jit._cache_dirs() == {where}
+    jit._wipe_stale_cache()  # digest of v = 1
+    (where / "x.f-1.py311.nbi").write_bytes(b"i")
+    warmup.mark_cached()
+    assert warmup.core_cached()
+    jit._wipe_stale_cache()  # unchanged: kept
+    assert (where / "x.f-1.py311.nbi").exists() and warmup.core_cached()
+    src.write_text("v = 2\n")
+    jit._wipe_stale_cache()
+    assert not (where / "x.f-1.py311.nbi").exists()
+    assert not warmup.core_cached()
+    assert not (tmp_path / "mm" / "__pycache__" / "x.f-1.py311.nbi").exists()

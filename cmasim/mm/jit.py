@@ -21,7 +21,8 @@ that borrowed it: the caller holds the real arrays for the whole call.
 Numba's cache key does not cover constants imported from other modules, nor other
 files of the core (performance-notes.md, pitfall 2), so `_wipe_stale_cache` hashes
 every source file of the compiled core and removes numba's cache files when that
-hash changes.
+hash changes — in the folders numba actually uses (`_cache_dirs`: `NUMBA_CACHE_DIR`, the
+in-tree `__pycache__`, or the user-wide cache of a read-only install).
 """
 
 from __future__ import annotations
@@ -54,28 +55,69 @@ def _core_digest() -> str:
 CORE_DIGEST = ""  # set when compiling; cmasim.warmup compares it with its "compiled" stamp
 
 
+def _cache_dirs() -> set[Path]:
+    """The folders numba keeps the core's cache in: for each core source folder, the first of
+    numba's cache locators that works there, as numba itself picks them (`NUMBA_CACHE_DIR`'s
+    mirror of the folder when set, else the in-tree `__pycache__`, else the user-wide cache
+    of a read-only install). Only the in-tree folders if numba's locators are not there."""
+    dirs = {(_PKG / rel).parent / "__pycache__" for rel in _CORE_FILES}
+    try:
+        from numba.core.caching import FunctionCache
+
+        classes = FunctionCache._impl_class._locator_classes
+    except (ImportError, AttributeError):  # another numba layout: the in-tree folders only
+        return dirs
+
+    def probe():  # a locator wants a function; only its line number is read
+        pass
+
+    out = set()
+    one_per_folder = {(_PKG / rel).parent: _PKG / rel for rel in _CORE_FILES}
+    for src_path in one_per_folder.values():
+        src = str(src_path)
+        for cls in classes:
+            try:
+                loc = cls.from_function(probe, src)
+            except OSError:
+                loc = None
+            if loc is not None:
+                out.add(Path(loc.get_cache_path()))
+                break
+    return out or dirs
+
+
 def _wipe_stale_cache() -> None:
+    """Remove numba's cache files of the core when any core source changed (module docstring),
+    wherever numba keeps them (`_cache_dirs`); the hash of the sources the cache was built
+    from is kept beside each folder's files (`cmasim-core.hash`)."""
     global CORE_DIGEST
     digest = CORE_DIGEST = _core_digest()
-    stamp = _PKG / "__pycache__" / "cmasim-core.hash"
-    try:
-        if stamp.exists() and stamp.read_text() == digest:
-            return
-        for rel in _CORE_FILES:
-            cache_dir = (_PKG / rel).parent / "__pycache__"
+    wiped = False
+    for cache_dir in sorted(_cache_dirs()):
+        stamp = cache_dir / "cmasim-core.hash"
+        try:
+            if stamp.exists() and stamp.read_text() == digest:
+                continue
+            wiped = True
             if cache_dir.is_dir():
                 for f in cache_dir.iterdir():
                     if f.suffix in (".nbi", ".nbc"):
                         f.unlink(missing_ok=True)
-        # The "compiled" stamp cmasim.warmup leaves says compile_core() ran for some digest; after
-        # a wipe nothing is compiled, whatever digest it names (a source changed and changed back
-        # would otherwise match it again with an empty cache).
-        (stamp.parent / "cmasim-core.compiled").unlink(missing_ok=True)
-        stamp.parent.mkdir(exist_ok=True)
-        stamp.write_text(digest)
-    except OSError:
-        # A read-only install: numba falls back to its own cache locator.
-        pass
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(digest)
+        except OSError:
+            # A read-only folder: numba falls back to another locator (its own cache folder).
+            pass
+    # The "compiled" stamp cmasim.warmup leaves says compile_core() ran for some digest; after
+    # a wipe nothing is compiled, whatever digest it names (a source changed and changed back
+    # would otherwise match it again with an empty cache).
+    if wiped:
+        for where in {Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else None,
+                      _PKG / "__pycache__"} - {None}:
+            try:
+                (where / "cmasim-core.compiled").unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 if JIT:
