@@ -295,8 +295,10 @@ def run_job(job: str) -> None:
 
 def worker() -> None:
     """A compile worker: one job name per line on stdin, "done JOB" on stdout when compiled;
-    exits at end of input, or at the first failure (nothing more printed)."""
+    exits at end of input, or at the first failure (nothing more printed). Anything else a job
+    writes to sys.stdout goes to stderr, so the only lines the pool reads are its answers."""
     locked_cache_saves()
+    answers, sys.stdout = sys.stdout, sys.stderr
     for line in sys.stdin:
         job = line.strip()
         if not job:
@@ -305,8 +307,8 @@ def worker() -> None:
             run_job(job)
         except Exception:  # noqa: BLE001 - the pool sees no "done" and compile_core() retries in-process
             sys.exit(1)
-        sys.stdout.write(f"done {job}\n")
-        sys.stdout.flush()
+        answers.write(f"done {job}\n")
+        answers.flush()
 
 
 def locked_cache_saves() -> None:
