@@ -270,17 +270,6 @@ def cmd_explain(a) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
-    return n
-
-
 def cmd_compile(a) -> int:
     """Compile the core ahead of time (make install runs this)."""
     import time
@@ -436,6 +425,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="also run this native reference (e.g. bench/native/run-native.sh) alternately with "
                         "cmasim and print both rates and their ratio (min–max)")
     b.set_defaults(fn=cmd_bench)
+    from cmasim.compare import _positive_int  # the same check as compare's --seeds and --jobs
+
     c = sub.add_parser("compile", help="compile the allocator core into numba's cache ahead of time")
     c.add_argument("--force", action="store_true", help="compile (or load) even if the cache looks current")
     c.add_argument("--quiet", action="store_true", help="no progress line")

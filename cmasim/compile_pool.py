@@ -311,18 +311,22 @@ def worker() -> None:
         answers.flush()
 
 
-def locked_cache_saves() -> None:
+def locked_cache_saves() -> bool:
     """Make numba's cache saves exclusive between processes (module docstring): every
-    `IndexDataCacheFile.save` holds `fcntl.flock` on a lock file in its cache directory."""
+    `IndexDataCacheFile.save` holds `fcntl.flock` on a lock file in its cache directory.
+    False (nothing changed) where there is no flock or numba's cache class lacks the method:
+    the pool is not used then."""
     try:
         import fcntl
 
         from numba.core.caching import IndexDataCacheFile
-    except ImportError:  # no flock (or another numba layout): the pool is not used
-        return
-    save = IndexDataCacheFile.save
+    except ImportError:
+        return False
+    save = getattr(IndexDataCacheFile, "save", None)
+    if save is None:
+        return False
     if getattr(save, "cmasim_locked", False):
-        return
+        return True
 
     def locked_save(self, key, data):
         fd = os.open(os.path.join(self._cache_path, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
@@ -334,15 +338,4 @@ def locked_cache_saves() -> None:
 
     locked_save.cmasim_locked = True
     IndexDataCacheFile.save = locked_save
-
-
-def pool_usable() -> bool:
-    """Whether a cold compile can use worker processes here (flock exists; numba's cache class
-    has the method this module wraps)."""
-    try:
-        import fcntl  # noqa: F401
-
-        from numba.core.caching import IndexDataCacheFile
-    except ImportError:
-        return False
-    return hasattr(IndexDataCacheFile, "save")
+    return True

@@ -112,8 +112,7 @@ def compile_core(policies: list | None = None, jobs: int | None = None,
         from cmasim import compile_pool
 
         n = compile_pool.default_jobs() if jobs is None else jobs
-        if n > 1 and compile_pool.pool_usable():
-            compile_pool.locked_cache_saves()
+        if n > 1 and compile_pool.locked_cache_saves():
 
             def done(job: str, k: int, total: int) -> None:
                 for show in _part_listeners:

@@ -155,7 +155,7 @@ def test_every_warmup_part_runs_and_a_wrong_name_is_an_error():
 def test_cli_compile_jobs_must_be_a_positive_number(capsys):
     from cmasim.cli import main
 
-    for bad, why in (("0", "expected at least 1, got 0"), ("two", "expected a whole number, got 'two'")):
+    for bad, why in (("0", "must be at least 1, got 0"), ("two", "'two' is not an integer")):
         with pytest.raises(SystemExit) as e:
             main(["compile", "--jobs", bad])
         assert e.value.code == 2

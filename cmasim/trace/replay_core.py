@@ -124,6 +124,15 @@ def ht_insert(keys, hs, os_, key, h, o):
         i = (i + 1) & mask
 
 
+@kjit_inline
+def _stays(home, i, j):
+    """Backward-shift deletion: the key at j (home slot `home`) stays put when its home lies
+    cyclically in (i, j], i the slot being emptied; otherwise it moves back to i."""
+    if i <= j:
+        return i < home <= j
+    return home > i or home <= j
+
+
 @kjit
 def ht_delete(keys, hs, os_, slot):
     """Remove the key at `slot` (backward-shift deletion keeps every probe chain unbroken)."""
@@ -135,13 +144,7 @@ def ht_delete(keys, hs, os_, slot):
         k = keys[j]
         if k == EMPTY:
             break
-        home = _home(k, mask)
-        # k stays if its home lies cyclically in (i, j]
-        if i <= j:
-            stays = i < home <= j
-        else:
-            stays = home > i or home <= j
-        if stays:
+        if _stays(_home(k, mask), i, j):
             continue
         keys[i] = k
         hs[i] = hs[j]
@@ -231,13 +234,7 @@ def kv_delete(t, slot):
         k = t[2 * j]
         if k == EMPTY:
             break
-        home = _home(k, mask)
-        # k stays if its home lies cyclically in (i, j]
-        if i <= j:
-            stays = i < home <= j
-        else:
-            stays = home > i or home <= j
-        if stays:
+        if _stays(_home(k, mask), i, j):
             continue
         t[2 * i] = k
         t[2 * i + 1] = t[2 * j + 1]
