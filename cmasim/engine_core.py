@@ -17,7 +17,8 @@ import numpy as np
 
 from cmasim.mm.jit import borrow, kjit
 from cmasim.mm.mmzone import (
-    H_ALLOC_FAILED, H_CPU, H_HANDLE, H_LIVE, H_LIVE_PAGES, H_NZONES, H_OWNER, H_SKIPPED,
+    H_ALLOC_FAILED, H_CPU, H_HANDLE, H_LIVE, H_LIVE_PAGES, H_NZONES, H_SKIPPED,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.alloc_pages import alloc_pages
 from cmasim.mm.folio import default_owner, folio_put, handle_attach
@@ -70,7 +71,7 @@ def run_events(S, C, ev, i0):
                 old = S[live + h]
                 if old >= 0 and S[C[H_HANDLE] + old] == h:
                     S[C[H_HANDLE] + old] = -1  # the trace reused the handle without a free
-                S[C[H_OWNER] + p] = default_owner(gfp_migratetype(ev[i, EV_GFP]))
+                S[NODE_W * p + F_OWNER] = default_owner(gfp_migratetype(ev[i, EV_GFP]))
                 handle_attach(S, C, h, p)
                 C[H_LIVE_PAGES] += 1 << order
         elif op == OP_FREE:

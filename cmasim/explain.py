@@ -72,7 +72,7 @@ def attribute_busy(m, area: str, start: int, count: int, fin_pfn: int, cause: in
     if not (start <= fin_pfn < start + count):
         return rec
     rec["first_busy_pfn"] = fin_pfn
-    pinfo = S[int(C[mz.H_PINFO]):]
+    pinfo = mz.node_field(S, mz.F_PINFO, int(C[mz.H_N]))
     head = fin_pfn
     order = 0
     while (int(pinfo[head]) >> mz.PI_STATE_SHIFT) & 3 == mz.PG_TAIL and order < mz.MAX_PAGE_ORDER:
@@ -85,7 +85,7 @@ def attribute_busy(m, area: str, start: int, count: int, fin_pfn: int, cause: in
     page = {"head": head, "order": w & mz.PI_ORDER_MASK, "state": STATES.get(state, "?"),
             "pageblock": mz.MIGRATETYPE_NAMES[mt] if mt < len(mz.MIGRATETYPE_NAMES) else "Isolate"}
     if state == mz.PG_ALLOC:
-        ow = int(S[int(C[mz.H_OWNER]) + head])
+        ow = int(S[mz.NODE_W * head + mz.F_OWNER])
         pins = (ow >> mz.OW_PIN_SHIFT) & mz.OW_PIN_MASK
         page.update(owner=OWNER_KINDS.get(ow & mz.OW_KIND_MASK, "?"), pinned=pins > 0, pin_count=pins,
                     longterm=bool(ow & mz.OW_LONGTERM))

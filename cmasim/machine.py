@@ -39,9 +39,10 @@ class MachineTooLarge(ValueError):
     """The simulated machine's state would not fit in this computer's memory."""
 
 
-# int32 words per simulated page in S: next and prev list links, page info, owner, handle, live
-# slot (cmasim.mm.mmzone); pageblock words and list heads are small beside them.
-STATE_WORDS_PER_PAGE = 6
+# int32 words per simulated page in S: the page record (next and prev list links, page info,
+# owner: mz.NODE_W), handle, live slot and unmapped count (cmasim.mm.mmzone); pageblock words and
+# list heads are small beside them.
+STATE_WORDS_PER_PAGE = mz.NODE_W + 3
 
 
 def state_bytes(total_pages: int) -> int:
@@ -181,16 +182,15 @@ class Machine:
         npb = n >> mz.PAGEBLOCK_ORDER
         self.n_pages = n
         check_fits(n)
-        S = np.full(2 * nodes + n + npb + 4 * n, -1, dtype=np.int32)
-        off_prev, off_pinfo, off_pb = nodes, 2 * nodes, 2 * nodes + n
-        off_owner = off_pb + npb
-        off_handle, off_live = off_owner + n, off_owner + 2 * n
-        off_unmapped = off_owner + 3 * n  # UNMAPPED[pfn] (cmasim.mm.folio)
+        S = np.full(mz.NODE_W * nodes + npb + 3 * n, -1, dtype=np.int32)
+        off_pb = mz.NODE_W * nodes  # after the page records (NEXT, PREV, PINFO, OWNER)
+        off_handle, off_live = off_pb + npb, off_pb + npb + n
+        off_unmapped = off_pb + npb + 2 * n  # UNMAPPED[pfn] (cmasim.mm.folio)
         sent = np.arange(n, nodes, dtype=np.int32)
-        S[n:nodes] = sent
-        S[off_prev + n:off_prev + nodes] = sent
-        S[off_pinfo:off_pinfo + n] = 0
-        S[off_owner:off_owner + n] = 0
+        mz.node_field(S, mz.F_NEXT, nodes, n)[:] = sent
+        mz.node_field(S, mz.F_PREV, nodes, n)[:] = sent
+        mz.node_field(S, mz.F_PINFO, nodes)[:] = 0
+        mz.node_field(S, mz.F_OWNER, nodes)[:] = 0
         S[off_unmapped:off_unmapped + n] = 0
         off_zone = mz.H_SIZE
         off_pcp = off_zone + nz * mz.ZS
@@ -205,11 +205,11 @@ class Machine:
         off_trace = off_cand + ncand
         C = np.zeros(off_trace + cfg.trace_capacity * mz.TR_SIZE, dtype=np.int64)
         hdr = {mz.H_N: n, mz.H_NZONES: nz, mz.H_NCPU: ncpu, mz.H_NLISTS: nlists, mz.H_LPZ: lpz,
-               mz.H_PREV: off_prev, mz.H_PINFO: off_pinfo, mz.H_PB: off_pb, mz.H_NPB: npb,
+               mz.H_PB: off_pb, mz.H_NPB: npb,
                mz.H_ZONE: off_zone, mz.H_PCP: off_pcp, mz.H_LCNT: off_lcnt, mz.H_VM: off_vm,
                mz.H_POL: off_pol, mz.H_RNG: (self.seed * 2654435761 + 1) & 0xFFFFFFFF or 1,
                mz.H_TRACE_ON: cfg.trace_mask if cfg.trace_capacity else 0, mz.H_TRACE_CAP: cfg.trace_capacity,
-               mz.H_TRACE_BASE: off_trace, mz.H_NEXT_TICK: 1_000_000_000, mz.H_OWNER: off_owner,
+               mz.H_TRACE_BASE: off_trace, mz.H_NEXT_TICK: 1_000_000_000,
                mz.H_HANDLE: off_handle, mz.H_LIVE: off_live, mz.H_LIVE_DENSE: 0 if cfg.sparse_handles else 1, mz.H_HEAP: off_heap,
                mz.H_HEAP_CAP: cfg.timer_capacity, mz.H_PARAM: off_param, mz.H_PINNERS: off_pinners,
                mz.H_NPINNERS: len(cfg.pinners), mz.H_CAND: off_cand, mz.H_NCAND_CAP: ncand,
@@ -357,13 +357,13 @@ class Machine:
         """Keep pfn 0 out of the allocator: split it off its boot free block and mark it allocated
         (memblock-reserved low memory; the real DMA zone starts at pfn 1)."""
         S, C = self.S, self.C
-        w = int(S[int(C[mz.H_PINFO])])
+        w = int(S[mz.F_PINFO])  # pfn 0's page word
         order = w & mz.PI_ORDER_MASK
         lst = w >> mz.PI_LIST_SHIFT
         mt = (lst % int(C[mz.H_LPZ])) % mz.MIGRATE_TYPES
         page_del_and_expand(S, C, 0, 0, 0, order, mt)
         set_pinfo(S, C, 0, 0, mz.PG_ALLOC, mz.MIGRATE_UNMOVABLE, 0)
-        S[int(C[mz.H_OWNER])] = mz.OW_SLAB
+        S[mz.F_OWNER] = mz.OW_SLAB
 
     def _reserve_boot_memory(self, pages: int) -> None:
         """Kernel memory taken at boot (text, memmap, early slab): unmovable blocks, largest first."""
@@ -378,7 +378,7 @@ class Machine:
             if p < 0:
                 order -= 1
                 continue
-            self.S[int(self.C[mz.H_OWNER]) + p] = mz.OW_SLAB
+            self.S[mz.NODE_W * p + mz.F_OWNER] = mz.OW_SLAB
             left -= 1 << order
         if left > 0:
             raise ValueError(f"cannot reserve {pages} pages of boot memory")
@@ -398,7 +398,7 @@ class Machine:
         p = int(alloc_pages(self.S, self.C, cpu, order, gfp))
         if p >= 0:
             mt = (gfp & (mz.GFP_MOVABLE_ | mz.GFP_RECLAIMABLE_)) >> 3
-            self.S[int(self.C[mz.H_OWNER]) + p] = default_owner(mt) if owner is None else owner
+            self.S[mz.NODE_W * p + mz.F_OWNER] = default_owner(mt) if owner is None else owner
             if track:
                 live_add(self.S, self.C, p)
         return p
@@ -407,10 +407,10 @@ class Machine:
         """The owner drops the block: 0, or -EINVAL (nothing changed) if pfn is not an allocated
         head. A pinned block is released at its unpin."""
         self.C[mz.H_CPU] = cpu
-        w = int(self.S[int(self.C[mz.H_PINFO]) + pfn]) if 0 <= pfn < self.n_pages else 0
+        w = int(self.S[mz.NODE_W * pfn + mz.F_PINFO]) if 0 <= pfn < self.n_pages else 0
         if (w >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC:
             return -22
-        if int(self.S[int(self.C[mz.H_OWNER]) + pfn]) & mz.OW_FREE_PENDING:
+        if int(self.S[mz.NODE_W * pfn + mz.F_OWNER]) & mz.OW_FREE_PENDING:
             return -22  # already freed by its owner; released at unpin
         return int(folio_put(self.S, self.C, cpu, pfn))
 

@@ -24,8 +24,8 @@ def pageblock_map(m) -> dict[str, np.ndarray]:
     S, C = m.S, m.C
     n = m.n_pages
     npb = n >> mz.PAGEBLOCK_ORDER
-    pinfo = S[int(C[mz.H_PINFO]):int(C[mz.H_PINFO]) + n]
-    owner = S[int(C[mz.H_OWNER]):int(C[mz.H_OWNER]) + n]
+    pinfo = mz.node_field(S, mz.F_PINFO, n)
+    owner = mz.node_field(S, mz.F_OWNER, n)
     pb = S[int(C[mz.H_PB]):int(C[mz.H_PB]) + npb]
     state = (pinfo >> mz.PI_STATE_SHIFT) & 3
     order = pinfo & mz.PI_ORDER_MASK

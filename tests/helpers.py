@@ -67,14 +67,14 @@ def pcp_list_id(m: Machine, z: int, cpu: int, pindex: int) -> int:
 
 
 def walk_list(m: Machine, lst: int) -> list[int]:
-    """Pages on list `lst` from head to tail, following NEXT links in S."""
+    """Pages on list `lst` from head to tail, following the NEXT links of the page records."""
     S = m.S
     s = int(m.C[mz.H_N]) + lst
     out = []
-    cur = int(S[s])
+    cur = int(S[mz.NODE_W * s + mz.F_NEXT])
     while cur != s:
         out.append(cur)
-        cur = int(S[cur])
+        cur = int(S[mz.NODE_W * cur + mz.F_NEXT])
         assert len(out) <= m.n_pages, "list does not terminate"
     return out
 
@@ -89,12 +89,12 @@ def pcp_list(m: Machine, z: int, cpu: int, pindex: int) -> list[int]:
 
 def pinfo(m: Machine, pfn: int) -> tuple[int, int, int, int]:
     """(order, state, aux, list id) of the page word of `pfn`."""
-    w = int(m.S[int(m.C[mz.H_PINFO]) + pfn])
+    w = int(m.S[mz.NODE_W * pfn + mz.F_PINFO])
     return (w & mz.PI_ORDER_MASK, (w >> mz.PI_STATE_SHIFT) & 3, (w >> mz.PI_AUX_SHIFT) & 7, w >> mz.PI_LIST_SHIFT)
 
 
 def set_pinfo(m: Machine, pfn: int, order: int, state: int, aux: int = 0, lst: int = 0) -> None:
-    m.S[int(m.C[mz.H_PINFO]) + pfn] = (order | (state << mz.PI_STATE_SHIFT) | (aux << mz.PI_AUX_SHIFT)
+    m.S[mz.NODE_W * pfn + mz.F_PINFO] = (order | (state << mz.PI_STATE_SHIFT) | (aux << mz.PI_AUX_SHIFT)
                                        | (lst << mz.PI_LIST_SHIFT))
 
 

@@ -50,7 +50,7 @@ def test_idle_area_serves_without_migration(policy):
     assert a.sysfs()["available_pages"] == CMA_COUNT - 512
     assert m.vm(mz.VM_CMA_ALLOC_SUCCESS) == 1
     # The pages are the device's now: order-0 allocated heads.
-    w = int(m.S[int(m.C[mz.H_PINFO]) + pfn + 7])
+    w = int(m.S[mz.NODE_W * (pfn + 7) + mz.F_PINFO])
     assert (w >> mz.PI_STATE_SHIFT) & 3 == mz.PG_ALLOC
     cma_release(m, a, pfn, 512)
     m.drain_all()
@@ -88,14 +88,14 @@ def test_short_pins_in_every_candidate_make_it_ebusy_and_leave_pages_intact():
     pinned = [next(p for p in borrowed if p < CMA_BASE + 512), next(p for p in borrowed if p >= CMA_BASE + 512)]
     for p in pinned:
         assert m.pin(p, duration_ns=10**12) == p
-    before = {p: int(m.S[int(m.C[mz.H_OWNER]) + p]) for p in pinned}
+    before = {p: int(m.S[mz.NODE_W * p + mz.F_OWNER]) for p in pinned}
     a = m.area("reserved")
     pfn, ret, _ = cma_alloc(m, a, 512, 9)
     m.check()
     assert (pfn, ret) == (-1, EBUSY)
     assert a.busy_retries == 2 and a.fail_busy == 1 and m.vm(mz.VM_CMA_ALLOC_FAIL) == 1
     for p in pinned:  # still allocated, still pinned, same owner word
-        assert int(m.S[int(m.C[mz.H_OWNER]) + p]) == before[p]
+        assert int(m.S[mz.NODE_W * p + mz.F_OWNER]) == before[p]
         assert p in m.live_blocks()
     assert not a.bitmap.any(), "bitmap bits are cleared after -EBUSY"
     assert m.zone_field(0, mz.Z_NR_ISOLATE_PB) == 0, "isolation undone"
@@ -142,10 +142,10 @@ def test_pinned_page_freed_by_owner_is_released_at_unpin():
     assert m.pin(p, duration_ns=1000) == p
     assert m.free(p) == 0
     assert m.vm(mz.VM_DEFERRED_FREE) == 1
-    assert (int(m.S[int(m.C[mz.H_PINFO]) + p]) >> mz.PI_STATE_SHIFT) & 3 == mz.PG_ALLOC
+    assert (int(m.S[mz.NODE_W * p + mz.F_PINFO]) >> mz.PI_STATE_SHIFT) & 3 == mz.PG_ALLOC
     m.advance(m.now_ns + 2000)
     m.check()
-    assert (int(m.S[int(m.C[mz.H_PINFO]) + p]) >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC
+    assert (int(m.S[mz.NODE_W * p + mz.F_PINFO]) >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC
     assert m.vm(mz.VM_UNPIN) == 1
 
 
@@ -254,9 +254,9 @@ def test_release_of_a_pinned_device_page_waits_for_the_unpin():
     assert ret == 0
     assert m.pin(pfn, duration_ns=1_000_000) == pfn
     cma_release(m, a, pfn, 1)
-    assert (int(m.S[int(m.C[mz.H_PINFO]) + pfn]) >> mz.PI_STATE_SHIFT) & 3 == mz.PG_ALLOC
+    assert (int(m.S[mz.NODE_W * pfn + mz.F_PINFO]) >> mz.PI_STATE_SHIFT) & 3 == mz.PG_ALLOC
     q = m.alloc(0, G.GFP_HIGHUSER_MOVABLE)
     assert q != pfn
     m.advance(m.now_ns + 2_000_000)
     m.check()
-    assert (int(m.S[int(m.C[mz.H_PINFO]) + pfn]) >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC
+    assert (int(m.S[mz.NODE_W * pfn + mz.F_PINFO]) >> mz.PI_STATE_SHIFT) & 3 != mz.PG_ALLOC

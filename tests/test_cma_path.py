@@ -99,11 +99,11 @@ def plain_machine(policy="linux-6.18", pages=8192, **kw):
 
 
 def order_of(m, p):
-    return int(m.S[int(m.C[mz.H_PINFO]) + p]) & mz.PI_ORDER_MASK
+    return int(m.S[mz.NODE_W * p + mz.F_PINFO]) & mz.PI_ORDER_MASK
 
 
 def state_of(m, p):
-    return (int(m.S[int(m.C[mz.H_PINFO]) + p]) >> mz.PI_STATE_SHIFT) & 3
+    return (int(m.S[mz.NODE_W * p + mz.F_PINFO]) >> mz.PI_STATE_SHIFT) & 3
 
 
 def fragment_non_cma(m):
@@ -149,7 +149,7 @@ def test_range_starting_inside_a_thp_skips_it_and_fails_at_start(policy):
     m = plain_machine(policy)
     p = m.alloc(9, G.GFP_HIGHUSER_MOVABLE)
     assert p >= 0 and p % 512 == 0
-    owner0 = int(m.S[int(m.C[mz.H_OWNER]) + p])
+    owner0 = int(m.S[mz.NODE_W * p + mz.F_OWNER])
     res = np.zeros(8, dtype=np.int64)
     start = p + 256
     ret = alloc_contig_range(m.S, m.C, 0, start, start + 512, False, 0, res)
@@ -157,7 +157,7 @@ def test_range_starting_inside_a_thp_skips_it_and_fails_at_start(policy):
     assert ret == EBUSY and res[R_FIN_PFN] == start
     # The THP was neither migrated nor split: same head, order, owner and handle.
     assert state_of(m, p) == mz.PG_ALLOC and order_of(m, p) == 9
-    assert int(m.S[int(m.C[mz.H_OWNER]) + p]) == owner0 and p in m.live_blocks()
+    assert int(m.S[mz.NODE_W * p + mz.F_OWNER]) == owner0 and p in m.live_blocks()
     assert m.vm(mz.VM_PGMIGRATE_SUCCESS) == 0
     assert m.zone_field(0, mz.Z_NR_ISOLATE_PB) == 0
 
@@ -203,7 +203,7 @@ def test_cma_alloc_splits_a_thp_without_order9_target(policy):
     assert a.thp_splits == 1 and m.vm(mz.VM_THP_SPLIT_PAGE) == 1 and a.pages_migrated == 512
     # The split THP's 512 pages live on as 512 handles outside the area, same live total.
     live = [q for q in m.live_blocks() if state_of(m, q) == mz.PG_ALLOC and
-            int(m.S[int(m.C[mz.H_OWNER]) + q]) & mz.OW_KIND_MASK == mz.OW_ANON]
+            int(m.S[mz.NODE_W * q + mz.F_OWNER]) & mz.OW_KIND_MASK == mz.OW_ANON]
     assert len(live) == 512 and all(not 2048 <= q < 2560 and order_of(m, q) == 0 for q in live)
     assert int(m.C[mz.H_LIVE_PAGES]) == live0
 
@@ -211,7 +211,7 @@ def test_cma_alloc_splits_a_thp_without_order9_target(policy):
 def test_freeing_a_split_thp_page_by_page_keeps_the_books():
     m, p = thp_in_cma("linux-6.18")
     assert cma_alloc(m, m.area("c"), 512, 9)[1] == 0
-    for q in [q for q in m.live_blocks() if int(m.S[int(m.C[mz.H_OWNER]) + q]) & mz.OW_KIND_MASK == mz.OW_ANON]:
+    for q in [q for q in m.live_blocks() if int(m.S[mz.NODE_W * q + mz.F_OWNER]) & mz.OW_KIND_MASK == mz.OW_ANON]:
         assert m.free(q) == 0
     m.check()
 
@@ -222,7 +222,7 @@ def test_longterm_pin_of_a_thp_splits_it_when_no_order9_target():
     m.check()
     assert q >= 0 and not 2048 <= q < 2560  # was -ENOMEM: no unmovable order-9 target
     assert m.vm(mz.VM_THP_SPLIT_PAGE) == 1 and m.vm(mz.VM_PIN_MIGRATED) == 512
-    assert (int(m.S[int(m.C[mz.H_OWNER]) + q]) >> mz.OW_PIN_SHIFT) & mz.OW_PIN_MASK == 1
+    assert (int(m.S[mz.NODE_W * q + mz.F_OWNER]) >> mz.OW_PIN_SHIFT) & mz.OW_PIN_MASK == 1
 
 
 def test_split_pages_get_one_async_pass_in_618_and_full_passes_in_61():
@@ -297,7 +297,7 @@ def test_checker_flags_owner_or_handle_inside_an_allocated_block():
     with pytest.raises(InvariantViolation, match="inside the allocated block"):
         m.check()
     m.S[int(m.C[mz.H_HANDLE]) + p + 7] = -1
-    m.S[int(m.C[mz.H_OWNER]) + p + 9] = mz.OW_ANON
+    m.S[mz.NODE_W * (p + 9) + mz.F_OWNER] = mz.OW_ANON
     with pytest.raises(InvariantViolation, match="inside the allocated block"):
         m.check()
 
@@ -321,7 +321,7 @@ def test_61_pcp_drain_rereads_block_type_when_zone_has_isolated_block(isolate):
         assert set_migratetype_isolate(m.S, m.C, 0, far, False) == 0
     m.drain_all()
     h = block_head(m.S, m.C, zone_base(m.C, 0), p)
-    w = int(m.S[int(m.C[mz.H_PINFO]) + h])
+    w = int(m.S[mz.NODE_W * h + mz.F_PINFO])
     list_mt = (w >> mz.PI_LIST_SHIFT) % int(m.C[mz.H_LPZ]) % mz.MIGRATE_TYPES
     assert list_mt == (mz.MIGRATE_UNMOVABLE if isolate else mz.MIGRATE_MOVABLE)
 

@@ -71,7 +71,7 @@ def test_broken_next_link():
     m, st = base()
     normal = zone_index(m, "Normal")
     q = free_list(m, normal, 3, M)[0]
-    m.S[q] = st["a"][0]  # NEXT now points at an allocated page
+    m.S[mz.NODE_W * q + mz.F_NEXT] = st["a"][0]  # NEXT now points at an allocated page
     expect(m, rf"list links broken at node {q} \(list {free_list_id(m, normal, 3, M)}, next {st['a'][0]}\)")
 
 
@@ -141,26 +141,33 @@ def test_pcp_head_not_on_any_list():
     p = st["a"][0]
     _, _, aux, _ = pinfo(m, p)
     set_pinfo(m, p, 0, mz.PG_PCP, aux, 0)
-    if hasattr(mz, "H_OWNER"):  # a per-CPU block has no owner and no handle
-        m.S[int(m.C[mz.H_OWNER]) + p] = 0
+    m.S[mz.NODE_W * p + mz.F_OWNER] = 0  # a per-CPU block has no owner and no handle
     msg = expect(m, r"(\d+) free/pcp block heads but (\d+) list nodes")
     got, exp = map(int, re.search(r"(\d+) free/pcp block heads but (\d+) list nodes", msg).groups())
     assert got == exp + 1
 
 
+def _nx(x):
+    return mz.NODE_W * x + mz.F_NEXT
+
+
+def _pv(x):
+    return mz.NODE_W * x + mz.F_PREV
+
+
 def _unlink(m, lst, p):
-    S, prev = m.S, int(m.C[mz.H_PREV])
-    nx, pv = int(S[p]), int(S[prev + p])
-    S[pv], S[prev + nx] = nx, pv
-    S[p] = S[prev + p] = -1
+    S = m.S
+    nx, pv = int(S[_nx(p)]), int(S[_pv(p)])
+    S[_nx(pv)], S[_pv(nx)] = nx, pv
+    S[_nx(p)] = S[_pv(p)] = -1
     m.C[int(m.C[mz.H_LCNT]) + lst] -= 1
 
 
 def _link_head(m, lst, p):
-    S, prev = m.S, int(m.C[mz.H_PREV])
+    S = m.S
     s = int(m.C[mz.H_N]) + lst
-    nx = int(S[s])
-    S[p], S[prev + p], S[prev + nx], S[s] = nx, s, p, p
+    nx = int(S[_nx(s)])
+    S[_nx(p)], S[_pv(p)], S[_pv(nx)], S[_nx(s)] = nx, s, p, p
     m.C[int(m.C[mz.H_LCNT]) + lst] += 1
 
 
@@ -260,7 +267,7 @@ def test_pcp_page_on_another_zones_list():
 
 
 # --- owners and handles (state kept for migration, pinning and reclaim) ------------------------------
-needs_owners = pytest.mark.skipif(not hasattr(mz, "H_OWNER"), reason="core without owner words")
+needs_owners = pytest.mark.skipif(not hasattr(mz, "F_OWNER"), reason="core without owner words")
 
 
 @needs_owners
@@ -268,7 +275,7 @@ def test_free_block_with_an_owner():
     m, _ = base()
     normal = zone_index(m, "Normal")
     q = free_list(m, normal, 4, M)[0]
-    m.S[int(m.C[mz.H_OWNER]) + q] = 5
+    m.S[mz.NODE_W * q + mz.F_OWNER] = 5
     expect(m, rf"free block {q} still has owner word 5")
 
 

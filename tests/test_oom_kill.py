@@ -14,7 +14,7 @@ NORETRY = G.BITS["__GFP_NORETRY"]
 
 
 def task_of(m, p):
-    w = int(m.S[int(m.C[mz.H_OWNER]) + p])
+    w = int(m.S[mz.NODE_W * p + mz.F_OWNER])
     return (w >> mz.OW_TASK_SHIFT) & mz.OW_TASK_MASK if (w & mz.OW_KIND_MASK) == mz.OW_ANON else 0
 
 
@@ -23,7 +23,7 @@ def task_pages(m):
     for p in m.live_blocks():
         t = task_of(m, p)
         if t:
-            out[t] = out.get(t, 0) + (1 << (int(m.S[int(m.C[mz.H_PINFO]) + p]) & mz.PI_ORDER_MASK))
+            out[t] = out.get(t, 0) + (1 << (int(m.S[mz.NODE_W * p + mz.F_PINFO]) & mz.PI_ORDER_MASK))
     return out
 
 
@@ -100,11 +100,11 @@ def test_pinned_pages_of_the_victim_are_released_at_unpin():
     victim_page = next(p for p in m.live_blocks() if task_of(m, p) == 7)
     assert m.pin(victim_page, duration_ns=5_000_000) == victim_page
     assert m.alloc(0, G.GFP_KERNEL) >= 0
-    w = int(m.S[int(m.C[mz.H_OWNER]) + victim_page])
+    w = int(m.S[mz.NODE_W * victim_page + mz.F_OWNER])
     assert w & mz.OW_FREE_PENDING  # dropped by its owner, still pinned by the driver
     m.check()
     m.advance(m.now_ns + 10_000_000)
-    assert int(m.S[int(m.C[mz.H_OWNER]) + victim_page]) == 0
+    assert int(m.S[mz.NODE_W * victim_page + mz.F_OWNER]) == 0
     m.check()
 
 

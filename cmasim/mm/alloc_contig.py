@@ -41,12 +41,13 @@ from cmasim.clock import advance_clock
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_,
-    GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_OWNER, H_PARAM, H_VM, MAX_PAGE_ORDER, MIGRATE_ISOLATE, MIGRATE_SYNC,
+    GFP_RETRY_MAYFAIL_, H_COST_NS, H_NOW, H_PARAM, H_VM, MAX_PAGE_ORDER, MIGRATE_ISOLATE, MIGRATE_SYNC,
     MIGRATE_UNMOVABLE, VM_THP_SPLIT_PAGE,
     MR_CONTIG_RANGE, OW_ANON, OW_AREA_SHIFT, OW_DEVICE, OW_FILE, OW_KIND_MASK, T_CLEAN_DROP_COST_NS,
     VM_CONTIG_RECLAIMED, VM_PGFREE, PAGEBLOCK_NR_PAGES, PG_ALLOC,
     PG_BUDDY, PG_TAIL, T_CONTIG_CALL_COST_NS, T_DRAIN_COST_NS, T_ISOLATE_COST_NS, T_SCAN_COST_NS,
     T_TEST_COST_NS,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, owner, reclaim_take
 from cmasim.mm.freelist import (
@@ -303,16 +304,16 @@ def __alloc_contig_range(S, C, cpu, zslot, start, end, cma_request, area_id, res
         __del_page_from_free_list(S, C, zslot, pfn, o, MIGRATE_ISOLATE)
         for q in range(pfn, pfn + (1 << o)):
             set_pinfo(S, C, q, 0, PG_ALLOC, MIGRATE_UNMOVABLE, 0)
-            S[C[H_OWNER] + q] = OW_DEVICE | (area_id << OW_AREA_SHIFT)
+            S[NODE_W * q + F_OWNER] = OW_DEVICE | (area_id << OW_AREA_SHIFT)
         pfn += 1 << o
         outer_end = pfn
     # free_contig_range() of the surplus head and tail (they fall into isolated blocks).
     for q in range(outer_start, start):
-        S[C[H_OWNER] + q] = 0
+        S[NODE_W * q + F_OWNER] = 0
         free_one_page(S, C, zslot, q, 0, False)
         vm_add(C, VM_PGFREE, 1)
     for q in range(end, outer_end):
-        S[C[H_OWNER] + q] = 0
+        S[NODE_W * q + F_OWNER] = 0
         free_one_page(S, C, zslot, q, 0, False)
         vm_add(C, VM_PGFREE, 1)
     undo_isolate_page_range(S, C, zslot, start, end)
@@ -326,7 +327,7 @@ def range_owned_by(S, C, start, end, area_id):
         w = pinfo(S, C, q)
         if pi_state(w) != PG_ALLOC or pi_order(w) != 0:
             return False
-        ow = S[C[H_OWNER] + q]
+        ow = S[NODE_W * q + F_OWNER]
         if (ow & OW_KIND_MASK) != OW_DEVICE or (ow >> OW_AREA_SHIFT) != area_id:
             return False
     return True

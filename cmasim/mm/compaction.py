@@ -28,13 +28,14 @@ only differs in which source blocks it considers; kcompactd's wake-up delay
 from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_CMA, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, H_COST_NS, H_KCOMPACTD_HIGHEST, H_KCOMPACTD_NEXT,
-    H_KCOMPACTD_ORDER, H_NZONES, H_OWNER, H_PARAM, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE,
+    H_KCOMPACTD_ORDER, H_NZONES, H_PARAM, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE,
     NR_PAGE_ORDERS, OW_AREA_SHIFT, OW_KIND_MASK,
     PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_TAIL,
     T_MIGRATE_COST_NS,
     TR_COMPACTION_BEGIN, TR_COMPACTION_END,
     VM_COMPACT_DAEMON_WAKE, VM_COMPACT_FREE_SCANNED, VM_COMPACT_ISOLATED, VM_COMPACT_MIGRATE_SCANNED,
     VM_PGMIGRATE_SUCCESS, Z_AREA, Z_END, Z_IDX, Z_MANAGED, Z_START, Z_VM_NR_FREE, Z_WMARK_LOW, Z_WMARK_MIN,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, handle_move, release_block
 from cmasim.mm.freelist import (
@@ -198,7 +199,7 @@ def compact_zone(S, C, cpu, zslot, order, mt, sync):
                 o = pi_order(w)
                 vm_add(C, VM_COMPACT_MIGRATE_SCANNED, 1)
                 if pi_state(w) == PG_ALLOC and o < PAGEBLOCK_ORDER:
-                    ow = S[C[H_OWNER] + pfn]
+                    ow = S[NODE_W * pfn + F_OWNER]
                     if folio_is_movable(ow) and not folio_maybe_dma_pinned(ow):
                         tgt = -1
                         while tgt < 0:
@@ -212,7 +213,7 @@ def compact_zone(S, C, cpu, zslot, order, mt, sync):
                                 free_blk -= PAGEBLOCK_NR_PAGES
                         if tgt >= 0:
                             set_pinfo(S, C, tgt, o, PG_ALLOC, MIGRATE_MOVABLE, 0)
-                            S[C[H_OWNER] + tgt] = ow & (OW_KIND_MASK | (0x3F << OW_AREA_SHIFT))
+                            S[NODE_W * tgt + F_OWNER] = ow & (OW_KIND_MASK | (0x3F << OW_AREA_SHIFT))
                             handle_move(S, C, pfn, tgt)
                             release_block(S, C, cpu, pfn)
                             vm_add(C, VM_COMPACT_ISOLATED, 1 << o)

@@ -38,14 +38,15 @@ import numpy as np
 
 from cmasim.mm.jit import kjit
 from cmasim.mm.mmzone import (
-    H_HANDLE, H_UNMAPPED, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NZONES, H_OWNER,
-    H_OOM_LAST_VICTIM, H_POL, H_PB, H_PREV, H_VM, OW_ANON, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD,
+    H_HANDLE, H_UNMAPPED, H_LCNT, H_LIVE, H_LIVE_DENSE, H_LIVE_PAGES, H_LPZ, H_N, H_NCPU, H_NLIVE, H_NZONES, 
+    H_OOM_LAST_VICTIM, H_POL, H_PB, H_VM, OW_ANON, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES,
     NR_BUDDY_LISTS, NR_PAGE_ORDERS, NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE,
     PG_ALLOC, PG_BUDDY, PG_PCP, PG_TAIL, PL_NR_PCP_LISTS, P_COUNT, P_VM_DIFF_CMA, P_VM_DIFF_FREE,
     Z_VM_NR_FREE, Z_VM_NR_FREE_CMA,
     Z_AREA, Z_END, Z_NR_FREE, Z_NR_FREE_BLOCKS, Z_NR_FREE_CMA, Z_NR_FREE_HIGHATOMIC, Z_NR_ISOLATE_PB,
     Z_START,
+    NODE_W, F_NEXT, F_OWNER, F_PREV,
 )
 from cmasim.mm.freelist import (
     get_pfnblock_migratetype, migratetype_is_mergeable, pageblock_zone, pi_list, pi_order, pi_state, pinfo,
@@ -92,7 +93,6 @@ E_UNMAPPED = 32  # an unmapped-subpage count (folio.py UNMAPPED) not at an alloc
 def check_lists(S, C):
     """Checks 1: link integrity, node state/list/order, lengths. Returns (code, pfn, exp, got, nodes)."""
     n = C[H_N]
-    prev = C[H_PREV]
     lpz = C[H_LPZ]
     nodes = 0
     for z in range(C[H_NZONES]):
@@ -103,8 +103,8 @@ def check_lists(S, C):
             cur = s
             order0 = -1
             while True:
-                nx = S[cur]
-                if nx < 0 or S[prev + nx] != cur:
+                nx = S[NODE_W * cur + F_NEXT]
+                if nx < 0 or S[NODE_W * nx + F_PREV] != cur:
                     return E_LIST_LINK, cur, lst, nx, 0
                 cur = nx
                 if cur == s:
@@ -172,12 +172,12 @@ def check_state(S, C):
                 return E_UNMAPPED, p, o, u
             if st == PG_ALLOC:
                 for q in range(p + 1, p + (1 << o)):
-                    if S[C[H_OWNER] + q] != 0 or S[C[H_HANDLE] + q] != -1:
+                    if S[NODE_W * q + F_OWNER] != 0 or S[C[H_HANDLE] + q] != -1:
                         return E_TAIL_OWNER, q, p, S[C[H_HANDLE] + q]
             if st == PG_BUDDY or st == PG_PCP:
                 heads_on_lists += 1
-                if S[C[H_OWNER] + p] != 0:
-                    return E_OWNER_ON_FREE, p, 0, S[C[H_OWNER] + p]
+                if S[NODE_W * p + F_OWNER] != 0:
+                    return E_OWNER_ON_FREE, p, 0, S[NODE_W * p + F_OWNER]
             if st == PG_BUDDY:
                 lmt = pi_list(w) % C[H_LPZ] % MIGRATE_TYPES
                 area[o] += 1
@@ -250,12 +250,12 @@ def check_state(S, C):
             for i in range(NR_PCP_LISTS_MAX):
                 lst = z * C[H_LPZ] + NR_BUDDY_LISTS + cpu * NR_PCP_LISTS_MAX + i
                 s = C[H_N] + lst
-                cur = S[s]
+                cur = S[NODE_W * s + F_NEXT]
                 if i >= nl and cur != s:
                     return E_PCP_COUNT, cpu, 0, i
                 while cur != s:
                     pages += 1 << pi_order(pinfo(S, C, cur))
-                    cur = S[cur]
+                    cur = S[NODE_W * cur + F_NEXT]
             if pages != C[pcp_base(C, z, cpu) + P_COUNT]:
                 return E_PCP_COUNT, cpu, C[pcp_base(C, z, cpu) + P_COUNT], pages
     if heads_on_lists != nodes:
@@ -272,7 +272,7 @@ def check_state(S, C):
         if pi_state(pinfo(S, C, p)) != PG_ALLOC or S[C[H_HANDLE] + p] != h:
             return E_HANDLE, h, p, S[C[H_HANDLE] + p]
         live_pages += 1 << pi_order(pinfo(S, C, p))
-        w = S[C[H_OWNER] + p]
+        w = S[NODE_W * p + F_OWNER]
         if victim > 0 and (w & OW_KIND_MASK) == OW_ANON and ((w >> OW_TASK_SHIFT) & OW_TASK_MASK) == victim:
             return E_OOM_VICTIM_ALIVE, h, victim, p
     if live_pages != C[H_LIVE_PAGES]:

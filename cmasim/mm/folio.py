@@ -33,10 +33,11 @@ are the run MADV_DONTNEED covered: the start or the end of the folio).
 
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
-    H_CPU, H_HANDLE, H_LIVE, H_LIVE_DENSE, H_UNMAPPED, H_LIVE_PAGES, H_NLIVE, H_OOM_LAST_VICTIM, H_OOM_NEXT_TASK, H_OWNER,
+    H_CPU, H_HANDLE, H_LIVE, H_LIVE_DENSE, H_UNMAPPED, H_LIVE_PAGES, H_NLIVE, H_OOM_LAST_VICTIM, H_OOM_NEXT_TASK, 
     HPAGE_PMD_ORDER, OW_TASK_MASK, OW_TASK_SHIFT, PG_ALLOC, VM_THP_SPLIT_PAGE,
     OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_FREE_PENDING, OW_SLAB, OW_SLAB_RECLAIMABLE, OW_KIND_MASK, OW_PIN_MASK, OW_PIN_SHIFT,
     VM_DEFERRED_FREE, VM_RECLAIM_DROPPED_HANDLES,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.rmqueue import free_pages
 from cmasim.mm.freelist import pi_aux, pi_order, pinfo, set_pinfo, vm_add
@@ -44,12 +45,12 @@ from cmasim.mm.freelist import pi_aux, pi_order, pinfo, set_pinfo, vm_add
 
 @kjit_inline
 def owner(S, C, p):
-    return S[C[H_OWNER] + p]
+    return S[NODE_W * p + F_OWNER]
 
 
 @kjit_inline
 def set_owner(S, C, p, w):
-    S[C[H_OWNER] + p] = w
+    S[NODE_W * p + F_OWNER] = w
 
 
 @kjit_inline
@@ -127,7 +128,7 @@ def mm_task_assign(C, w):
 def live_add(S, C, p):
     """Dense mode: append block p to LIVE[0:NLIVE]; return its handle. Anonymous memory joins
     a task (mm_task_assign)."""
-    return live_add_owned(S, C, p, S[C[H_OWNER] + p], pi_order(pinfo(S, C, p)))
+    return live_add_owned(S, C, p, S[NODE_W * p + F_OWNER], pi_order(pinfo(S, C, p)))
 
 
 @kjit_inline
@@ -135,7 +136,7 @@ def live_add_owned(S, C, p, w, order):
     """`live_add` of a block of `order` whose owner word is to be `w` (before the task
     assignment): the caller knows both, so neither the owner word nor the page word is read
     back (each a cache miss on a random page in churn; for speed)."""
-    S[C[H_OWNER] + p] = mm_task_assign(C, w)
+    S[NODE_W * p + F_OWNER] = mm_task_assign(C, w)
     h = C[H_NLIVE]
     handle_attach(S, C, h, p)
     C[H_NLIVE] = h + 1
@@ -174,7 +175,7 @@ def handle_drop_at(S, C, p, h):
 @kjit_inline
 def release_block(S, C, cpu, p):
     """Free an unpinned allocated block and clear its owner word (and unmapped count)."""
-    S[C[H_OWNER] + p] = 0
+    S[NODE_W * p + F_OWNER] = 0
     S[C[H_UNMAPPED] + p] = 0
     S[C[H_HANDLE] + p] = -1
     return free_pages(S, C, cpu, p)
@@ -198,9 +199,9 @@ def folio_put_live(S, C, cpu, p, h):
 @kjit_inline
 def folio_put_unhandled(S, C, cpu, p):
     """The rest of `folio_put` once the handle is dropped."""
-    w = S[C[H_OWNER] + p]
+    w = S[NODE_W * p + F_OWNER]
     if folio_maybe_dma_pinned(w):
-        S[C[H_OWNER] + p] = w | OW_FREE_PENDING
+        S[NODE_W * p + F_OWNER] = w | OW_FREE_PENDING
         vm_add(C, VM_DEFERRED_FREE, 1)
         return 0
     return release_block(S, C, cpu, p)
@@ -228,14 +229,14 @@ def split_folio(S, C, p):
     if order == 0:
         return 1
     aux = pi_aux(w)
-    ow = S[C[H_OWNER] + p]
+    ow = S[NODE_W * p + F_OWNER]
     h = S[C[H_HANDLE] + p]
     unmapped = S[C[H_UNMAPPED] + p]
     S[C[H_UNMAPPED] + p] = 0
     mapped = nr - unmapped
     for q in range(p, p + nr):
         set_pinfo(S, C, q, 0, PG_ALLOC, aux, 0)
-        S[C[H_OWNER] + q] = ow
+        S[NODE_W * q + F_OWNER] = ow
         if q != p:
             S[C[H_HANDLE] + q] = -1
     if h >= 0:

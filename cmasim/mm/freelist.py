@@ -11,13 +11,14 @@ Every function takes the packed state explicitly: ``S`` (int32) and ``C`` (int64
 
 from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
-    H_LCNT, H_N, H_PB, H_PINFO, H_PREV, H_ZONE, H_LPZ, H_TRACE_ON, H_TRACE_N, H_TRACE_CAP,
+    H_LCNT, H_N, H_PB, H_ZONE, H_LPZ, H_TRACE_ON, H_TRACE_N, H_TRACE_CAP,
     H_TRACE_LOST, H_NOW, H_CPU, H_POL, H_VM,
     MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_TYPES, NR_BUDDY_LISTS,
     NR_PCP_LISTS_MAX, PAGEBLOCK_ORDER, PB_ISOLATE, PB_MT_MASK, PB_ZONE_SHIFT,
     PG_BUDDY, PI_AUX_SHIFT, PI_LIST_SHIFT, PI_ORDER_MASK, PI_STATE_SHIFT,
     TR_SIZE, H_TRACE_BASE, Z_AREA, Z_NR_FREE_BLOCKS, Z_NR_FREE_HIGHATOMIC, ZS,
     PL_VERSION,
+    NODE_W, F_NEXT, F_PINFO, F_PREV,
 )
 from cmasim.mm.zone_stat import account_free_counters
 
@@ -25,40 +26,39 @@ from cmasim.mm.zone_stat import account_free_counters
 # --- intrusive doubly-linked lists ----------------------------------------------------------
 @kjit_inline
 def list_add_head(S, C, lst, p):
-    """list_add(): insert page `p` after the sentinel of list `lst`; count one block."""
-    prev = C[H_PREV]
+    """list_add(): insert page `p` after the sentinel of list `lst`; count one block.
+
+    Links live in the page records (`cmasim.mm.mmzone` NODE_W, F_NEXT, F_PREV)."""
     s = C[H_N] + lst
-    nx = S[s]
-    S[p] = nx
-    S[prev + p] = s
-    S[prev + nx] = p
-    S[s] = p
+    nx = S[NODE_W * s + F_NEXT]
+    S[NODE_W * p + F_NEXT] = nx
+    S[NODE_W * p + F_PREV] = s
+    S[NODE_W * nx + F_PREV] = p
+    S[NODE_W * s + F_NEXT] = p
     C[C[H_LCNT] + lst] += 1
 
 
 @kjit_inline
 def list_add_tail(S, C, lst, p):
     """list_add_tail(): insert page `p` before the sentinel of list `lst`."""
-    prev = C[H_PREV]
     s = C[H_N] + lst
-    pv = S[prev + s]
-    S[p] = s
-    S[prev + p] = pv
-    S[pv] = p
-    S[prev + s] = p
+    pv = S[NODE_W * s + F_PREV]
+    S[NODE_W * p + F_NEXT] = s
+    S[NODE_W * p + F_PREV] = pv
+    S[NODE_W * pv + F_NEXT] = p
+    S[NODE_W * s + F_PREV] = p
     C[C[H_LCNT] + lst] += 1
 
 
 @kjit_inline
 def list_del(S, C, lst, p):
     """list_del(): unlink page `p` from list `lst` (O(1), any position)."""
-    prev = C[H_PREV]
-    nx = S[p]
-    pv = S[prev + p]
-    S[pv] = nx
-    S[prev + nx] = pv
-    S[p] = -1
-    S[prev + p] = -1
+    nx = S[NODE_W * p + F_NEXT]
+    pv = S[NODE_W * p + F_PREV]
+    S[NODE_W * pv + F_NEXT] = nx
+    S[NODE_W * nx + F_PREV] = pv
+    S[NODE_W * p + F_NEXT] = -1
+    S[NODE_W * p + F_PREV] = -1
     C[C[H_LCNT] + lst] -= 1
 
 
@@ -66,7 +66,7 @@ def list_del(S, C, lst, p):
 def list_first(S, C, lst):
     """list_first_entry_or_null(): the head page of `lst`, or -1."""
     s = C[H_N] + lst
-    nx = S[s]
+    nx = S[NODE_W * s + F_NEXT]
     if nx == s:
         return -1
     return nx
@@ -76,7 +76,7 @@ def list_first(S, C, lst):
 def list_last(S, C, lst):
     """list_last_entry(): the tail page of `lst`, or -1."""
     s = C[H_N] + lst
-    pv = S[C[H_PREV] + s]
+    pv = S[NODE_W * s + F_PREV]
     if pv == s:
         return -1
     return pv
@@ -90,17 +90,17 @@ def list_empty(C, lst):
 # --- page words -------------------------------------------------------------------------------
 @kjit_inline
 def set_pinfo(S, C, p, order, state, aux, lst):
-    S[C[H_PINFO] + p] = order | (state << PI_STATE_SHIFT) | (aux << PI_AUX_SHIFT) | (lst << PI_LIST_SHIFT)
+    S[NODE_W * p + F_PINFO] = order | (state << PI_STATE_SHIFT) | (aux << PI_AUX_SHIFT) | (lst << PI_LIST_SHIFT)
 
 
 @kjit_inline
 def clear_pinfo(S, C, p):
-    S[C[H_PINFO] + p] = 0
+    S[NODE_W * p + F_PINFO] = 0
 
 
 @kjit_inline
 def pinfo(S, C, p):
-    return S[C[H_PINFO] + p]
+    return S[NODE_W * p + F_PINFO]
 
 
 @kjit_inline

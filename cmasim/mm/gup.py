@@ -26,9 +26,10 @@ from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     GFP_DIRECT_RECLAIM_, GFP_FS_, GFP_HARDWALL_, GFP_IO_, GFP_KSWAPD_RECLAIM_, GFP_MOVABLE_, GFP_NOWARN_,
     PL_PIN_ISOLATED_MIGRATE, PL_SHORT_PIN_MIGRATES_CMA, VM_PIN_REFUSED_ISOLATED, VM_SHORT_PIN_MIGRATED,
-    H_NOW, H_OWNER, H_POL, MIGRATE_CMA, MIGRATE_ISOLATE, OW_FREE_PENDING, OW_LONGTERM, OW_PIN_MASK,
+    H_NOW, H_POL, MIGRATE_CMA, MIGRATE_ISOLATE, OW_FREE_PENDING, OW_LONGTERM, OW_PIN_MASK,
     OW_PIN_SHIFT, PG_ALLOC, TIMER_UNPIN, PL_LONGTERM_MIGRATE, VM_LONGTERM_PIN_ON_CMA, VM_PIN_FAIL, VM_PIN_LONGTERM,
     VM_PIN_MIGRATED, VM_PIN_SHORT, VM_UNPIN, ZONE_MOVABLE, Z_IDX, MIGRATE_SYNC, MR_LONGTERM_PIN,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.folio import folio_is_movable, release_block
 from cmasim.mm.freelist import get_pageblock_type_bits, get_pfnblock_migratetype, pageblock_zone, pi_order, pi_state, pinfo, vm_add, zone_base
@@ -94,11 +95,11 @@ def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
         return EFAULT
     why = PIN_NO_MIGRATE
     if longterm and not folio_is_longterm_pinnable(S, C, p):
-        if C[C[H_POL] + PL_LONGTERM_MIGRATE] and folio_is_movable(S[C[H_OWNER] + p]):
+        if C[C[H_POL] + PL_LONGTERM_MIGRATE] and folio_is_movable(S[NODE_W * p + F_OWNER]):
             why = PIN_LONGTERM
         else:
             vm_add(C, VM_LONGTERM_PIN_ON_CMA, 1)
-    elif not longterm and folio_is_movable(S[C[H_OWNER] + p]):
+    elif not longterm and folio_is_movable(S[NODE_W * p + F_OWNER]):
         pol = C[H_POL]
         mt = get_pfnblock_migratetype(S, C, p)
         if mt == MIGRATE_ISOLATE and C[pol + PL_PIN_ISOLATED_MIGRATE]:
@@ -127,7 +128,7 @@ def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
         elif p2 >= 0:
             p = p2
             vm_add(C, VM_SHORT_PIN_MIGRATED, 1)
-    w = S[C[H_OWNER] + p]
+    w = S[NODE_W * p + F_OWNER]
     cnt = (w >> OW_PIN_SHIFT) & OW_PIN_MASK
     if cnt == OW_PIN_MASK:
         vm_add(C, VM_PIN_FAIL, 1)
@@ -138,10 +139,10 @@ def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
         vm_add(C, VM_PIN_LONGTERM, 1)
     else:
         vm_add(C, VM_PIN_SHORT, 1)
-    S[C[H_OWNER] + p] = w
+    S[NODE_W * p + F_OWNER] = w
     if not timer_push(C, C[H_NOW] + duration_ns, (TIMER_UNPIN << 56) | (tag << 32) | p):
         # No room for the expiry: undo the pin rather than leave it forever (the loss is counted).
-        S[C[H_OWNER] + p] = w - (1 << OW_PIN_SHIFT)
+        S[NODE_W * p + F_OWNER] = w - (1 << OW_PIN_SHIFT)
         return ENOMEM
     return p
 
@@ -149,7 +150,7 @@ def pin_user_page(S, C, cpu, p, longterm, duration_ns, pfns, tag):
 @kjit
 def unpin_user_page(S, C, cpu, p):
     """unpin_user_page(): drop one pin; release the block if its owner already freed it."""
-    w = S[C[H_OWNER] + p]
+    w = S[NODE_W * p + F_OWNER]
     cnt = (w >> OW_PIN_SHIFT) & OW_PIN_MASK
     if cnt == 0:
         return
@@ -157,7 +158,7 @@ def unpin_user_page(S, C, cpu, p):
     w = (w & ~(OW_PIN_MASK << OW_PIN_SHIFT)) | (cnt << OW_PIN_SHIFT)
     if cnt == 0:
         w &= ~OW_LONGTERM
-    S[C[H_OWNER] + p] = w
+    S[NODE_W * p + F_OWNER] = w
     vm_add(C, VM_UNPIN, 1)
     if cnt == 0 and (w & OW_FREE_PENDING):
         release_block(S, C, cpu, p)

@@ -38,9 +38,10 @@ GFP_TRANSHUGE without kswapd, R35); splitting costs no simulated time; hugetlb i
 
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
-    H_COST_NS, H_OWNER, H_PARAM, H_UNMAPPED, HPAGE_PMD_ORDER, VM_THP_MIGRATION_SUCCESS, MR_LONGTERM_PIN, OW_AREA_SHIFT, OW_KIND_MASK, PG_ALLOC, T_MIGRATE_COST_NS,
+    H_COST_NS, H_PARAM, H_UNMAPPED, HPAGE_PMD_ORDER, VM_THP_MIGRATION_SUCCESS, MR_LONGTERM_PIN, OW_AREA_SHIFT, OW_KIND_MASK, PG_ALLOC, T_MIGRATE_COST_NS,
     T_MIGRATE_FAIL_COST_NS, T_THP_COST_PPM,
     T_MIGRATE_EAGAIN_PPM, TR_MM_MIGRATE_PAGES, VM_MIGRATE_TRANSIENT, VM_PGMIGRATE_FAIL, VM_PGMIGRATE_SUCCESS,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.alloc_pages import alloc_pages
 from cmasim.mm.folio import folio_is_movable, folio_maybe_dma_pinned, handle_move, release_block, split_folio
@@ -92,7 +93,7 @@ def migrate_folio(S, C, cpu, src, gfp):
         # migrate_folio_unmap(): "Folio was freed from under us. So we are done." (its owner
         # freed it at unpin, or reclaim took it, while simulated time passed).
         return EGONE
-    ow = S[C[H_OWNER] + src]
+    ow = S[NODE_W * src + F_OWNER]
     if not folio_is_movable(ow) or folio_maybe_dma_pinned(ow) or transient_eagain(C):
         C[H_COST_NS] += C[C[H_PARAM] + T_MIGRATE_FAIL_COST_NS]
         return EAGAIN
@@ -100,7 +101,7 @@ def migrate_folio(S, C, cpu, src, gfp):
     new = alloc_pages(S, C, cpu, order, gfp)
     if new < 0:
         return ENOMEM
-    S[C[H_OWNER] + new] = ow & (OW_KIND_MASK | (0x3F << OW_AREA_SHIFT))
+    S[NODE_W * new + F_OWNER] = ow & (OW_KIND_MASK | (0x3F << OW_AREA_SHIFT))
     S[C[H_UNMAPPED] + new] = S[C[H_UNMAPPED] + src]  # a partly unmapped folio is copied whole
     handle_move(S, C, src, new)
     release_block(S, C, cpu, src)

@@ -5,10 +5,16 @@ Kernel: include/linux/mmzone.h, include/linux/pageblock-flags.h, include/linux/g
 The whole allocator state lives in two flat arrays so that the compiled core gets few
 arguments (performance-notes.md, "Why naive numba is slow"):
 
-* ``S`` (int32): ``NEXT[nodes] | PREV[nodes] | PINFO[N] | PB[nr_pageblocks]``.
-  ``nodes = N + nr_lists``: one slot per page plus one sentinel per list, so every free
+* ``S`` (int32): ``NODE[nodes][NODE_W] | PB[nr_pageblocks] | HANDLE[N] | LIVE[N] | UNMAPPED[N]``.
+  ``nodes = N + nr_lists``: one record per page plus one per list sentinel, so every free
   list and every per-CPU list is an intrusive doubly-linked list threaded through the
-  same two arrays (a page is on at most one list). O(1) add-head, add-tail, remove-any.
+  records (a page is on at most one list). O(1) add-head, add-tail, remove-any. A page's
+  record holds its list links, its page word and its owner word side by side (fields
+  ``F_NEXT``, ``F_PREV``, ``F_PINFO``, ``F_OWNER`` at ``NODE_W * pfn + F_*``), 16 bytes
+  aligned, so one cache line holds all of it — as ``struct page`` keeps ``lru`` and
+  ``flags`` on one line (include/linux/mm_types.h). The allocator's bulk paths touch a
+  random page per block moved (`rmqueue_bulk`, `free_pcppages_bulk`); separate arrays
+  made that three or four cache misses instead of one (docs/performance.md).
 * ``C`` (int64): a header of offsets, then per-zone structs, per-CPU pagesets, per-list
   block counts, vmstat counters and the policy record.
 
@@ -92,6 +98,19 @@ ALLOC_HIGHATOMIC = 0x200
 ALLOC_KSWAPD = 0x800
 ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
 
+# --- the page record: S[NODE_W * node + F_*] ------------------------------------------------
+NODE_W = 4
+F_NEXT = 0  # next node on the page's list (-1: on no list)
+F_PREV = 1  # previous node on the page's list
+F_PINFO = 2  # the page word below (sentinels: unused)
+F_OWNER = 3  # the owner word below (sentinels: unused)
+
+
+def node_field(S, field: int, n: int, start: int = 0):
+    """Python side: a strided view of one record field for nodes [start, n) (e.g.
+    ``node_field(S, F_PINFO, N)`` is PINFO[0:N]); writes through the view land in S."""
+    return S[NODE_W * start + field:NODE_W * n + field:NODE_W] if n > start else S[0:0]
+
 # --- per-page info word PINFO[pfn] ----------------------------------------------------
 # bits 0-3 order, bits 4-5 state, bits 6-8 aux migratetype, bits 9-31 list id.
 PG_TAIL = 0  # not the head of a block (or never initialised)
@@ -142,8 +161,7 @@ H_NZONES = 1
 H_NCPU = 2
 H_NLISTS = 3
 H_LPZ = 4  # lists per zone
-H_PREV = 5  # offset of PREV in S
-H_PINFO = 6
+# slots 5 and 6 unused (were the offsets of PREV and PINFO before the page records, NODE_W)
 H_PB = 7
 H_NPB = 8
 H_ZONE = 9  # offset of zone structs in C
@@ -164,7 +182,7 @@ H_LAST_MT = 23  # scratch: free-list type the last __rmqueue() block came from
 H_NEXT_TICK = 25  # simulated time of the next vmstat worker run
 H_SKIPPED = 26  # FREE events whose handle held no live allocation (counted, not dropped)
 H_ALLOC_FAILED = 27  # ALLOC events that returned no page
-H_OWNER = 28  # offset of OWNER[N] in S
+# slot 28 unused (was the offset of OWNER before the page records, NODE_W)
 H_HANDLE = 29  # offset of HANDLE[N] in S (handle of the block headed by pfn, or -1)
 H_LIVE = 30  # offset of LIVE[N] in S (pfn of the block held by a handle, or -1)
 H_NLIVE = 31  # dense-mode live handles (churn); sparse mode (replay) leaves it 0

@@ -33,9 +33,10 @@ import numpy as np
 
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
-    GFP_FS_, H_LIVE, H_LIVE_DENSE, H_N, H_NLIVE, H_OOM_LAST_VICTIM, H_OWNER, H_PARAM,
+    GFP_FS_, H_LIVE, H_LIVE_DENSE, H_N, H_NLIVE, H_OOM_LAST_VICTIM, H_PARAM,
     OW_ANON, OW_FREE_PENDING, OW_KIND_MASK, OW_TASK_MASK, OW_TASK_SHIFT, T_OOM_KILLER,
     VM_OOM_KILL, VM_OOM_KILL_PAGES, VM_OOM_NO_VICTIM,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.folio import NR_OOM_TASKS, folio_put
 from cmasim.mm.freelist import pi_order, pinfo, vm_add
@@ -65,7 +66,7 @@ def select_bad_process(S, C):
         p = S[C[H_LIVE] + h]
         if p < 0:
             continue
-        w = S[C[H_OWNER] + p]
+        w = S[NODE_W * p + F_OWNER]
         if w & OW_FREE_PENDING:
             continue
         t = owner_task(w)
@@ -90,7 +91,7 @@ def oom_kill_process(S, C, cpu, victim):
         p = S[C[H_LIVE] + h]
         # Walk downward: dense mode moves the last live handle into a dropped slot, and that
         # one has already been looked at.
-        if p >= 0 and owner_task(S[C[H_OWNER] + p]) == victim:
+        if p >= 0 and owner_task(S[NODE_W * p + F_OWNER]) == victim:
             freed += 1 << pi_order(pinfo(S, C, p))
             folio_put(S, C, cpu, p)
         h -= 1

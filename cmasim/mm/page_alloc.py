@@ -19,7 +19,7 @@ reporting, no shuffling; highatomic reserves are never created (the lists exist)
 
 from cmasim.mm.jit import PREFETCH_HINTS, kjit, kjit_fixed, kjit_inline, prefetch
 from cmasim.mm.mmzone import (
-    H_LAST_MT, H_PINFO, H_POL, H_RMQM,
+    H_LAST_MT, H_POL, H_RMQM,
     MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_TAIL, PL_BOOST_FACTOR, PL_FALLBACK,
@@ -29,6 +29,7 @@ from cmasim.mm.mmzone import (
     Z_AREA, Z_BOOST, Z_END, Z_FLAGS, Z_MANAGED, Z_START, Z_VM_NR_FREE, Z_VM_NR_FREE_CMA, Z_WMARK_HIGH,
     ZONE_BOOSTED_WATERMARK, PL_CMA_NUM, PL_CMA_DEN, PL_CMA_BALANCE_MODE, PL_CMA_FIRST_RMQUEUE, PL_CMA_STAGE,
     Z_WMARK_LOW,
+    NODE_W,
 )
 from cmasim.mm.freelist import (
     __add_to_free_list, __del_page_from_free_list, account_freepages, change_pageblock_range, clear_pinfo,
@@ -158,14 +159,13 @@ def pcp_allowed_order(order):
 def prefetch_take_next(S, C, lst):
     """A hint for the next __rmqueue_smallest() from the same free list (rmqueue_bulk() takes
     up to hundreds of blocks in a row): the list's new head, whose next link and page word
-    the next take reads and clears (its prev link was just written). Each is a cache miss on
+    the next take reads and clears (its prev link was just written), all in its page record. It is a cache miss on
     a random page otherwise, the list walked one dependent load after another; prefetched
     now, they overlap with the refill's other work. Changes nothing. Compiled only
     (`PREFETCH_HINTS`): interpreted, it would only cost time."""
     nx = list_first(S, C, lst)
     if nx >= 0:
-        prefetch(S, nx)
-        prefetch(S, C[H_PINFO] + nx)
+        prefetch(S, NODE_W * nx)  # its page record: links and page word, one line
 
 
 @kjit_fixed

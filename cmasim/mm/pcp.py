@@ -15,7 +15,7 @@ ZONE_RECLAIM_ACTIVE is set by kswapd's balance_pgdat() (vmscan.py).
 
 from cmasim.mm.jit import PREFETCH_HINTS, kjit, kjit_fixed, kjit_inline, prefetch
 from cmasim.mm.mmzone import (
-    H_NCPU, H_NZONES, H_PCP, H_POL, H_RMQM, H_LAST_MT, H_CPU, H_HANDLE, H_OWNER, H_PINFO, H_PREV,
+    H_NCPU, H_NZONES, H_PCP, H_POL, H_RMQM, H_LAST_MT, H_CPU, H_HANDLE,
     MIGRATE_ISOLATE, PAGE_ALLOC_COSTLY_ORDER, PCP_BATCH_SCALE_MAX,
     PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PG_PCP, PL_NR_PCP_LISTS, PL_PCP_PINDEX,
     MIGRATE_TYPES, PS,
@@ -24,6 +24,7 @@ from cmasim.mm.mmzone import (
     VM_PCP_REFILL_PAGES, VM_ZONE_LOCK, VM_PGFREE, VM_PCP_FREES,
     Z_BATCH, Z_FLAGS, Z_NR_ISOLATE_PB, Z_HIGH_MAX, Z_HIGH_MIN, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, ZONE_MOVABLE,
     ALLOC_WMARK_HIGH, ALLOC_CMA, MIGRATE_CMA, MIGRATE_MOVABLE, PL_CMA_ONLY_RMQUEUE,
+    NODE_W, F_PREV,
 )
 from cmasim.mm.freelist import (
     get_pfnblock_migratetype, list_add_head, list_add_tail, list_del, list_empty, list_first,
@@ -167,9 +168,7 @@ def rmqueue_pcplist(S, C, zslot, cpu, order, mt, alloc_flags, pindex):
     # page and owner words, each a cache miss on a random page otherwise (for speed).
     nx = list_first(S, C, lst)
     if nx >= 0:
-        prefetch(S, nx)
-        prefetch(S, C[H_PINFO] + nx)
-        prefetch(S, C[H_OWNER] + nx)
+        prefetch(S, NODE_W * nx)  # links, page word and owner word: one line
         prefetch(S, C[H_HANDLE] + nx)
     C[pc + P_COUNT] -= 1 << order
     C[H_LAST_MT] = 1 if refilled else -1
@@ -244,15 +243,13 @@ def prefetch_drain_next(S, C, p):
     """A hint for free_pcppages_bulk(), which takes a list's blocks from the tail: the next one
     it takes is `p`'s predecessor, whose page word and both list links it reads (the next link
     is written as soon as `p` is unlinked; its order-0 buddy's page word shares the page word's
-    cache line). Each is a cache miss on a random page otherwise, one list walk step after
+    cache line), all in its page record. It is a cache miss on a random page otherwise, one list walk step after
     another; prefetched while `p` is freed, they overlap with that work. Changes nothing (a
     prefetch of the list's sentinel when `p` is the last block is harmless). Compiled only
     (`PREFETCH_HINTS`): interpreted, there is nothing to
     prefetch (for speed)."""
-    q = S[C[H_PREV] + p]
-    prefetch(S, C[H_PINFO] + q)
-    prefetch(S, C[H_PREV] + q)
-    prefetch(S, q)
+    q = S[NODE_W * p + F_PREV]
+    prefetch(S, NODE_W * q)  # its page record: links and page word, one line
 
 
 @kjit_fixed

@@ -25,12 +25,13 @@ from cmasim.mm.jit import kjit, kjit_fixed, kjit_inline
 from cmasim.mm.mmzone import (
     ALLOC_WMARK_HIGH, H_COST_NS, H_KSWAPD_BOOST_LEFT, H_KSWAPD_HIGHEST, H_KSWAPD_NEXT, H_KSWAPD_ORDER,
     H_KSWAPD_RECLAIMED, H_KSWAPD_RUN, H_KSWAPD_RUN_ALLOC_ORDER, H_KSWAPD_RUN_HIGHEST, H_KSWAPD_RUN_ORDER,
-    H_NOW, H_NZONES, H_OWNER, H_PARAM, MAX_NR_ZONES,
+    H_NOW, H_NZONES, H_PARAM, MAX_NR_ZONES,
     OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_KIND_MASK, PAGEBLOCK_ORDER, PG_ALLOC, PG_TAIL,
     T_CLEAN_DROP_COST_NS, T_KSWAPD_PERIOD_NS, T_KSWAPD_RATE, T_RECLAIM_ENABLED, T_SWAP_COST_NS, T_SWAP_FREE,
     VM_ALLOCSTALL, VM_PGSCAN_DIRECT, VM_PGSCAN_KSWAPD, VM_PGSTEAL_DIRECT, VM_PGSTEAL_KSWAPD, VM_PGWRITEBACK,
     VM_PSWPOUT, Z_BOOST, Z_BOOST_RECLAIM, Z_END, Z_FLAGS, Z_IDX, Z_LOWMEM, Z_MANAGED, Z_START,
     ZONE_RECLAIM_ACTIVE,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.folio import folio_maybe_dma_pinned, reclaim_take
 from cmasim.mm.freelist import pi_order, pi_state, pinfo, vm_add, zone_base
@@ -72,7 +73,7 @@ def pick_reclaim_victim(S, C, zslot, may_swap, may_writepage):
         h = block_head(S, C, zb, q)
         if h < 0 or pi_state(pinfo(S, C, h)) != PG_ALLOC:
             continue
-        ow = S[C[H_OWNER] + h]
+        ow = S[NODE_W * h + F_OWNER]
         kind = ow & OW_KIND_MASK
         pages = 1 << pi_order(pinfo(S, C, h))
         swappable = kind == OW_ANON and may_swap and C[C[H_PARAM] + T_SWAP_FREE] >= pages
@@ -84,7 +85,7 @@ def pick_reclaim_victim(S, C, zslot, may_swap, may_writepage):
         if kind == OW_FILE_DIRTY:
             if may_writepage:
                 # pageout(): start writeback; the page is clean (reclaimable) next time.
-                S[C[H_OWNER] + h] = (ow & ~OW_KIND_MASK) | OW_FILE
+                S[NODE_W * h + F_OWNER] = (ow & ~OW_KIND_MASK) | OW_FILE
                 vm_add(C, VM_PGWRITEBACK, pages)
             continue
         return h, scanned
@@ -109,7 +110,7 @@ def shrink_zone(S, C, cpu, zslot, nr_to_reclaim, direct, may_swap, may_writepage
         if h < 0:
             break
         pages = 1 << pi_order(pinfo(S, C, h))
-        if (S[C[H_OWNER] + h] & OW_KIND_MASK) == OW_ANON:
+        if (S[NODE_W * h + F_OWNER] & OW_KIND_MASK) == OW_ANON:
             C[C[H_PARAM] + T_SWAP_FREE] -= pages
             vm_add(C, VM_PSWPOUT, pages)
             C[H_COST_NS] += pages * param(C, T_SWAP_COST_NS)
@@ -146,7 +147,7 @@ def zone_reclaimable_pages(S, C, zslot):
             continue
         pages = 1 << pi_order(w)
         if pi_state(w) == PG_ALLOC:
-            kind = S[C[H_OWNER] + p] & OW_KIND_MASK
+            kind = S[NODE_W * p + F_OWNER] & OW_KIND_MASK
             if kind == OW_FILE or kind == OW_FILE_DIRTY or (kind == OW_ANON and swap):
                 n += pages
         p += pages

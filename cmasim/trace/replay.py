@@ -246,7 +246,7 @@ class _Engine:
         if HANDLES_IN_STATE:
             m.S[int(m.C[mz.H_LIVE]) + h] = p
             m.S[int(m.C[mz.H_HANDLE]) + p] = h
-            order = int(m.S[int(m.C[mz.H_PINFO]) + p]) & mz.PI_ORDER_MASK
+            order = int(m.S[mz.NODE_W * p + mz.F_PINFO]) & mz.PI_ORDER_MASK
             m.C[mz.H_LIVE_PAGES] += 1 << order
         else:
             self.arr[h] = p
@@ -261,10 +261,9 @@ class _Engine:
 
 
 def _set_owner(m: Machine, p: int, mt: int) -> None:
-    if hasattr(mz, "H_OWNER"):
-        from cmasim.mm.folio import default_owner
+    from cmasim.mm.folio import default_owner
 
-        m.S[int(m.C[mz.H_OWNER]) + p] = default_owner(mt)
+    m.S[mz.NODE_W * p + mz.F_OWNER] = default_owner(mt)
 
 
 def default_machine(policy: Policy, nr_cpus: int, trace_capacity: int, seed: int = 1,

@@ -40,8 +40,10 @@ import numpy as np
 from cmasim.mm.folio import default_owner
 from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_tail, set_pinfo
 from cmasim.mm.jit import kjit, kjit_inline
-from cmasim.mm.mmzone import (H_HANDLE, H_LIVE, H_LIVE_PAGES, H_OWNER, H_PB, H_PINFO, H_ZONE, MIGRATE_MOVABLE,
-                              MIGRATE_PCPTYPES, PB_MT_MASK, PG_ALLOC, PI_ORDER_MASK, Z_END, Z_START, ZS)
+from cmasim.mm.mmzone import (H_HANDLE, H_LIVE, H_LIVE_PAGES, H_PB, H_ZONE, MIGRATE_MOVABLE,
+                              MIGRATE_PCPTYPES, PB_MT_MASK, PG_ALLOC, PI_ORDER_MASK, Z_END, Z_START, ZS,
+    NODE_W, F_OWNER, F_PINFO,
+)
 
 EMPTY = -1
 
@@ -511,13 +513,13 @@ def translate_chunk(a, zones, i0, ncpu, has_snap, has_state, t_base, batch, max_
             ctl[CTL_PRE_PAGES] += 1 << order
             _anomaly(an_count, an_lines, AN_PRETRACE, line)
             pmt = S[C[H_PB] + (p >> 9)] & PB_MT_MASK
-            S[C[H_OWNER] + p] = default_owner(pmt if pmt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE)
+            S[NODE_W * p + F_OWNER] = default_owner(pmt if pmt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE)
             h = handle_get(free, ctl, cap)
             if h < 0:
                 return i, ST_NO_HANDLES
             S[C[H_LIVE] + h] = p  # replay._Engine.attach
             S[C[H_HANDLE] + p] = h
-            C[H_LIVE_PAGES] += 1 << (S[C[H_PINFO] + p] & PI_ORDER_MASK)
+            C[H_LIVE_PAGES] += 1 << (S[NODE_W * p + F_PINFO] & PI_ORDER_MASK)
             _row(ev, ctl, max(0, a[i, _C_TIME] - t_base), _OP_FREE, cpu, 0, 0, h)
             _release(pending, ctl, h)
             ctl[CTL_FREES] += 1
@@ -588,9 +590,8 @@ def pretrace_claim(pretrace, left, S, C, p, order):
             for b in range(pb, pb + (n >> 9)):
                 left[b] -= 512
     mt = S[C[H_PB] + pb] & PB_MT_MASK
-    off = C[H_PINFO]
     for q in range(p, p + n):
-        S[off + q] = 0
+        S[NODE_W * q + F_PINFO] = 0
     set_pinfo(S, C, p, order, PG_ALLOC, mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE, 0)
 
 
@@ -624,28 +625,28 @@ def pretrace_take(pretrace, left, S, C, z, order, mt, hint, cursor):
 
 
 @kjit
-def add_free_blocks(S, C, zslot, zb, pfns, orders, mts, off_pinfo, zone_pre, start):
+def add_free_blocks(S, C, zslot, zb, pfns, orders, mts, zone_pre, start):
     """build_machine's free blocks, in the given order: pages cleared, the head linked at the
     tail of its free list and accounted, the pages no longer allocated "before the trace"."""
     for j in range(pfns.shape[0]):
         p = pfns[j]
         o = orders[j]
         for q in range(p, p + (1 << o)):
-            S[off_pinfo + q] = 0
+            S[NODE_W * q + F_PINFO] = 0
             zone_pre[q - start] = False
         __add_to_free_list(S, C, zslot, p, o, mts[j], 1)
         account_freepages(C, zb, 1 << o, mts[j])
 
 
 @kjit
-def add_pcp_blocks(S, C, lst, heads, order, state, mt, off_pinfo, zone_pre, start):
+def add_pcp_blocks(S, C, lst, heads, order, state, mt, zone_pre, start):
     """build_machine's per-CPU pages: blocks at zone offsets `heads`, in order, onto list `lst`."""
     n = 1 << order
     for j in range(heads.shape[0]):
         h = heads[j]
         p = h + start
         for q in range(n):
-            S[off_pinfo + p + q] = 0
+            S[NODE_W * (p + q) + F_PINFO] = 0
         list_add_tail(S, C, lst, p)
         set_pinfo(S, C, p, order, state, mt, lst)
         for q in range(n):

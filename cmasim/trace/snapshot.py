@@ -474,8 +474,7 @@ class SnapState:
         p = int(p)
         self.offline[p:p + n] = False
         m = self.machine
-        o = int(m.C[mz.H_PINFO])
-        m.S[o + p:o + p + n] = 0
+        mz.node_field(m.S, mz.F_PINFO, p + n, p)[:] = 0
         set_pinfo(m.S, m.C, p, order, mz.PG_ALLOC, mz.MIGRATE_MOVABLE, 0)
         self.managed[z] += n
         self.recompute_watermarks()
@@ -556,14 +555,13 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
     m = Machine(cfg, policy, seed=seed)
     S, C = m.S, m.C
     n = m.n_pages
-    off_pinfo, off_pb = int(C[mz.H_PINFO]), int(C[mz.H_PB])
+    off_pb = int(C[mz.H_PB])
     # Empty every list: the boot-time free state is replaced wholesale.
     nodes = n + int(C[mz.H_NLISTS])
     sent = np.arange(n, nodes, dtype=np.int32)
-    S[:n] = -1
-    S[n:nodes] = sent
-    S[int(C[mz.H_PREV]):int(C[mz.H_PREV]) + n] = -1
-    S[int(C[mz.H_PREV]) + n:int(C[mz.H_PREV]) + nodes] = sent
+    for f in (mz.F_NEXT, mz.F_PREV):
+        mz.node_field(S, f, n)[:] = -1
+        mz.node_field(S, f, nodes, n)[:] = sent
     C[int(C[mz.H_LCNT]):int(C[mz.H_LCNT]) + int(C[mz.H_NLISTS])] = 0
     pretrace = np.zeros(n, dtype=bool)
     offline = np.zeros(n, dtype=bool)
@@ -583,12 +581,12 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
         S[off_pb + start // PB:off_pb + (start + size) // PB] = pb_words | (zi << mz.PB_ZONE_SHIFT)
         # Every page an allocated order-0 block of its pageblock's type (movable for non-PCP types).
         req = np.repeat(np.where(pb_words < mz.MIGRATE_PCPTYPES, pb_words, mz.MIGRATE_MOVABLE), PB)
-        S[off_pinfo + start:off_pinfo + start + size] = (mz.PG_ALLOC << mz.PI_STATE_SHIFT) | (req << mz.PI_AUX_SHIFT)
+        mz.node_field(S, mz.F_PINFO, start + size, start)[:] = (mz.PG_ALLOC << mz.PI_STATE_SHIFT) | (req << mz.PI_AUX_SHIFT)
         zone_pre = np.ones(size, dtype=bool)
         zone_pre[n_pb * PB:] = False
         offline[start + n_pb * PB:start + size] = True
         fr = np.array(sorted(frees), dtype=np.int64).reshape(-1, 3)
-        RC.add_free_blocks(S, C, zi, zb, fr[:, 0].copy(), fr[:, 1].copy(), fr[:, 2].copy(), off_pinfo, zone_pre,
+        RC.add_free_blocks(S, C, zi, zb, fr[:, 0].copy(), fr[:, 1].copy(), fr[:, 2].copy(), zone_pre,
                            start)
         # Per-CPU lists: `count` pages, split over the lists as `pcp_lists` says (inferred from
         # the trace, see replay.infer_pcp_lists), else order-0 pages on the MOVABLE list; each
@@ -615,7 +613,7 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
                     if want_type:
                         ok &= pb_of_page[:k * n:n] == mt
                     heads = np.flatnonzero(ok)[:nb].astype(np.int64) * n
-                    RC.add_pcp_blocks(S, C, lst, heads, order, mz.PG_PCP, mt, off_pinfo, zone_pre, start)
+                    RC.add_pcp_blocks(S, C, lst, heads, order, mz.PG_PCP, mt, zone_pre, start)
                     nb -= len(heads)
                     placed += len(heads) << order
             if placed < ps.get("count", 0):

@@ -14,7 +14,7 @@ W (int64) holds the mix parameters and the workload's own counters.
 import numpy as np
 
 from cmasim.mm.jit import PREFETCH_HINTS, borrow, kjit, kjit_fixed, kjit_inline, prefetch
-from cmasim.mm.mmzone import H_CPU, H_HANDLE, H_LIVE, H_LIVE_PAGES, H_N, H_NLIVE, H_NOW, H_OWNER, H_PINFO, H_PREV, H_RNG, H_UNMAPPED, OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_SLAB
+from cmasim.mm.mmzone import H_CPU, H_HANDLE, H_LIVE, H_LIVE_PAGES, H_N, H_NLIVE, H_NOW, H_RNG, H_UNMAPPED, OW_ANON, OW_FILE, OW_FILE_DIRTY, OW_SLAB, NODE_W
 from cmasim.mm.mmzone import GFP_CMA_, OW_SLAB_RECLAIMABLE
 from cmasim.mm.alloc_pages import alloc_pages
 from cmasim.mm.folio import folio_put_live, live_add_owned
@@ -155,12 +155,9 @@ def prefetch_next_free(S, C, nlive):
     q = S[C[H_LIVE] + k]
     if q < 0 or q >= C[H_N]:
         return
-    prefetch(S, C[H_PINFO] + q)
-    prefetch(S, C[H_OWNER] + q)
+    prefetch(S, NODE_W * q)  # page record: links, page word, owner word (one line)
     prefetch(S, C[H_HANDLE] + q)
     prefetch(S, C[H_UNMAPPED] + q)
-    prefetch(S, q)
-    prefetch(S, C[H_PREV] + q)
 
 
 GFP_CMA_OWNER_BITS = {"anon": 1, "thp": 2, "file": 4, "file_dirty": 8, "anon0": 16}  # anon0: order-0 anon only

@@ -18,8 +18,9 @@ from cmasim.mm.jit import kjit, kjit_inline
 import numpy as np
 
 from cmasim.mm.mmzone import (
-    H_CAND, H_CPU, H_LIVE, H_NCAND, H_NCAND_CAP, H_NCPU, H_NLIVE, H_NZONES, H_OWNER, H_UNMAPPED, HPAGE_PMD_ORDER,
+    H_CAND, H_CPU, H_LIVE, H_NCAND, H_NCAND_CAP, H_NCPU, H_NLIVE, H_NZONES, H_UNMAPPED, HPAGE_PMD_ORDER,
     MIGRATE_CMA, OW_ANON, OW_KIND_MASK, Z_NR_FREE,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.alloc_pages import alloc_pages
 from cmasim.mm.folio import folio_put, live_add
@@ -44,7 +45,7 @@ def touch_anon_page(S, C, cpu, gfp):
     p = alloc_pages(S, C, cpu, 0, gfp)
     if p < 0:
         return False
-    S[C[H_OWNER] + p] = OW_ANON
+    S[NODE_W * p + F_OWNER] = OW_ANON
     live_add(S, C, p)
     return True
 
@@ -108,7 +109,7 @@ def _recycle_anon(S, C, pages, gfp):
     while freed < pages and C[H_NLIVE] > 0 and tries < 16 * pages + 64:
         tries += 1
         p = S[C[H_LIVE] + prandom_u32(C) % C[H_NLIVE]]
-        if (S[C[H_OWNER] + p] & OW_KIND_MASK) != OW_ANON:
+        if (S[NODE_W * p + F_OWNER] & OW_KIND_MASK) != OW_ANON:
             continue
         freed += 1 << pi_order(pinfo(S, C, p))
         folio_put(S, C, freed % C[H_NCPU], p)
@@ -122,7 +123,7 @@ def _recycle_anon(S, C, pages, gfp):
 
 @kjit
 def is_anon(S, C, p):
-    return p >= 0 and (S[C[H_OWNER] + p] & OW_KIND_MASK) == OW_ANON
+    return p >= 0 and (S[NODE_W * p + F_OWNER] & OW_KIND_MASK) == OW_ANON
 
 
 @kjit
@@ -219,7 +220,7 @@ def do_huge_pmd_anonymous_page(S, C, cpu, thp_gfp):
     p = alloc_pages(S, C, cpu, HPAGE_PMD_ORDER, thp_gfp)
     if p < 0:
         return False
-    S[C[H_OWNER] + p] = OW_ANON
+    S[NODE_W * p + F_OWNER] = OW_ANON
     S[C[H_UNMAPPED] + p] = 0
     live_add(S, C, p)
     return True

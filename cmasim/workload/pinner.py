@@ -25,9 +25,10 @@ import numpy as np
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (
     H_ALLOC_ACTIVE, H_CAND, H_HELD_CMA, H_HELD_CMA_MAX, H_LIVE, H_LIVE_DENSE, H_N, H_NCAND, H_NLIVE, H_NOW,
-    H_NPINNERS, H_OWNER, H_PINNERS, H_PINS_CMA_DURING, MIGRATE_CMA, OW_ANON, OW_KIND_MASK, PG_ALLOC,
+    H_NPINNERS, H_PINNERS, H_PINS_CMA_DURING, MIGRATE_CMA, OW_ANON, OW_KIND_MASK, PG_ALLOC,
     PICK_CANDIDATES, PICK_FILL, PN_CMA_ONLY, PN_END_NS, PN_FAILS, PN_GAP_NS, PN_HOLD_NS, PN_JITTER_NS,
     PN_LONGTERM, PN_MISSES, PN_PICK, PN_PINNED_IN_CMA, PN_PINS, PN_START_NS, PN_THREADS, PNS, TIMER_PIN,
+    NODE_W, F_OWNER,
 )
 from cmasim.mm.folio import folio_is_movable
 from cmasim.mm.freelist import get_pageblock_type_bits, pi_state, pinfo, zone_base
@@ -55,7 +56,7 @@ def pick_pin_target(S, C, cma_only):
             p = block_head(S, C, zone_base(C, 0), q)
         if p < 0 or pi_state(pinfo(S, C, p)) != PG_ALLOC:
             continue
-        if not folio_is_movable(S[C[H_OWNER] + p]):
+        if not folio_is_movable(S[NODE_W * p + F_OWNER]):
             continue
         if cma_only and get_pageblock_type_bits(S, C, p) != MIGRATE_CMA:
             continue
@@ -70,7 +71,7 @@ def pick_fill_page(S, C):
         if C[H_NLIVE] <= 0:
             return -1
         p = S[C[H_LIVE] + prandom_u32(C) % C[H_NLIVE]]
-        if p >= 0 and pi_state(pinfo(S, C, p)) == PG_ALLOC and (S[C[H_OWNER] + p] & OW_KIND_MASK) == OW_ANON:
+        if p >= 0 and pi_state(pinfo(S, C, p)) == PG_ALLOC and (S[NODE_W * p + F_OWNER] & OW_KIND_MASK) == OW_ANON:
             return p
     return -1
 

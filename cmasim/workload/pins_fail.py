@@ -155,7 +155,7 @@ class PinsFail:
             rec["cause"] = "gave_up" if gave > g0 else "left_behind" if left > l0 else "isolation"
             fin = a.last_busy[0]
             if 0 <= fin < m.n_pages:
-                w = int(m.S[int(m.C[mz.H_OWNER]) + fin])
+                w = int(m.S[mz.NODE_W * fin + mz.F_OWNER])
                 rec["fin_pinned"] = ((w >> mz.OW_PIN_SHIFT) & mz.OW_PIN_MASK) > 0
         self._cur.append(rec)
 
