@@ -182,16 +182,16 @@ class Machine:
         npb = n >> mz.PAGEBLOCK_ORDER
         self.n_pages = n
         check_fits(n)
-        S = np.full(mz.NODE_W * nodes + npb + 3 * n, -1, dtype=np.int32)
+        S = np.zeros(mz.NODE_W * nodes + npb + 3 * n, dtype=np.int32)
         off_pb = mz.NODE_W * nodes  # after the page records (NEXT, PREV, PINFO, OWNER)
         off_handle, off_live = off_pb + npb, off_pb + npb + n
         off_unmapped = off_pb + npb + 2 * n  # UNMAPPED[pfn] (cmasim.mm.folio)
-        sent = np.arange(n, nodes, dtype=np.int32)
-        mz.node_field(S, mz.F_NEXT, nodes, n)[:] = sent
-        mz.node_field(S, mz.F_PREV, nodes, n)[:] = sent
-        mz.node_field(S, mz.F_PINFO, nodes)[:] = 0
-        mz.node_field(S, mz.F_OWNER, nodes)[:] = 0
-        S[off_unmapped:off_unmapped + n] = 0
+        mz.unlink_nodes(S, 0, n)  # pages on no list; page and owner words 0
+        rec = mz.node_records(S, nodes)
+        sent = np.arange(n, nodes, dtype=np.int32)  # each list sentinel empty: linked to itself
+        rec[n:, mz.F_NEXT] = sent
+        rec[n:, mz.F_PREV] = sent
+        S[off_pb:off_unmapped] = -1  # PB, HANDLE, LIVE; UNMAPPED stays 0
         off_zone = mz.H_SIZE
         off_pcp = off_zone + nz * mz.ZS
         off_lcnt = off_pcp + nz * ncpu * mz.PS

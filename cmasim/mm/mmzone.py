@@ -106,6 +106,20 @@ F_PINFO = 2  # the page word below (sentinels: unused)
 F_OWNER = 3  # the owner word below (sentinels: unused)
 
 
+def node_records(S, nodes: int):
+    """Python side: the page records as a (nodes, NODE_W) view of S (a row is one record;
+    whole-row writes are contiguous, faster than field by field)."""
+    return S[:NODE_W * nodes].reshape(nodes, NODE_W)
+
+
+def unlink_nodes(S, start: int, end: int) -> None:
+    """Python side: NEXT and PREV of nodes [start, end) set to -1 (on no list), the page and
+    owner words kept. The two links are adjacent words of a record, so they are written as
+    one int64 (-1 has every bit set) — one strided pass instead of two (for speed)."""
+    assert F_NEXT == 0 and F_PREV == 1 and NODE_W % 2 == 0
+    S[NODE_W * start:NODE_W * end].view("int64")[::NODE_W // 2] = -1
+
+
 def node_field(S, field: int, n: int, start: int = 0):
     """Python side: a strided view of one record field for nodes [start, n) (e.g.
     ``node_field(S, F_PINFO, N)`` is PINFO[0:N]); writes through the view land in S."""

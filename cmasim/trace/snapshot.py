@@ -559,9 +559,9 @@ def build_machine(snap: Snapshot, policy: Policy, seed: int = 1, trace_capacity:
     # Empty every list: the boot-time free state is replaced wholesale.
     nodes = n + int(C[mz.H_NLISTS])
     sent = np.arange(n, nodes, dtype=np.int32)
-    for f in (mz.F_NEXT, mz.F_PREV):
-        mz.node_field(S, f, n)[:] = -1
-        mz.node_field(S, f, nodes, n)[:] = sent
+    mz.unlink_nodes(S, 0, n)
+    rec = mz.node_records(S, nodes)
+    rec[n:, mz.F_NEXT] = rec[n:, mz.F_PREV] = sent
     C[int(C[mz.H_LCNT]):int(C[mz.H_LCNT]) + int(C[mz.H_NLISTS])] = 0
     pretrace = np.zeros(n, dtype=bool)
     offline = np.zeros(n, dtype=bool)
