@@ -52,10 +52,15 @@ def one_error_line(capsys) -> str:
 
 
 # --- errors, never tracebacks -----------------------------------------------------------------------
-def test_machine_too_large_for_this_computer(tmp_path, capsys):
+def test_machine_too_large_for_this_computer(tmp_path, capsys, monkeypatch):
+    import cmasim.machine as machine
+
+    monkeypatch.setattr(machine, "available_memory", lambda: 16 << 30)  # any test machine: 16 GiB free
     rc = main(["run", "--set", "machine.memory=4TiB", "--out", str(tmp_path / "o"), "--quiet"])
     line = one_error_line(capsys)
-    assert rc == 2 and "machine.memory" in line and "24.0 GiB of simulator state" in line
+    # 2^30 pages of 28 bytes: NEXT, PREV, page word, owner, handle, live slot, unmapped count
+    assert rc == 2 and "machine.memory" in line and "28.0 GiB of simulator state (28 bytes" in line
+    assert "16.0 GiB available" in line
     assert not (tmp_path / "o").exists()
 
 
