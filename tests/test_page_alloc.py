@@ -242,3 +242,30 @@ def test_alloc_returns_aligned_blocks_in_the_requested_zone(policy):
     m.check()
     used = sum(1 << o for o in range(11)) + 4
     assert nr_free(m) + sum(m.pcp_field(z, c, mz.P_COUNT) for z in range(2) for c in range(2)) == 12288 - used
+
+
+# --- the page record (cmasim.mm.mmzone NODE_W) ------------------------------------------------------
+def test_page_record_holds_links_page_word_and_owner_of_one_page():
+    """A page's list links, page word and owner word are one 16-byte record, and the Python-side
+    views (node_field, node_records, unlink_nodes) address the same words the core does."""
+    m = make_machine()
+    S, n = m.S, m.n_pages
+    assert mz.NODE_W * S.itemsize == 16 and S.ctypes.data % 16 == 0  # a record never straddles a cache line
+    p = m.alloc(0, g.GFP_KERNEL)
+    assert p >= 0
+    assert S[mz.NODE_W * p + mz.F_NEXT] == -1 and S[mz.NODE_W * p + mz.F_PREV] == -1  # allocated: on no list
+    w_page, w_owner = int(S[mz.NODE_W * p + mz.F_PINFO]), int(S[mz.NODE_W * p + mz.F_OWNER])
+    assert (w_page >> mz.PI_STATE_SHIFT) & 3 == mz.PG_ALLOC and w_owner & mz.OW_KIND_MASK == mz.OW_SLAB
+    assert mz.node_field(S, mz.F_PINFO, n)[p] == w_page
+    assert mz.node_records(S, n + 1)[p, mz.F_OWNER] == w_owner
+    # a free block's record: linked both ways with its list neighbours
+    q = free_list(m, zone_index(m, "Normal"), mz.MAX_PAGE_ORDER, M)[0]
+    nx, pv = int(S[mz.NODE_W * q + mz.F_NEXT]), int(S[mz.NODE_W * q + mz.F_PREV])
+    assert S[mz.NODE_W * nx + mz.F_PREV] == q and S[mz.NODE_W * pv + mz.F_NEXT] == q
+    # unlink_nodes clears both links and nothing else
+    before = S.copy()
+    mz.unlink_nodes(S, q, q + 2)
+    changed = np.nonzero(S != before)[0]
+    assert set(changed.tolist()) <= {mz.NODE_W * r + f for r in (q, q + 1) for f in (mz.F_NEXT, mz.F_PREV)}
+    assert S[mz.NODE_W * q + mz.F_NEXT] == -1 and S[mz.NODE_W * q + mz.F_PREV] == -1
+    assert S[mz.NODE_W * q + mz.F_PINFO] == before[mz.NODE_W * q + mz.F_PINFO]

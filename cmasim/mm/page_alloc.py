@@ -159,9 +159,9 @@ def pcp_allowed_order(order):
 def prefetch_take_next(S, C, lst):
     """A hint for the next __rmqueue_smallest() from the same free list (rmqueue_bulk() takes
     up to hundreds of blocks in a row): the list's new head, whose next link and page word
-    the next take reads and clears (its prev link was just written), all in its page record. It is a cache miss on
-    a random page otherwise, the list walked one dependent load after another; prefetched
-    now, they overlap with the refill's other work. Changes nothing. Compiled only
+    the next take reads and clears (its prev link was just written), one page record. It is a
+    cache miss on a random page otherwise, the list walked one dependent load after another;
+    prefetched now, it overlaps with the refill's other work. Changes nothing. Compiled only
     (`PREFETCH_HINTS`): interpreted, it would only cost time."""
     nx = list_first(S, C, lst)
     if nx >= 0:

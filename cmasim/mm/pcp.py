@@ -242,12 +242,11 @@ def nr_pcp_free(C, pc, batch, high, free_high):
 def prefetch_drain_next(S, C, p):
     """A hint for free_pcppages_bulk(), which takes a list's blocks from the tail: the next one
     it takes is `p`'s predecessor, whose page word and both list links it reads (the next link
-    is written as soon as `p` is unlinked; its order-0 buddy's page word shares the page word's
-    cache line), all in its page record. It is a cache miss on a random page otherwise, one list walk step after
-    another; prefetched while `p` is freed, they overlap with that work. Changes nothing (a
+    is written as soon as `p` is unlinked), one page record; its order-0 buddy's record shares
+    the cache line. It is a cache miss on a random page otherwise, one list walk step after
+    another; prefetched while `p` is freed, it overlaps with that work. Changes nothing (a
     prefetch of the list's sentinel when `p` is the last block is harmless). Compiled only
-    (`PREFETCH_HINTS`): interpreted, there is nothing to
-    prefetch (for speed)."""
+    (`PREFETCH_HINTS`): interpreted, there is nothing to prefetch (for speed)."""
     q = S[NODE_W * p + F_PREV]
     prefetch(S, NODE_W * q)  # its page record: links and page word, one line
 

@@ -42,8 +42,7 @@ from cmasim.mm.freelist import __add_to_free_list, account_freepages, list_add_t
 from cmasim.mm.jit import kjit, kjit_inline
 from cmasim.mm.mmzone import (H_HANDLE, H_LIVE, H_LIVE_PAGES, H_PB, H_ZONE, MIGRATE_MOVABLE,
                               MIGRATE_PCPTYPES, PB_MT_MASK, PG_ALLOC, PI_ORDER_MASK, Z_END, Z_START, ZS,
-    NODE_W, F_OWNER, F_PINFO,
-)
+                              NODE_W, F_OWNER, F_PINFO)
 
 EMPTY = -1
 
