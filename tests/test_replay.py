@@ -188,37 +188,41 @@ def test_fidelity_arithmetic():
 
 
 def test_replay_core_hash_table_matches_a_dict():
-    """kmap of the compiled translation pass: random inserts, overwrites and deletes (clustered
-    pfns, as a trace's are) agree with a dict, through growth."""
+    """kmap and prescan's live set (replay_core's key-value tables): random inserts, overwrites
+    and deletes (clustered pfns, as a trace's are) agree with a dict, through growth."""
     import random
 
     from cmasim.trace import replay_core as RC
 
     rng = random.Random(5)
-    t = RC.ht_new(16)
-    ref: dict[int, tuple[int, int]] = {}
+    t = RC.kv_new(16)
+    ref: dict[int, int] = {}
     n = 0
     for step in range(6000):
         if step % 500 == 0:
-            t = RC.ht_grow(t, n, 500)
+            t = RC.kv_grow(t, n, 500)
         pfn = rng.randrange(4096) * rng.choice((1, 512, 1024))
-        s = RC.ht_find(t[0], pfn)
+        s = RC.kv_find(t, pfn)
         assert (s >= 0) == (pfn in ref)
         if s >= 0:
-            assert (int(t[1][s]), int(t[2][s])) == ref[pfn]
+            assert int(t[2 * s + 1]) == ref[pfn]
         if s >= 0 and rng.random() < 0.6:
-            RC.ht_delete(t[0], t[1], t[2], s)
+            RC.kv_delete(t, s)
             del ref[pfn]
             n -= 1
         else:
-            v = (step, rng.randrange(11))
-            n += RC.ht_insert(t[0], t[1], t[2], pfn, *v)
+            v = step * 16 + rng.randrange(11)
+            n += RC.kv_insert(t, pfn, v)
             ref[pfn] = v
-    assert n == len(ref) == int((t[0] != RC.EMPTY).sum())
-    assert RC.ht_find(t[0], -1) == -1
+    assert n == len(ref) == int((t[0::2] != RC.EMPTY).sum())
+    assert RC.kv_find(t, -1) == -1
     for pfn, v in ref.items():
-        s = RC.ht_find(t[0], pfn)
-        assert (int(t[1][s]), int(t[2][s])) == v
+        s = RC.kv_find(t, pfn)
+        assert int(t[2 * s + 1]) == v
+    doubled = RC.kv_doubled(t)  # pcp_flows' growth keeps every key and value
+    assert len(doubled) == 2 * len(t)
+    for pfn, v in ref.items():
+        assert int(doubled[2 * RC.kv_find(doubled, pfn) + 1]) == v
 
 
 def test_progress_reports_records_done(tmp_path):

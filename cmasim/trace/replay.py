@@ -291,7 +291,7 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
     kc = np.zeros(len(RC.KC_NAMES), dtype=np.int64)  # the kernel's own events (KernelCounts)
     last_kind = np.full(64, -1, dtype=np.int64)  # cpu -> kind of its previous event (-1: none)
     last_pid = np.zeros(64, dtype=np.int64)
-    live = RC.ht_new(1024)
+    live = RC.kv_new(1024)
     bg_drains: list[tuple[int, int]] = []  # (time, cpu) of drain bursts no free on that CPU set off
     t0 = None
     out_pb = out_mt = np.empty(0, dtype=np.int64)  # first_types' output, grown to the largest chunk
@@ -315,9 +315,9 @@ def prescan(chunks, snap: Snapshot | None, zones_of: Callable | None = None
             kpb_type.setdefault(kp, mt)
         zones = ((zones_of(a) if zones_of is not None else snap.zones_of_kernel_pfns(a[:, P.C_PFN]))
                  if snap is not None else np.full(len(a), -1, dtype=np.int64))
-        live = RC.ht_grow(live, int(counts[1]), len(a))
+        live = RC.kv_grow(live, int(counts[1]), len(a))
         bg = np.zeros(len(a), dtype=np.int8)
-        RC.prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, live[0], live[1], live[2], headroom_pages,
+        RC.prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, live, headroom_pages,
                          counts, MAX_ORDER, kc)
         w = np.flatnonzero(bg)
         bg_drains += zip(a[w, P.C_TIME].tolist(), a[w, P.C_CPU].tolist())

@@ -10,9 +10,9 @@ Python dicts replaced by arrays:
 * `kmap` (kernel head pfn -> handle, the block's order kept per handle) and the per-CPU list
   inference's tables are open-addressing hash tables (linear probing, backward-shift deletion)
   with each value next to its key in one int64 array (`kv_*`: key or EMPTY, value, key, ...; a
-  probe reads one cache line); prescan's set of live pfns uses `ht_*` (keys, and two value
-  arrays it does not read). The caller keeps kmap and the live set at most half full: before
-  each chunk it grows the table (`kv_grow`, `ht_grow`) so that the chunk's records, each adding
+  probe reads one cache line); prescan's set of live pfns is one too (values unused). The caller
+  keeps kmap and the live set at most half full: before
+  each chunk it grows the table (`kv_grow`) so that the chunk's records, each adding
   at most one key, fit; the inference's tables grow themselves (`kv_doubled`).
 * The handle allocator of `replay._Handles` (ids freed in a batch are reused only in later
   batches, last freed first) is a free stack and a pending list.
@@ -90,41 +90,6 @@ def _home(key, mask):
     return ((key & 0x7FFFFFFF) * 2654435761 >> 12) & mask
 
 
-@kjit
-def ht_find(keys, key):
-    """Slot of `key` in the table, or -1."""
-    if key < 0:
-        return -1
-    mask = keys.shape[0] - 1
-    i = _home(key, mask)
-    while True:
-        k = keys[i]
-        if k == key:
-            return i
-        if k == EMPTY:
-            return -1
-        i = (i + 1) & mask
-
-
-@kjit
-def ht_insert(keys, hs, os_, key, h, o):
-    """Set key -> (h, o); returns 1 if the key is new, else 0."""
-    mask = keys.shape[0] - 1
-    i = _home(key, mask)
-    while True:
-        k = keys[i]
-        if k == key:
-            hs[i] = h
-            os_[i] = o
-            return 0
-        if k == EMPTY:
-            keys[i] = key
-            hs[i] = h
-            os_[i] = o
-            return 1
-        i = (i + 1) & mask
-
-
 @kjit_inline
 def _stays(home, i, j):
     """Backward-shift deletion: the key at j (home slot `home`) stays put when its home lies
@@ -134,61 +99,19 @@ def _stays(home, i, j):
     return home > i or home <= j
 
 
-@kjit
-def ht_delete(keys, hs, os_, slot):
-    """Remove the key at `slot` (backward-shift deletion keeps every probe chain unbroken)."""
-    mask = keys.shape[0] - 1
-    i = slot
-    j = slot
-    while True:
-        j = (j + 1) & mask
-        k = keys[j]
-        if k == EMPTY:
-            break
-        if _stays(_home(k, mask), i, j):
-            continue
-        keys[i] = k
-        hs[i] = hs[j]
-        os_[i] = os_[j]
-        i = j
-    keys[i] = EMPTY
-
-
-@kjit
-def ht_rehash(keys, hs, os_, nkeys, nhs, nos):
-    """Insert every key of (keys, hs, os_) into the empty larger table (nkeys, nhs, nos)."""
-    for i in range(keys.shape[0]):
-        if keys[i] != EMPTY:
-            ht_insert(nkeys, nhs, nos, keys[i], hs[i], os_[i])
-
-
-def ht_new(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cap = max(1024, 1 << (int(cap) - 1).bit_length())
-    return np.full(cap, EMPTY, dtype=np.int64), np.zeros(cap, dtype=np.int64), np.zeros(cap, dtype=np.int64)
-
-
 def kv_grow(t: np.ndarray, count: int, more: int) -> np.ndarray:
     """`t`, or a larger copy, so that `count + more` keys keep the key-value table at most half full."""
     if 2 * (count + more) <= t.shape[0] >> 1:
         return t
     nt = kv_new(2 * (count + more))
-    kv_fill(nt, t[0::2][t[0::2] != EMPTY], t[1::2][t[0::2] != EMPTY])
-    return nt
-
-
-def ht_grow(t: tuple, count: int, more: int) -> tuple:
-    """`t`, or a larger copy, so that `count + more` keys keep it at most half full."""
-    if 2 * (count + more) <= t[0].shape[0]:
-        return t
-    nt = ht_new(2 * (count + more))
-    ht_rehash(t[0], t[1], t[2], nt[0], nt[1], nt[2])
+    kv_rehash(t, nt)
     return nt
 
 
 # Key-value tables with the value next to its key (t[2*i] = key or EMPTY, t[2*i + 1] = value):
-# the same open addressing as ht_* (same home slot, linear probing, backward-shift deletion), for
-# the tables that map a key to one value (pcp_flows' pageblock types, allocated-as migratetypes
-# and on-list entries). A probe reads one cache line instead of one per array.
+# open addressing (home slot `_home`, linear probing, backward-shift deletion `_stays`), for kmap,
+# prescan's live set and pcp_flows' tables (pageblock types, allocated-as migratetypes, on-list
+# entries). A probe reads one cache line, key and value together.
 
 
 @kjit
@@ -226,7 +149,7 @@ def kv_insert(t, key, v):
 
 @kjit
 def kv_delete(t, slot):
-    """Remove the key at `slot` (backward-shift deletion, as ht_delete)."""
+    """Remove the key at `slot` (backward-shift deletion keeps every probe chain unbroken)."""
     mask = (t.shape[0] >> 1) - 1
     i = slot
     j = slot
@@ -251,14 +174,20 @@ def kv_fill(t, keys, vals):
 
 
 @kjit
+def kv_rehash(t, nt):
+    """Insert every key of the key-value table t, with its value, into the empty larger nt."""
+    for i in range(t.shape[0] >> 1):
+        if t[2 * i] != EMPTY:
+            kv_insert(nt, t[2 * i], t[2 * i + 1])
+
+
+@kjit
 def kv_doubled(t):
     """The key-value table t rehashed into one twice its size: pcp_flows' tables start small and
     grow with the pages they hold (pages on a per-CPU list, pages allocated and not yet freed),
     so that their random probes stay in the CPU's caches."""
     nt = np.full(2 * t.shape[0], EMPTY, dtype=np.int64)
-    for i in range(t.shape[0] >> 1):
-        if t[2 * i] != EMPTY:
-            kv_insert(nt, t[2 * i], t[2 * i + 1])
+    kv_rehash(t, nt)
     return nt
 
 
@@ -299,7 +228,7 @@ def zones_of_pfns(pfns, lo, hi, out):
 
 
 @kjit
-def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, headroom, counts, max_order, kc):
+def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, live, headroom, counts, max_order, kc):
     """prescan's record loop for one chunk.
 
     kc: the kernel's own events, counted (KC_*: replay.KernelCounts' fields; failed
@@ -309,8 +238,9 @@ def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, he
     bg[i] = 1 where record i is a per-CPU drain that no free on that CPU set off (the previous
     event of that CPU is neither a drain nor a free by the same pid); last_kind/last_pid carry
     each CPU's previous event between chunks (kind -1: none yet; size > the chunk's max CPU).
-    The live-pfn set (keys) gives headroom[z] += 2^order for each MAX_ORDER free of a pfn not
-    live, and counts[0] += 1 for each allocation outside every zone (has_snap), counts[1] = keys."""
+    The live-pfn set (`live`, a key-value table) gives headroom[z] += 2^order for each
+    MAX_ORDER free of a pfn not live, and counts[0] += 1 for each allocation outside every zone
+    (has_snap), counts[1] = its keys."""
     n = a.shape[0]
     for i in range(n):
         kind = a[i, _C_KIND]
@@ -348,13 +278,13 @@ def prescan_chunk(a, zones, has_snap, last_kind, last_pid, bg, keys, hs, os_, he
                 kc[KC_EXTFRAG_OWN] += 1
         if kind == _K_PAGE_ALLOC:
             if pfn >= 0:
-                counts[1] += ht_insert(keys, hs, os_, pfn, 0, 0)
+                counts[1] += kv_insert(live, pfn, 0)
                 if has_snap and zones[i] < 0:
                     counts[0] += 1
         elif kind == _K_PAGE_FREE:
-            s = ht_find(keys, pfn)
+            s = kv_find(live, pfn)
             if s >= 0:
-                ht_delete(keys, hs, os_, s)
+                kv_delete(live, s)
                 counts[1] -= 1
             elif a[i, _C_F0] == max_order and has_snap:
                 if zones[i] >= 0:
