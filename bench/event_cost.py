@@ -36,13 +36,20 @@ def main() -> None:
     ap.add_argument("--gib", type=float, default=16)
     ap.add_argument("--json", help="write every run and the summary here")
     a = ap.parse_args()
+    if a.cpus < 1 or a.rounds < 1 or a.gib <= 0:
+        ap.error("CPUS and ROUNDS must be at least 1, --gib above 0")
+    for t in a.trees:
+        if not os.path.isfile(os.path.join(t, "cmasim", "bench.py")):
+            ap.error(f"{t}: not a cmasim source tree (no cmasim/bench.py)")
     runs: dict[str, list[dict]] = {t: [] for t in a.trees}
     for r in range(a.rounds):
         for t in a.trees:
-            out = subprocess.run([sys.executable, "-c", CHILD.format(gib=a.gib, cpus=a.cpus)], cwd=t,
-                                 env=dict(os.environ, PYTHONPATH=t), capture_output=True,
-                                 text=True, check=True).stdout
-            res = json.loads(out.strip().splitlines()[-1])
+            r = subprocess.run([sys.executable, "-c", CHILD.format(gib=a.gib, cpus=a.cpus)], cwd=t,
+                               env=dict(os.environ, PYTHONPATH=t), capture_output=True, text=True)
+            if r.returncode != 0:
+                last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+                sys.exit(f"event_cost: the run in {t} failed (exit {r.returncode}): {last}")
+            res = json.loads(r.stdout.strip().splitlines()[-1])
             runs[t].append(res)
             print(t, f"{res['ns_per_event']:.0f} ns/event, fastest chunk {res['fastest_chunk']:.0f}", flush=True)
     summary = {}
@@ -55,9 +62,17 @@ def main() -> None:
               f"fastest chunk {statistics.median(fast):.0f} ({min(fast):.0f}-{max(fast):.0f}); "
               f"{a.gib:g} GiB, {a.cpus} CPUs, {a.rounds} rounds")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"gib": a.gib, "cpus": a.cpus, "runs": runs, "summary": summary}, f, indent=1)
+        tmp = a.json + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"gib": a.gib, "cpus": a.cpus, "runs": runs, "summary": summary}, f, indent=1)
+            os.replace(tmp, a.json)
+        except OSError as e:
+            sys.exit(f"event_cost: cannot write {a.json}: {e.strerror}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("event_cost: interrupted; nothing written")
