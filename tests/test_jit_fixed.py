@@ -62,7 +62,7 @@ import json, sys, numpy as np
 from cmasim.mm import jit
 from cmasim.trace import replay_core as RC
 before = "numba.np.arraymath" in sys.modules
-RC.ht_find(np.full(1024, -1, np.int64), 5)  # the process's first compiled call (or cache load)
+RC.kv_find(np.full(2048, -1, np.int64), 5)  # the process's first compiled call (or cache load)
 import numba.np.arraymath as am
 print(json.dumps({"jit": jit.JIT, "before": before, "scipy_linalg": "scipy.linalg" in sys.modules,
                   "have_blas": am._HAVE_BLAS, "probe_restored": am.ensure_blas is not sys.modules["numba.np.linalg"].ensure_blas
@@ -84,11 +84,11 @@ def test_first_compiled_call_skips_the_blas_probe(tmp_path):
 LAZY = '''
 import json, sys, numpy as np
 from cmasim.trace import replay_core as RC
-f = RC.ht_find
+f = RC.kv_find
 out = {"lazy_at_import": type(f._cache).__name__ == "_LazyFunctionCache" and f._cache._real is None}
-keys = np.full(1024, -1, np.int64)
+keys = np.full(2048, -1, np.int64)  # a key-value table of 1,024 slots: key, value, key, ...
 home = out["home"] = int(RC._home.py_func(5, 1023))  # the key's first probe (plain Python)
-keys[home] = 5
+keys[2 * home] = 5
 out["found"] = int(f(keys, 5))
 out["hits"] = sum(f.stats.cache_hits.values())
 out["registries_after_first_call"] = "numba.np.arraymath" in sys.modules
