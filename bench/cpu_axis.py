@@ -1,0 +1,164 @@
+"""Issue 13, target 5's CPU axis: what a 64-CPU machine's churn event costs against a 2-CPU one's,
+and how much of the difference is the kernel's work, in one sitting.
+
+    PYTHONPATH=. python bench/cpu_axis.py [--rounds 3] [--events 2000000] [--json OUT] [--no-native]
+
+Four configurations, each at 2 and 64 CPUs, 16 GiB:
+
+  default   `cmasim bench`'s machine (DMA32 3 GiB + Normal 13 GiB) and churn (80% usage). 80% of
+            16 GiB is about all of the Normal zone, so it runs at its high watermark and the
+            allocator falls back to DMA32 (`get_page_from_freelist`).
+  usage70   the same machine, the churn at 70% usage: no zone at a watermark.
+  onezone   one 16 GiB Normal zone, the default churn (80%): 20% free, no watermark either.
+  native    the native reference core (bench/native/c/scale.c, gcc -O2) with v6.18's pcp->high
+            auto-tuning and THP per-CPU lists, one 16 GiB zone, 80% usage; its high_min/high_max
+            are those of the onezone machine at the same CPU count. Skipped without gcc.
+
+Per run: ns/event, the CPU time of `--events` timed events after 600,000 warm-up events (cmasim:
+`churn` in chunks of 50,000; native: one `run`), and the work an event makes the allocator do:
+pages moved between the buddy lists and the per-CPU lists per event (refill + drain; cmasim's
+vmstat counters, the native's own), and for cmasim the share of chunk ends at which the largest
+zone has ZONE_BELOW_HIGH set (the v6.7+ regime in which nr_pcp_high() shrinks pcp->high and
+frees drain the lists). Rounds alternate every configuration and CPU count; a round's ratio is its
+64-CPU run over its 2-CPU run; the table gives the median and min-max of the ratios.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cmasim.bench import NEVER, make_machine  # noqa: E402
+from cmasim.machine import Machine, MachineConfig  # noqa: E402
+from cmasim.mm import mmzone as mz  # noqa: E402
+from cmasim.policy import get_policy  # noqa: E402
+from cmasim.workload.churn import churn, churn_params  # noqa: E402
+
+GIB = 16
+CPUS = (2, 64)
+WARMUP = 600_000
+CHUNK = 50_000
+NATIVE_SRC = ROOT / "bench" / "native" / "c" / "scale.c"
+
+
+def onezone_machine(cpus: int) -> Machine:
+    return Machine(MachineConfig(zones=[("Normal", GIB * 262144)], nr_cpus=cpus, reclaim=False, compaction=False),
+                   get_policy("linux-6.18"), seed=1)
+
+
+def run_cmasim(config: str, cpus: int, events: int) -> dict:
+    m = onezone_machine(cpus) if config == "onezone" else make_machine(GIB, cpus=cpus)
+    W = churn_params(m, target_usage=0.70 if config == "usage70" else 0.80)
+    S, C = m.S, m.C
+    churn(S, C, W, WARMUP, NEVER)
+    vm = C[mz.H_VM]
+    big = max(range(C[mz.H_NZONES]), key=lambda z: C[C[mz.H_ZONE] + z * mz.ZS + mz.Z_MANAGED])
+    zflags = C[mz.H_ZONE] + big * mz.ZS + mz.Z_FLAGS
+    moved0 = C[vm + mz.VM_PCP_REFILL_PAGES] + C[vm + mz.VM_PCP_DRAIN_PAGES]
+    cpu_s, below, chunks, done = 0.0, 0, 0, 0
+    while done < events:
+        n = min(CHUNK, events - done)
+        t = time.process_time()
+        churn(S, C, W, n, NEVER)
+        cpu_s += time.process_time() - t
+        below += bool(C[zflags] & mz.ZONE_BELOW_HIGH)
+        chunks += 1
+        done += n
+    moved = C[vm + mz.VM_PCP_REFILL_PAGES] + C[vm + mz.VM_PCP_DRAIN_PAGES] - moved0
+    return {"ns_per_event": cpu_s / events * 1e9, "pcp_pages_moved_per_event": float(moved / events),
+            "below_high_share": below / chunks}
+
+
+def build_native(tmp: str) -> dict[int, str] | None:
+    """One binary per CPU count, its pcp limits those of the onezone machine (None without gcc)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    out = {}
+    for cpus in CPUS:
+        C = onezone_machine(cpus).C
+        zb = C[mz.H_ZONE]
+        exe = os.path.join(tmp, f"scale{cpus}")
+        subprocess.run([gcc, "-O2", "-march=native", "-o", exe, str(NATIVE_SRC), "-DPCP_AUTOTUNE=1", "-DPCP_THP=1",
+                        f"-DNCPU={cpus}", f"-DHIGH_MIN={C[zb + mz.Z_HIGH_MIN]}", f"-DHIGH_MAX={C[zb + mz.Z_HIGH_MAX]}",
+                        f"-DPCP_BATCH={C[zb + mz.Z_BATCH]}"], check=True)
+        out[cpus] = exe
+    return out
+
+
+def run_native(exe: str, events: int) -> dict:
+    r = subprocess.run([exe, str(GIB), str(WARMUP), str(events)], capture_output=True, text=True, check=True)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"ns_per_event": res["ns_per_op"],
+            "pcp_pages_moved_per_event": res["refill_pages_per_op"] + res["drain_pages_per_op"],
+            "below_high_share": None, "high_min": res["high_min"], "high_max": res["high_max"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--events", type=int, default=2_000_000)
+    ap.add_argument("--json", help="write every run and the summary here")
+    ap.add_argument("--no-native", action="store_true", help="leave out the native reference")
+    a = ap.parse_args()
+    if a.rounds < 1 or a.events < 1:
+        ap.error("--rounds and --events must be at least 1")
+    configs = ["default", "usage70", "onezone", "native"]
+    with tempfile.TemporaryDirectory() as tmp:
+        native = None if a.no_native else build_native(tmp)
+        if native is None:
+            configs.remove("native")
+            if not a.no_native:
+                print("cpu_axis: no gcc, the native reference is left out", file=sys.stderr)
+        runs: dict[str, dict[int, list[dict]]] = {c: {n: [] for n in CPUS} for c in configs}
+        for r in range(a.rounds):
+            for c in configs:
+                for cpus in CPUS:
+                    res = run_native(native[cpus], a.events) if c == "native" else run_cmasim(c, cpus, a.events)
+                    runs[c][cpus].append(res)
+                    bh = "" if res["below_high_share"] is None else f", ZONE_BELOW_HIGH {res['below_high_share']:.0%}"
+                    print(f"round {r + 1} {c:8s} {cpus:2d} CPUs: {res['ns_per_event']:.0f} ns/event, "
+                          f"{res['pcp_pages_moved_per_event']:.2f} pcp pages moved/event{bh}", flush=True)
+    summary = {}
+    print("\n| configuration | ns/event, 2 CPUs | ns/event, 64 CPUs | 64 / 2 CPUs, median (min–max) "
+          "| pcp pages moved/event, 2 → 64 CPUs | ZONE_BELOW_HIGH, 2 → 64 CPUs |")
+    print("|---|---|---|---|---|---|")
+    for c in configs:
+        lo, hi = runs[c][2], runs[c][64]
+        ratios = [h["ns_per_event"] / low["ns_per_event"] for low, h in zip(lo, hi)]
+        med = {n: statistics.median(x["ns_per_event"] for x in runs[c][n]) for n in CPUS}
+        moved = {n: statistics.median(x["pcp_pages_moved_per_event"] for x in runs[c][n]) for n in CPUS}
+        bh = {n: runs[c][n][0]["below_high_share"] for n in CPUS}
+        summary[c] = {"ns_per_event_median": med, "ratio_median": statistics.median(ratios),
+                      "ratio_min": min(ratios), "ratio_max": max(ratios), "pcp_pages_moved_per_event": moved}
+        bh_s = "—" if bh[2] is None else (f"{statistics.median(x['below_high_share'] for x in lo):.0%} → "
+                                          f"{statistics.median(x['below_high_share'] for x in hi):.0%}")
+        print(f"| {c} | {med[2]:.0f} | {med[64]:.0f} | **{statistics.median(ratios):.2f}** "
+              f"({min(ratios):.2f}–{max(ratios):.2f}) | {moved[2]:.2f} → {moved[64]:.2f} | {bh_s} |")
+    print(f"\n{GIB} GiB, {a.events:,} timed events after {WARMUP:,}, {a.rounds} rounds")
+    if a.json:
+        tmpf = a.json + ".tmp"
+        try:
+            with open(tmpf, "w") as f:
+                json.dump({"gib": GIB, "events": a.events, "runs": runs, "summary": summary}, f, indent=1)
+            os.replace(tmpf, a.json)
+        except OSError as e:
+            sys.exit(f"cpu_axis: cannot write {a.json}: {e.strerror}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("cpu_axis: interrupted; nothing written")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"cpu_axis: {e.cmd[0]} failed (exit {e.returncode})")
