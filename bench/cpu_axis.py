@@ -19,7 +19,11 @@ Per run: ns/event, the CPU time of `--events` timed events after 600,000 warm-up
 pages moved between the buddy lists and the per-CPU lists per event (refill + drain; cmasim's
 vmstat counters, the native's own), and for cmasim the share of chunk ends at which the largest
 zone has ZONE_BELOW_HIGH set (the v6.7+ regime in which nr_pcp_high() shrinks pcp->high and
-frees drain the lists). Rounds alternate every configuration and CPU count; a round's ratio is its
+frees drain the lists), and the blocks drained per event (mm_page_pcpu_drain records of
+100,000 more events, traced after the timed ones; the native counts its own). From the medians:
+the cost of one extra block moved (64-CPU minus 2-CPU ns/event over twice the extra blocks
+drained, since every block drained is refilled again) and the cost per block move that would put
+the 64-CPU event at 2× the 2-CPU one. Rounds alternate every configuration and CPU count; a round's ratio is its
 64-CPU run over its 2-CPU run; the table gives the median and min-max of the ratios.
 """
 
@@ -37,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cmasim.bench import NEVER, make_machine  # noqa: E402
+from cmasim.bench import NEVER  # noqa: E402
 from cmasim.machine import Machine, MachineConfig  # noqa: E402
 from cmasim.mm import mmzone as mz  # noqa: E402
 from cmasim.policy import get_policy  # noqa: E402
@@ -47,16 +51,24 @@ GIB = 16
 CPUS = (2, 64)
 WARMUP = 600_000
 CHUNK = 50_000
+COUNT_EVENTS = 100_000  # traced after the timed events, to count the blocks drained
+DRAIN_MASK = 1 << mz.TR_MM_PAGE_PCPU_DRAIN
 NATIVE_SRC = ROOT / "bench" / "native" / "c" / "scale.c"
 
 
-def onezone_machine(cpus: int) -> Machine:
-    return Machine(MachineConfig(zones=[("Normal", GIB * 262144)], nr_cpus=cpus, reclaim=False, compaction=False),
-                   get_policy("linux-6.18"), seed=1)
+def machine(config: str, cpus: int, trace_capacity: int = 0) -> Machine:
+    """`cmasim bench`'s machine (`cmasim.bench.make_machine`'s zones), or one 16 GiB Normal zone."""
+    pages = GIB * 262144
+    zones = [("Normal", pages)] if config == "onezone" else [("DMA32", 3 * 262144), ("Normal", pages - 3 * 262144)]
+    cfg = MachineConfig(zones=zones, nr_cpus=cpus, reclaim=False, compaction=False, trace_capacity=trace_capacity,
+                        trace_mask=DRAIN_MASK)
+    return Machine(cfg, get_policy("linux-6.18"), seed=1)
 
 
 def run_cmasim(config: str, cpus: int, events: int) -> dict:
-    m = onezone_machine(cpus) if config == "onezone" else make_machine(GIB, cpus=cpus)
+    # Trace buffer allocated but off while timed (the check is the same as with no buffer).
+    m = machine(config, cpus, trace_capacity=COUNT_EVENTS * 8)
+    m.C[mz.H_TRACE_ON] = 0
     W = churn_params(m, target_usage=0.70 if config == "usage70" else 0.80)
     S, C = m.S, m.C
     churn(S, C, W, WARMUP, NEVER)
@@ -74,8 +86,14 @@ def run_cmasim(config: str, cpus: int, events: int) -> dict:
         chunks += 1
         done += n
     moved = C[vm + mz.VM_PCP_REFILL_PAGES] + C[vm + mz.VM_PCP_DRAIN_PAGES] - moved0
+    # Blocks drained (mm_page_pcpu_drain records) in COUNT_EVENTS more events; refills take as many.
+    C[mz.H_TRACE_N] = 0
+    C[mz.H_TRACE_ON] = DRAIN_MASK
+    churn(S, C, W, COUNT_EVENTS, NEVER)
+    if C[mz.H_TRACE_LOST]:
+        raise RuntimeError(f"{config}, {cpus} CPUs: {C[mz.H_TRACE_LOST]} drain records lost")
     return {"ns_per_event": cpu_s / events * 1e9, "pcp_pages_moved_per_event": float(moved / events),
-            "below_high_share": below / chunks}
+            "blocks_drained_per_event": float(C[mz.H_TRACE_N] / COUNT_EVENTS), "below_high_share": below / chunks}
 
 
 def build_native(tmp: str) -> dict[int, str] | None:
@@ -85,7 +103,7 @@ def build_native(tmp: str) -> dict[int, str] | None:
         return None
     out = {}
     for cpus in CPUS:
-        C = onezone_machine(cpus).C
+        C = machine("onezone", cpus).C
         zb = C[mz.H_ZONE]
         exe = os.path.join(tmp, f"scale{cpus}")
         subprocess.run([gcc, "-O2", "-march=native", "-o", exe, str(NATIVE_SRC), "-DPCP_AUTOTUNE=1", "-DPCP_THP=1",
@@ -100,6 +118,7 @@ def run_native(exe: str, events: int) -> dict:
     res = json.loads(r.stdout.strip().splitlines()[-1])
     return {"ns_per_event": res["ns_per_op"],
             "pcp_pages_moved_per_event": res["refill_pages_per_op"] + res["drain_pages_per_op"],
+            "blocks_drained_per_event": res["drain_blocks_per_op"],
             "below_high_share": None, "high_min": res["high_min"], "high_max": res["high_max"]}
 
 
@@ -127,23 +146,33 @@ def main() -> None:
                     runs[c][cpus].append(res)
                     bh = "" if res["below_high_share"] is None else f", ZONE_BELOW_HIGH {res['below_high_share']:.0%}"
                     print(f"round {r + 1} {c:8s} {cpus:2d} CPUs: {res['ns_per_event']:.0f} ns/event, "
-                          f"{res['pcp_pages_moved_per_event']:.2f} pcp pages moved/event{bh}", flush=True)
+                          f"{res['pcp_pages_moved_per_event']:.2f} pcp pages moved/event, "
+                          f"{res['blocks_drained_per_event']:.3f} blocks drained/event{bh}", flush=True)
     summary = {}
-    print("\n| configuration | ns/event, 2 CPUs | ns/event, 64 CPUs | 64 / 2 CPUs, median (min–max) "
-          "| pcp pages moved/event, 2 → 64 CPUs | ZONE_BELOW_HIGH, 2 → 64 CPUs |")
-    print("|---|---|---|---|---|---|")
+    print("\n| configuration | ns/event, 2 → 64 CPUs | 64 / 2 CPUs, median (min–max) | pcp pages moved/event "
+          "| blocks drained/event | ZONE_BELOW_HIGH | ns per block moved (extra) | needed for 2× |")
+    print("|---|---|---|---|---|---|---|---|")
     for c in configs:
         lo, hi = runs[c][2], runs[c][64]
         ratios = [h["ns_per_event"] / low["ns_per_event"] for low, h in zip(lo, hi)]
-        med = {n: statistics.median(x["ns_per_event"] for x in runs[c][n]) for n in CPUS}
-        moved = {n: statistics.median(x["pcp_pages_moved_per_event"] for x in runs[c][n]) for n in CPUS}
-        bh = {n: runs[c][n][0]["below_high_share"] for n in CPUS}
-        summary[c] = {"ns_per_event_median": med, "ratio_median": statistics.median(ratios),
-                      "ratio_min": min(ratios), "ratio_max": max(ratios), "pcp_pages_moved_per_event": moved}
-        bh_s = "—" if bh[2] is None else (f"{statistics.median(x['below_high_share'] for x in lo):.0%} → "
-                                          f"{statistics.median(x['below_high_share'] for x in hi):.0%}")
-        print(f"| {c} | {med[2]:.0f} | {med[64]:.0f} | **{statistics.median(ratios):.2f}** "
-              f"({min(ratios):.2f}–{max(ratios):.2f}) | {moved[2]:.2f} → {moved[64]:.2f} | {bh_s} |")
+        med = {n: {k: statistics.median(x[k] for x in runs[c][n])
+                   for k in ("ns_per_event", "pcp_pages_moved_per_event", "blocks_drained_per_event")} for n in CPUS}
+        # An extra block drained is also refilled: two moves between the buddy and the pcp lists.
+        extra_moves = 2 * (med[64]["blocks_drained_per_event"] - med[2]["blocks_drained_per_event"])
+        per_move = (med[64]["ns_per_event"] - med[2]["ns_per_event"]) / extra_moves if extra_moves > 0 else None
+        needed = med[2]["ns_per_event"] / extra_moves if extra_moves > 0 else None
+        summary[c] = {"median": med, "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+                      "ratio_max": max(ratios), "ns_per_extra_block_move": per_move,
+                      "ns_per_block_move_for_2x": needed}
+        bh = "—" if lo[0]["below_high_share"] is None else (
+            f"{statistics.median(x['below_high_share'] for x in lo):.0%} → "
+            f"{statistics.median(x['below_high_share'] for x in hi):.0%}")
+        f = (lambda v: "—" if v is None else f"{v:.0f}")
+        print(f"| {c} | {med[2]['ns_per_event']:.0f} → {med[64]['ns_per_event']:.0f} "
+              f"| **{statistics.median(ratios):.2f}** ({min(ratios):.2f}–{max(ratios):.2f}) "
+              f"| {med[2]['pcp_pages_moved_per_event']:.2f} → {med[64]['pcp_pages_moved_per_event']:.2f} "
+              f"| {med[2]['blocks_drained_per_event']:.3f} → {med[64]['blocks_drained_per_event']:.3f} | {bh} "
+              f"| {f(per_move)} | {f(needed)} |")
     print(f"\n{GIB} GiB, {a.events:,} timed events after {WARMUP:,}, {a.rounds} rounds")
     if a.json:
         tmpf = a.json + ".tmp"

@@ -44,3 +44,38 @@ def test_reference_bench_cli_refuses_a_missing_script(tmp_path):
                                                                       "PATH": "/usr/bin:/bin"})
     assert out.returncode != 0
     assert "no native reference script" in out.stderr + out.stdout
+
+
+@pytest.mark.skipif(_have_native() is not None, reason=str(_have_native()))
+def test_native_scale_core_with_its_defaults_is_the_reference_core(tmp_path):
+    """bench/native/c/scale.c (the CPU-count variant behind bench/cpu_axis.py) with its defaults
+    (2 CPUs, high 378, batch 63, no auto-tuning, no THP lists) runs buddy.c's algorithm: the same
+    hash of allocated pfns after the same warm-up and ops as buddy.c through its own driver. With 64
+    CPUs and the v6.18 auto-tuning it is another run (different pfns) that moves pages between the
+    buddy and per-CPU lists."""
+    import json
+
+    native = ROOT / "bench" / "native"
+    lib = tmp_path / "c" / "libbuddy.so"
+    lib.parent.mkdir()
+    for f in ("bench.py", "core.py"):
+        shutil.copy(native / f, tmp_path / f)
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(native / "c" / "buddy.c")], check=True)
+    ref = subprocess.run([sys.executable, "bench.py", "numpy", "0.0625", "20000", "50000"], cwd=tmp_path,
+                         env={"BUDDY_C": "1", "BUDDY_MODE": "py", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True)
+    want = json.loads(ref.stdout.strip().splitlines()[-1])["stats"]
+
+    def scale(*defs):
+        exe = tmp_path / ("scale" + "".join(d.replace("=", "") for d in defs))
+        subprocess.run(["gcc", "-O2", "-o", str(exe), str(native / "c" / "scale.c"), *defs], check=True)
+        out = subprocess.run([str(exe), "0.0625", "20000", "50000"], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    got = scale()
+    assert got["ncpu"] == 2 and got["hash"] == want["hash"]
+    many = scale("-DNCPU=64", "-DPCP_AUTOTUNE=1", "-DPCP_THP=1", "-DHIGH_MIN=252", "-DHIGH_MAX=512")
+    assert many["ncpu"] == 64 and many["hash"] != want["hash"]
+    assert many["drain_pages_per_op"] > 0 and many["refill_pages_per_op"] > 0
+    bad = subprocess.run([str(tmp_path / "scale"), "0", "1", "1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "GIB and OPS must be above 0" in bad.stderr
