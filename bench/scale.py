@@ -5,7 +5,8 @@ and 64 GiB (2 CPUs) and 2, 8 and 64 CPUs (16 GiB), as a markdown table and a plo
     PYTHONPATH=. python bench/scale.py --points 16x2,16x64 --out none   # the CPU-count target only
 
 Each point is `cmasim.bench.run_bench` (fresh machine, warm-up to steady state, then the timed
-churn); the figure is the median of R runs with min-max. Absolute costs vary with the machine's
+churn); the figure is the median of R runs with min-max, beside the work behind it: the pages
+the timed events moved between the buddy and the per-CPU lists, per event. Absolute costs vary with the machine's
 load; compare points of one invocation only.
 """
 
@@ -49,11 +50,13 @@ def main() -> None:
               f"({r['ns_per_event_min']:.0f}-{r['ns_per_event_max']:.0f}), "
               f"{r['state_bytes_per_page']} B/page, RSS {r['peak_rss_mib']} MiB", flush=True)
     base = next(r for r in rows if r["gib"] == 16 and r["cpus"] == 2)["ns_per_event_median"]
-    print("\n| GiB | CPUs | ns/event, median (min–max) | × 16 GiB/2 CPUs | state bytes/page |")
-    print("|---|---|---|---|---|")
+    print("\n| GiB | CPUs | ns/event, median (min–max) | × 16 GiB/2 CPUs | pcp pages moved/event | state bytes/page |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
+        moved = r.get("pcp_pages_moved_per_event")  # rows written before it was measured have none
         print(f"| {r['gib']} | {r['cpus']} | {r['ns_per_event_median']:.0f} ({r['ns_per_event_min']:.0f}–"
-              f"{r['ns_per_event_max']:.0f}) | {r['ns_per_event_median'] / base:.2f} | {r['state_bytes_per_page']} |")
+              f"{r['ns_per_event_max']:.0f}) | {r['ns_per_event_median'] / base:.2f} "
+              f"| {'—' if moved is None else f'{moved:g}'} | {r['state_bytes_per_page']} |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     if a.out == "none":

@@ -68,6 +68,15 @@ def start_times() -> tuple[float, float]:
     return cold, warm
 
 
+def pcp_pages_moved(m: Machine) -> int:
+    """Pages moved so far between the buddy free lists and the per-CPU lists: rmqueue_bulk()
+    refills plus free_pcppages_bulk() drains (the model's vmstat counters pcp_refill_pages and
+    pcp_drain_pages). At many CPUs this, not the event count, is what the churn's cost follows
+    (docs/performance.md, "Issue 13: the CPU axis")."""
+    vm = int(m.C[mz.H_VM])
+    return int(m.C[vm + mz.VM_PCP_REFILL_PAGES] + m.C[vm + mz.VM_PCP_DRAIN_PAGES])
+
+
 def run_bench(gib: float = 1, runs: int = 3, events: int = 5_000_000, warmup: int | None = None,
               measure_start: bool = True, cpus: int = 2) -> dict:
     rates = []
@@ -78,9 +87,11 @@ def run_bench(gib: float = 1, runs: int = 3, events: int = 5_000_000, warmup: in
         m = make_machine(gib, cpus=cpus)
         W = churn_params(m)
         churn(m.S, m.C, W, warmup if warmup is not None else 600_000 if gib > 4 else 200_000, NEVER)
+        moved0 = pcp_pages_moved(m)
         t = time.perf_counter()
         churn(m.S, m.C, W, events, NEVER)
         rates.append(events / (time.perf_counter() - t))
+        moved = pcp_pages_moved(m) - moved0
         state_bytes = m.S.nbytes + m.C.nbytes + W.nbytes
         n_pages = m.n_pages
         usage = int(m.C[mz.H_LIVE_PAGES]) / m.n_pages
@@ -90,6 +101,9 @@ def run_bench(gib: float = 1, runs: int = 3, events: int = 5_000_000, warmup: in
         "events_per_s_median": round(statistics.median(rates)),
         "events_per_s_min": round(min(rates)), "events_per_s_max": round(max(rates)),
         "usage_at_end": round(usage, 4),
+        # The work behind an event's cost: pages the timed events moved between the buddy free
+        # lists and the per-CPU lists (refills + drains; the same in every run, one seed).
+        "pcp_pages_moved_per_event": round(moved / events, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "state_bytes_per_page": round(state_bytes / n_pages, 2),
         "allocator_state_bytes_per_page": round((state_bytes - W.nbytes) / n_pages, 2),

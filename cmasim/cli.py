@@ -351,6 +351,7 @@ def cmd_bench(a) -> int:
     t.add_column("value", justify="right")
     t.add_row("events/s (median)", f"{res['events_per_s_median'] / 1e6:.2f} M")
     t.add_row("events/s (min–max)", f"{res['events_per_s_min'] / 1e6:.2f}–{res['events_per_s_max'] / 1e6:.2f} M")
+    t.add_row("pcp pages moved / event (buddy ↔ per-CPU lists)", f"{res['pcp_pages_moved_per_event']:g}")
     t.add_row("peak RSS", f"{res['peak_rss_mib']} MiB")
     t.add_row("state bytes / page (with workload)", str(res["state_bytes_per_page"]))
     t.add_row("allocator state bytes / page", str(res["allocator_state_bytes_per_page"]))

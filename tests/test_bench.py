@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from cmasim.mm import mmzone as mz
 from conftest import ROOT
 
 REFERENCE = ROOT / "bench" / "native" / "run-native.sh"
@@ -79,3 +80,23 @@ def test_native_scale_core_with_its_defaults_is_the_reference_core(tmp_path):
     assert many["drain_pages_per_op"] > 0 and many["refill_pages_per_op"] > 0
     bad = subprocess.run([str(tmp_path / "scale"), "0", "1", "1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "GIB and OPS must be above 0" in bad.stderr
+
+
+def test_bench_reports_the_pages_an_event_moves_between_buddy_and_pcp_lists():
+    """`run_bench` gives, beside the rate, the work behind it: pages moved between the buddy
+    and the per-CPU lists per timed event (vmstat's refill + drain pages over the timed events
+    only, not the warm-up). One seed: every run moves the same pages."""
+    from cmasim.bench import NEVER, make_machine, pcp_pages_moved, run_bench
+    from cmasim.workload.churn import churn, churn_params
+
+    res = run_bench(1 / 16, runs=2, events=4000, warmup=2000, measure_start=False, cpus=8)
+    m = make_machine(1 / 16, cpus=8)
+    assert pcp_pages_moved(m) == 0
+    W = churn_params(m)
+    churn(m.S, m.C, W, 2000, NEVER)
+    before = pcp_pages_moved(m)
+    vm = int(m.C[mz.H_VM])
+    assert before == m.C[vm + mz.VM_PCP_REFILL_PAGES] + m.C[vm + mz.VM_PCP_DRAIN_PAGES] > 0
+    churn(m.S, m.C, W, 4000, NEVER)
+    moved = pcp_pages_moved(m) - before
+    assert moved > 0 and res["pcp_pages_moved_per_event"] == round(moved / 4000, 3)
