@@ -41,9 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cmasim.bench import NEVER  # noqa: E402
+from cmasim.bench import NEVER, make_machine  # noqa: E402
 from cmasim.machine import Machine, MachineConfig  # noqa: E402
 from cmasim.mm import mmzone as mz  # noqa: E402
+from cmasim.outdir import atomic_file  # noqa: E402
 from cmasim.policy import get_policy  # noqa: E402
 from cmasim.workload.churn import churn, churn_params  # noqa: E402
 
@@ -57,11 +58,11 @@ NATIVE_SRC = ROOT / "bench" / "native" / "c" / "scale.c"
 
 
 def machine(config: str, cpus: int, trace_capacity: int = 0) -> Machine:
-    """`cmasim bench`'s machine (`cmasim.bench.make_machine`'s zones), or one 16 GiB Normal zone."""
-    pages = GIB * 262144
-    zones = [("Normal", pages)] if config == "onezone" else [("DMA32", 3 * 262144), ("Normal", pages - 3 * 262144)]
-    cfg = MachineConfig(zones=zones, nr_cpus=cpus, reclaim=False, compaction=False, trace_capacity=trace_capacity,
-                        trace_mask=DRAIN_MASK)
+    """`cmasim bench`'s machine (`cmasim.bench.make_machine`), or one 16 GiB Normal zone."""
+    trace = dict(trace_capacity=trace_capacity, trace_mask=DRAIN_MASK)
+    if config != "onezone":
+        return make_machine(GIB, cpus=cpus, **trace)
+    cfg = MachineConfig(zones=[("Normal", GIB * 262144)], nr_cpus=cpus, reclaim=False, compaction=False, **trace)
     return Machine(cfg, get_policy("linux-6.18"), seed=1)
 
 
@@ -131,6 +132,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.rounds < 1 or a.events < 1:
         ap.error("--rounds and --events must be at least 1")
+    if a.json and not os.access(os.path.dirname(os.path.abspath(a.json)), os.W_OK):
+        ap.error(f"--json {a.json}: its folder does not exist or cannot be written")
     configs = ["default", "usage70", "onezone", "native"]
     with tempfile.TemporaryDirectory() as tmp:
         native = None if a.no_native else build_native(tmp)
@@ -175,11 +178,9 @@ def main() -> None:
               f"| {f(per_move)} | {f(needed)} |")
     print(f"\n{GIB} GiB, {a.events:,} timed events after {WARMUP:,}, {a.rounds} rounds")
     if a.json:
-        tmpf = a.json + ".tmp"
         try:
-            with open(tmpf, "w") as f:
-                json.dump({"gib": GIB, "events": a.events, "runs": runs, "summary": summary}, f, indent=1)
-            os.replace(tmpf, a.json)
+            with atomic_file(a.json) as tmpf:
+                tmpf.write_text(json.dumps({"gib": GIB, "events": a.events, "runs": runs, "summary": summary}, indent=1))
         except OSError as e:
             sys.exit(f"cpu_axis: cannot write {a.json}: {e.strerror}")
 
@@ -190,4 +191,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         sys.exit("cpu_axis: interrupted; nothing written")
     except subprocess.CalledProcessError as e:
-        sys.exit(f"cpu_axis: {e.cmd[0]} failed (exit {e.returncode})")
+        sys.exit(f"cpu_axis: {e.cmd[0]} failed (exit {e.returncode}); nothing written")
+    except RuntimeError as e:
+        sys.exit(f"cpu_axis: {e}; nothing written")

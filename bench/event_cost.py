@@ -15,6 +15,11 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cmasim.outdir import atomic_file  # noqa: E402
 
 CHILD = """
 import json, time
@@ -62,11 +67,9 @@ def main() -> None:
               f"fastest chunk {statistics.median(fast):.0f} ({min(fast):.0f}-{max(fast):.0f}); "
               f"{a.gib:g} GiB, {a.cpus} CPUs, {a.rounds} rounds")
     if a.json:
-        tmp = a.json + ".tmp"
         try:
-            with open(tmp, "w") as f:
-                json.dump({"gib": a.gib, "cpus": a.cpus, "runs": runs, "summary": summary}, f, indent=1)
-            os.replace(tmp, a.json)
+            with atomic_file(a.json) as tmp:
+                tmp.write_text(json.dumps({"gib": a.gib, "cpus": a.cpus, "runs": runs, "summary": summary}, indent=1))
         except OSError as e:
             sys.exit(f"event_cost: cannot write {a.json}: {e.strerror}")
 

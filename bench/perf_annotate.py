@@ -17,6 +17,7 @@ Needs perf, objdump, nm and c++filt, and a compiled cache. The figures of
 import collections
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import perf_profile  # noqa: E402
 from cmasim.bench import NEVER, make_machine  # noqa: E402
+from cmasim.outdir import atomic_file  # noqa: E402
 from cmasim.workload.churn import churn, churn_params  # noqa: E402
 
 
@@ -42,7 +44,15 @@ def main() -> None:
     except ValueError as e:
         sys.exit(f"usage: perf_annotate.py GIB EVENTS CPUS FUNC[,FUNC...] [OUTDIR] ({e})")
     outdir = Path(sys.argv[5] if len(sys.argv) > 5 else "/tmp/cmasim-annotate")
-    outdir.mkdir(parents=True, exist_ok=True)
+    for tool in ("perf", "objdump", "nm", "c++filt"):
+        if shutil.which(tool) is None:
+            sys.exit(f"perf_annotate: needs {tool}, which is not installed")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / ".write-test").touch()
+        (outdir / ".write-test").unlink()
+    except OSError as e:
+        sys.exit(f"perf_annotate: cannot write into {outdir}: {e.strerror}")
     m = make_machine(gib, cpus=cpus)
     W = churn_params(m)
     churn(m.S, m.C, W, 600_000 if gib > 4 else 200_000, NEVER)
@@ -76,9 +86,15 @@ def main() -> None:
                 head = ln.split(":", 1)[0].strip()
                 if head and all(ch in "0123456789abcdef" for ch in head):
                     rows.append(f"{100 * ips.get(int(head, 16), 0) / total:6.2f} {ln}\n")
-            (outdir / f"{func}.txt").write_text("".join(rows))
+            with atomic_file(outdir / f"{func}.txt") as tmp:
+                tmp.write_text("".join(rows))
             print(f"{func}: {hits / total:.1%} of the samples; {outdir / (func + '.txt')}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("perf_annotate: interrupted; the listings written so far are complete, the rest not written")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"perf_annotate: {e.cmd[0]} failed (exit {e.returncode})")

@@ -40,13 +40,16 @@ _START_SNIPPET = (
 )
 
 
-def make_machine(gib: float, policy: str = "linux-6.18", cpus: int = 2) -> Machine:
+def make_machine(gib: float, policy: str = "linux-6.18", cpus: int = 2, **config) -> Machine:
+    """The bench's machine: DMA32 up to 3 GiB, Normal above it. `config`: further MachineConfig
+    fields (e.g. a trace buffer, as bench/cpu_axis.py counts drained blocks)."""
     pages = int(gib * 262144)
     dma32 = min(pages, 3 * 262144)
     zones = [("DMA32", dma32)] + ([("Normal", pages - dma32)] if pages > dma32 else [])
     # Reclaim and compaction stay off: the fixed workload never needs them, and the figure is
     # the allocator core's own speed.
-    return Machine(MachineConfig(zones=zones, nr_cpus=cpus, reclaim=False, compaction=False), get_policy(policy), seed=1)
+    return Machine(MachineConfig(zones=zones, nr_cpus=cpus, reclaim=False, compaction=False, **config),
+                   get_policy(policy), seed=1)
 
 
 def _start_time(cache_dir: str) -> float:
